@@ -1,0 +1,1 @@
+"""fluxact.codegen: SymPy -> Triton / torch code generation (issue 4; nothing here yet)."""

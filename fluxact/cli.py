@@ -1,0 +1,146 @@
+"""The command line: `fluxact translate`, `fluxact catalogue`, `fluxact demo`.
+
+Bad input prints one line on stderr (what, where, how to fix) and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .translator import FluxactError, Translation, catalogue, lookup, translate
+from .translator.nonlinearity import KINDS, normalise_kind
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+class UsageError(Exception):
+    """Raised instead of argparse's print-usage-and-exit, so that errors stay on one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _param(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"--param wants NAME=VALUE (e.g. lam=1.5), got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _kind(text: str) -> str:
+    try:
+        return normalise_kind(text)
+    except FluxactError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_formula_options(p: argparse.ArgumentParser) -> None:
+    """The formula options shared by every command that takes a nonlinearity."""
+    p.add_argument("expr", nargs="?", metavar="EXPR",
+                   help="formula text, e.g. 'exp(-r**2/(2*lam**2))'")
+    p.add_argument("--from", "--as", dest="kind", type=_kind, metavar="KIND",
+                   help=f"what EXPR is: {', '.join(KINDS)} (or g, Psi, S, Phi)")
+    p.add_argument("--name", help="a catalogue entry instead of EXPR (see `fluxact catalogue`)")
+    p.add_argument("--param", action="append", type=_param, default=[], metavar="NAME=VALUE",
+                   help="give a parameter a value (repeatable); others stay symbolic")
+    p.add_argument("--convention", choices=("r", "s2"), default=None,
+                   help="diffusivity argument: r (paper 001) or s2 = s^2 (papers 002-004)")
+    p.add_argument("--variable", default="r", help="name of the variable (default r)")
+    p.add_argument("--tau", default="1/4", help="time step of Table 1 (default 1/4)")
+    p.add_argument("--alpha", default="1/4", help="regularisation weight (default 1/4)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="fluxact",
+        description="A compiler for nonlinearities: diffusivity g, regulariser Psi, "
+        "wavelet shrinkage S, activation Phi.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = sub.add_parser("translate", help="translate a formula into all four forms")
+    _add_formula_options(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    c = sub.add_parser("catalogue", help="list the built-in nonlinearities")
+    c.add_argument("--json", action="store_true", help="print a JSON list")
+    sub.add_parser("demo", help="the four forms of every catalogue entry")
+    return parser
+
+
+def translation_from_args(args: argparse.Namespace) -> Translation:
+    """The Translation named by the shared formula options."""
+    params = dict(args.param)
+    options = dict(params=params, tau=args.tau, alpha=args.alpha, variable=args.variable)
+    if args.name is not None:
+        if args.expr is not None:
+            raise UsageError("give either EXPR or --name, not both")
+        entry = lookup(args.name)
+        return translate(entry, kind=args.kind, convention=args.convention, **options)
+    if args.expr is None:
+        raise UsageError("give a formula EXPR with --from KIND, or --name NAME")
+    if args.kind is None:
+        raise UsageError(
+            "say what EXPR is with --from KIND (diffusivity, regulariser, shrinkage, activation)"
+        )
+    return translate(args.expr, args.kind, convention=args.convention or "r", **options)
+
+
+def _cmd_translate(args: argparse.Namespace) -> int:
+    t = translation_from_args(args)
+    print(t.to_json() if args.json else str(t))
+    return EXIT_OK
+
+
+def _cmd_catalogue(args: argparse.Namespace) -> int:
+    rows = [
+        {"name": e.name, "title": e.title, "kind": e.kind, "formula": e.formula,
+         "convention": e.convention, "aliases": list(e.aliases), "source": e.source}
+        for e in catalogue.values()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['kind']:<11}  {r['formula']}")
+        print(f"{'':<{width}}  {r['title']}; {r['source']}")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    print("fluxact demo: the four forms of every catalogue entry (P1 Table 1, h = 1)\n")
+    for entry in catalogue.values():
+        print(translate(entry))
+        print()
+    return EXIT_OK
+
+
+COMMANDS = {"translate": _cmd_translate, "catalogue": _cmd_catalogue, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError(f"give a command: {', '.join(COMMANDS)}")
+        return COMMANDS[args.command](args)
+    except (UsageError, FluxactError) as exc:
+        print(f"fluxact: error: {_one_line(str(exc))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("fluxact: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

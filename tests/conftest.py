@@ -1,0 +1,28 @@
+"""Shared test setup: hypothesis profiles (dev, ci) and a seed fixture.
+
+CI sets HYPOTHESIS_PROFILE=ci (fewer examples, same properties); the default is dev.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "ci", max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture
+def seed() -> int:
+    """A fixed seed for tests that draw their own random numbers."""
+    random.seed(20261121)
+    return 20261121

@@ -1,0 +1,199 @@
+"""The Nonlinearity record: one formula, what kind of function it is, and its parameters.
+
+Kinds (MATH.md 1): a diffusivity g, a regulariser Psi, a wavelet shrinkage function S, or an
+activation (flux) Phi. Two conventions for g and Psi:
+- "r" (paper 001): Phi(r) = g(r) r, Psi(r) = 2 int_0^r g(x) x dx;
+- "s2" (papers 002-004): Phi(s) = g(s^2) s, g = Psi'(s^2) (P2 5); the formula is written in s2.
+Internally every form is a function of the real variable r in the "r" convention; the s2 forms
+are g_r(r) = g_s2(r^2) and Psi_r(r) = Psi_s2(r^2) - Psi_s2(0) (substitute s2 = r^2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from numbers import Real
+
+import sympy as sp
+
+from .errors import FormulaError, ParameterError
+from .parse import S2_NAME, is_condition, parameter_symbol, parse_formula, variable_symbol
+
+KINDS: tuple[str, ...] = ("diffusivity", "regulariser", "shrinkage", "activation")
+CONVENTIONS: tuple[str, ...] = ("r", "s2")
+
+_KIND_ALIASES: dict[str, str] = {
+    "diffusivity": "diffusivity",
+    "g": "diffusivity",
+    "regulariser": "regulariser",
+    "regularizer": "regulariser",
+    "psi": "regulariser",
+    "penaliser": "regulariser",
+    "shrinkage": "shrinkage",
+    "s": "shrinkage",
+    "activation": "activation",
+    "phi": "activation",
+    "flux": "activation",
+}
+
+SYMBOL_OF_KIND: dict[str, str] = {
+    "diffusivity": "g",
+    "regulariser": "Psi",
+    "shrinkage": "S",
+    "activation": "Phi",
+}
+
+
+def normalise_kind(kind: str) -> str:
+    """Map a kind or one of its aliases (g, Psi, S, Phi, regularizer, flux) to its name."""
+    key = str(kind).strip().lower()
+    if key not in _KIND_ALIASES:
+        raise FormulaError(
+            f"unknown kind {kind!r}; use one of {', '.join(KINDS)} (or g, Psi, S, Phi)"
+        )
+    return _KIND_ALIASES[key]
+
+
+def normalise_convention(convention: str) -> str:
+    if convention not in CONVENTIONS:
+        raise FormulaError(f"unknown convention {convention!r}; use 'r' or 's2'")
+    return convention
+
+
+def exact_number(value: object, what: str) -> sp.Expr:
+    """A user-given number as an exact SymPy number (1.5 -> 3/2), finite and real."""
+    if isinstance(value, sp.Basic):
+        number = sp.sympify(value)
+        if not (number.is_number and number.is_real and number.is_finite):
+            raise ParameterError(f"{what} must be a finite real number, got {value}")
+        return number
+    if isinstance(value, bool) or not isinstance(value, (Real, str)):
+        raise ParameterError(f"{what} must be a number, got {value!r}")
+    if isinstance(value, str):
+        parsed = parse_formula(value)
+        if parsed.expr.free_symbols:
+            raise ParameterError(f"{what} must be a number, got {value!r}")
+        return exact_number(parsed.expr, what)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParameterError(f"{what} must be finite, got {value!r}")
+    if isinstance(value, int):
+        return sp.Integer(value)
+    return sp.Rational(repr(float(value)))
+
+
+@dataclass(frozen=True, slots=True)
+class Nonlinearity:
+    """A parsed input: ``expr`` is the form of kind ``kind`` as a function of ``variable``.
+
+    ``expr`` is in the "r" convention whatever ``convention`` says (s2 substituted by r**2);
+    ``values`` holds the parameters that were given numbers (substituted into ``expr``;
+    ``symbolic`` is the same formula with every parameter a positive symbol), ``free`` the
+    ones left symbolic.
+    """
+
+    expr: sp.Expr
+    symbolic: sp.Expr
+    kind: str
+    variable: sp.Symbol
+    convention: str
+    values: tuple[tuple[str, sp.Expr], ...]
+    free: tuple[str, ...]
+    text: str  # the formula as given (string form)
+    name: str | None = None  # catalogue entry, if any
+
+    @property
+    def params(self) -> dict[str, sp.Expr]:
+        return dict(self.values)
+
+    def key(self) -> str:
+        """A stable text key for this input (formula, kind, convention, parameter values)."""
+        vals = ",".join(f"{k}={sp.sstr(v)}" for k, v in self.values)
+        return f"{self.kind}|{self.convention}|{self.variable.name}|{sp.srepr(self.expr)}|{vals}"
+
+
+def make_nonlinearity(
+    expr: str | sp.Basic,
+    kind: str,
+    *,
+    params: Mapping[str, object] | None = None,
+    convention: str = "r",
+    variable: str = "r",
+    name: str | None = None,
+) -> Nonlinearity:
+    """Parse and check an input formula (string or SymPy expression) into a Nonlinearity."""
+    kind = normalise_kind(kind)
+    convention = normalise_convention(convention)
+    var = variable_symbol(variable)
+    if isinstance(expr, str):
+        parsed = parse_formula(expr, variable)
+        body, names = parsed.expr, parsed.parameters
+        uses_var, uses_s2, text = parsed.uses_variable, parsed.uses_s2, expr.strip()
+    elif isinstance(expr, sp.Basic):
+        body, names, uses_var, uses_s2 = _from_sympy(expr, var)
+        text = sp.sstr(expr)
+    else:
+        raise FormulaError(
+            f"formula must be a string or a SymPy expression, not {type(expr).__name__}"
+        )
+    if convention == "s2" and kind in ("diffusivity", "regulariser") and uses_var:
+        raise FormulaError(
+            f"in convention 's2' a {kind} is a function of s2 = {var.name}^2: write it in "
+            f"'{S2_NAME}' (e.g. 1/(1 + s2/lam**2)), or use convention 'r'"
+        )
+    given = dict(params or {})
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        have = ", ".join(names) if names else "none"
+        raise ParameterError(
+            f"parameter {unknown[0]!r} does not occur in the formula (its parameters: {have})"
+        )
+    values: list[tuple[str, sp.Expr]] = []
+    subs: dict[sp.Symbol, sp.Expr] = {}
+    for pname in sorted(given):
+        value = exact_number(given[pname], f"parameter {pname!r}")
+        if not value.is_positive:
+            raise ParameterError(
+                f"parameter {pname!r} must be positive (parameters are positive), got {value}"
+            )
+        values.append((pname, value))
+        subs[parameter_symbol(pname)] = value
+    free = tuple(n for n in names if n not in given)
+    return Nonlinearity(
+        expr=body.subs(subs) if subs else body,
+        symbolic=body,
+        kind=kind,
+        variable=var,
+        convention=convention,
+        values=tuple(values),
+        free=free,
+        text=text,
+        name=name,
+    )
+
+
+def _from_sympy(expr: sp.Basic, var: sp.Symbol) -> tuple[sp.Expr, tuple[str, ...], bool, bool]:
+    """Normalise a user's SymPy expression: the variable becomes real, s2 becomes r**2,
+    other symbols become positive parameters."""
+    if not isinstance(expr, sp.Expr) or is_condition(expr):
+        raise FormulaError(f"formula must be a SymPy expression, got {type(expr).__name__}")
+    replace: dict[sp.Symbol, sp.Expr] = {}
+    names: list[str] = []
+    uses_var = uses_s2 = False
+    for sym in expr.free_symbols:
+        if not isinstance(sym, sp.Symbol):
+            raise FormulaError(f"free symbol {sym} is not a plain symbol")
+        if sym.name == var.name:
+            uses_var = True
+            replace[sym] = var
+        elif sym.name == S2_NAME:
+            uses_s2 = True
+            replace[sym] = var**2
+        else:
+            names.append(sym.name)
+            replace[sym] = parameter_symbol(sym.name)
+    if expr.has(sp.Integral, sp.Derivative):
+        raise FormulaError("formula contains an unevaluated integral or derivative; evaluate it first")
+    for fn in expr.atoms(sp.core.function.AppliedUndef):
+        raise FormulaError(f"formula contains the undefined function {fn.func}; define it first")
+    return expr.xreplace(replace), tuple(sorted(names)), uses_var, uses_s2
