@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 SQRT2 = sp.sqrt(2)
 
-INTEGRATE_SECONDS = 4.0
+INTEGRATE_SECONDS = 10.0
 SIMPLIFY_SECONDS = 2.0
 LIMIT_SECONDS = 3.0
 
@@ -90,24 +90,45 @@ def _is_bad(value: sp.Basic) -> bool:
     return value.has(sp.nan, sp.zoo, sp.oo, -sp.oo) or value is sp.nan
 
 
-def fill_removable(expr: sp.Expr, r: sp.Symbol, what: str) -> Form:
-    """Fill the value at r = 0 by its limit where the expression is 0/0 there
-    ("g = Phi/r; at r = 0 its limit Phi'(0)")."""
-    at0 = attempt(lambda: expr.subs(r, 0), LIMIT_SECONDS)
+def fill_removable(expr: sp.Expr, r: sp.Symbol, what: str, raw: sp.Expr | None = None) -> Form:
+    """Fill the value at r = 0 by its limit where the formula is 0/0 there
+    ("g = Phi/r; at r = 0 its limit Phi'(0)").
+
+    ``raw`` is the formula as the rule wrote it (before simplification): its value at 0 is
+    what decides, because simplification may have put a meaningless value there (SymPy turns
+    sign(r)/r into a Piecewise with 0 at r = 0, although g = 1/|r| is unbounded there).
+    """
+    raw = expr if raw is None else raw
+    at0 = attempt(lambda: raw.subs(r, 0), LIMIT_SECONDS)
     if at0 is not None and not _is_bad(at0):
         return Form(expr)
-    right = attempt(lambda: sp.limit(expr, r, 0, "+"), LIMIT_SECONDS)
-    left = attempt(lambda: sp.limit(expr, r, 0, "-"), LIMIT_SECONDS)
-    if right is None or left is None or _is_bad(right) or _is_bad(left):
-        return Form(expr, notes=(f"{what} is unbounded or undefined at {r} = 0",))
-    if attempt(lambda: sp.simplify(right - left) == 0, LIMIT_SECONDS):
-        return Form(sp.Piecewise((right, sp.Eq(r, 0)), (expr, True)))
+    right = attempt(lambda: sp.limit(raw, r, 0, "+"), LIMIT_SECONDS)
+    left = attempt(lambda: sp.limit(raw, r, 0, "-"), LIMIT_SECONDS)
+    if any(v is None or v.has(sp.nan, sp.zoo, sp.Limit) for v in (right, left)):
+        return Form(expr, notes=(f"{what} is undefined at {r} = 0",))
+    expr = _drop_branch_at_zero(expr, r)
+    if right == left or attempt(lambda: sp.simplify(right - left) == 0, LIMIT_SECONDS):
+        filled = sp.Piecewise((right, sp.Eq(r, 0)), (expr, True))
+        if right.is_infinite:
+            return Form(filled, notes=(f"{what} is unbounded at {r} = 0 (limit {right})",))
+        return Form(filled)
+    if right.is_infinite or left.is_infinite:
+        return Form(expr, notes=(
+            f"{what} is unbounded at {r} = 0 (left limit {left}, right limit {right})",))
     mean = (right + left) / 2
     note = (
         f"{what} jumps at {r} = 0 (left limit {left}, right limit {right}); "
         f"its value there is set to the mean {mean}"
     )
     return Form(sp.Piecewise((mean, sp.Eq(r, 0)), (expr, True)), notes=(note,))
+
+
+def _drop_branch_at_zero(expr: sp.Expr, r: sp.Symbol) -> sp.Expr:
+    """Remove a leading (value, Eq(r, 0)) branch: the caller puts the true value there."""
+    if isinstance(expr, sp.Piecewise) and expr.args[0].cond == sp.Eq(r, 0):
+        rest = expr.args[1:]
+        return rest[0].expr if len(rest) == 1 else sp.Piecewise(*rest)
+    return expr
 
 
 def integral_from_zero(f: sp.Expr, r: sp.Symbol) -> Form:
@@ -176,7 +197,8 @@ def _g_to_phi(g: sp.Expr, r: sp.Symbol, tau: sp.Expr, alpha: sp.Expr) -> Form:
 
 def _psi_to_g(psi: sp.Expr, r: sp.Symbol, tau: sp.Expr, alpha: sp.Expr) -> Form:
     # g = Psi'(r) / (2r); at r = 0 its limit Psi''(0)/2
-    return fill_removable(tidy(_derivative(psi, r) / (2 * r)), r, "the diffusivity")
+    raw = _derivative(psi, r) / (2 * r)
+    return fill_removable(tidy(raw), r, "the diffusivity", raw)
 
 
 def _psi_to_s(psi: sp.Expr, r: sp.Symbol, tau: sp.Expr, alpha: sp.Expr) -> Form:
@@ -190,8 +212,8 @@ def _psi_to_phi(psi: sp.Expr, r: sp.Symbol, tau: sp.Expr, alpha: sp.Expr) -> For
 
 def _s_to_g(s: sp.Expr, r: sp.Symbol, tau: sp.Expr, alpha: sp.Expr) -> Form:
     # g = (1/(4 tau)) (1 - (sqrt2/r) S(r/sqrt2))
-    expr = (1 - SQRT2 / r * _at(s, r, r / SQRT2)) / (4 * tau)
-    return fill_removable(tidy(expr), r, "the diffusivity")
+    raw = (1 - SQRT2 / r * _at(s, r, r / SQRT2)) / (4 * tau)
+    return fill_removable(tidy(raw), r, "the diffusivity", raw)
 
 
 def _s_to_psi(s: sp.Expr, r: sp.Symbol, tau: sp.Expr, alpha: sp.Expr) -> Form:
@@ -208,7 +230,7 @@ def _s_to_phi(s: sp.Expr, r: sp.Symbol, tau: sp.Expr, alpha: sp.Expr) -> Form:
 
 def _phi_to_g(phi: sp.Expr, r: sp.Symbol, tau: sp.Expr, alpha: sp.Expr) -> Form:
     # g = Phi/r; at r = 0 its limit Phi'(0)
-    return fill_removable(tidy(phi / r), r, "the diffusivity")
+    return fill_removable(tidy(phi / r), r, "the diffusivity", phi / r)
 
 
 def _phi_to_psi(phi: sp.Expr, r: sp.Symbol, tau: sp.Expr, alpha: sp.Expr) -> Form:

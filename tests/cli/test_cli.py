@@ -1,0 +1,120 @@
+"""The command line: output, JSON, catalogue names, and bad input -> one line, status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sympy as sp
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fluxact
+from fluxact.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fluxact", *args], capture_output=True, text=True, timeout=120,
+        cwd=cwd, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_translate_pretty() -> None:
+    out = run_cli("translate", "r*exp(-r**2/(2*lam**2))", "--from", "activation",
+                  "--param", "lam=2")
+    assert out.returncode == 0, out.stderr
+    assert "diffusivity  g(r) = exp(-r**2/8)" in out.stdout
+    assert "regulariser  Psi(r) = 8 - 8*exp(-r**2/8)" in out.stdout
+
+
+def test_translate_json_matches_python_api(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["translate", "--name", "charbonnier", "--param", "lam=0.5", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) >= {"input", "diffusivity", "regulariser", "shrinkage", "activation"}
+    t = fluxact.translate(fluxact.catalogue["charbonnier"], params={"lam": 0.5})
+    r = sp.Symbol("r", real=True)
+    for kind in fluxact.KINDS:
+        parsed = sp.sympify(data[kind], locals={"r": r})
+        assert sp.simplify(parsed - t.form(kind)) == 0, kind
+
+
+def test_s2_convention_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["translate", "1/(1 + s2/lam**2)", "--from", "g", "--convention", "s2",
+                 "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "s2" in data["diffusivity"] and "s2" in data["regulariser"]
+    assert "s2" not in data["activation"]
+
+
+def test_catalogue_lists_every_entry(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["catalogue", "--json"]) == 0
+    names = [row["name"] for row in json.loads(capsys.readouterr().out)]
+    assert names == list(fluxact.catalogue)
+
+
+def test_demo_prints_every_entry() -> None:
+    out = run_cli("demo")
+    assert out.returncode == 0, out.stderr
+    for name in fluxact.catalogue:
+        assert f"{name}  (given as" in out.stdout
+
+
+BAD = [
+    ["translate", "__import__('os').system('echo x > pwned')", "--from", "phi"],
+    ["translate", "().__class__.__bases__[0].__subclasses__()", "--from", "phi"],
+    ["translate", "lambda: 0", "--from", "phi"],
+    ["translate", "9**9**9**9", "--from", "phi"],
+    ["translate", "(" * 500 + "r" + ")" * 500, "--from", "phi"],
+    ["translate", "open('pwned', 'w')", "--from", "phi"],
+    ["translate", "r", "--from", "nonsense"],
+    ["translate", "r"],
+    ["translate", "--name", "no-such-thing"],
+    ["translate", "r", "--from", "phi", "--name", "tanh"],
+    ["translate", "r/lam", "--from", "phi", "--param", "lam"],
+    ["translate", "r/lam", "--from", "phi", "--param", "lam=-2"],
+    ["translate", "r/lam", "--from", "phi", "--param", "mu=2"],
+    ["translate", "r", "--from", "phi", "--tau", "0"],
+    ["translate", "r", "--from", "phi", "--tau", "__import__('os')"],
+    ["translate", "exp(-r**2)", "--from", "g", "--convention", "s2"],
+    ["translate", "r", "--from", "phi", "--variable", "__x"],
+    ["translate", "r", "--from", "phi", "--convention", "q"],
+    ["frobnicate"],
+    [],
+]
+
+
+@pytest.mark.parametrize("args", BAD, ids=[" ".join(a)[:40] or "no-args" for a in BAD])
+def test_bad_input_one_line_status_2_no_side_effects(args: list[str], tmp_path: Path) -> None:
+    out = run_cli(*args, cwd=tmp_path)
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fluxact: error: "), out.stderr
+    assert "Traceback" not in out.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing was created
+    assert out.stdout == ""
+
+
+JUNK = st.text(alphabet="r0129.+-*/()<=>,&|^%~!@#$[]{}:;'\"\\ _abexpqslgnPiwTrue", max_size=50)
+
+
+@given(JUNK)
+def test_junk_formula_exits_0_or_2_with_one_line(text: str) -> None:
+    import contextlib
+    import io
+
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        try:
+            code = main(["translate", text, "--from", "activation"])
+        except SystemExit as exc:  # --help-like paths only
+            code = exc.code
+    assert code in (0, 2)
+    if code == 2:
+        assert len(err.getvalue().strip().splitlines()) == 1
