@@ -1,13 +1,15 @@
 """The dictionary: the twelve rules of the corrected Table 1 of paper 001 (MATH.md 1).
 
 All forms are functions of the real variable r in the "r" convention, grid size h = 1,
-tau = time step, alpha = regularisation weight:
+tau = time step, alpha = regularisation weight. Row = given kind, entry = computed kind:
 
-    from \\ to  g                      Psi                                   S                          Phi
-    g          g                      2 int_0^r g(x) x dx                   r (1 - 4 tau g(sqrt2 r))   g r
-    Psi        Psi'/(2r)              Psi                                   r - sqrt2 alpha Psi'(sqrt2 r)   Psi'/2
-    S          (1 - sqrt2 S(r/sqrt2)/r)/(4 tau)   (r^2 - 2 sqrt2 int_0^r S(x/sqrt2) dx)/(4 alpha)   S   (r - sqrt2 S(r/sqrt2))/(4 tau)
-    Phi        Phi/r                  2 int_0^r Phi(x) dx                   r - 2 sqrt2 tau Phi(sqrt2 r)   Phi
+    g   -> Psi = 2 int_0^r g(x) x dx         S = r (1 - 4 tau g(sqrt2 r))      Phi = g r
+    Psi -> g = Psi'/(2r)                     S = r - sqrt2 alpha Psi'(sqrt2 r)  Phi = Psi'/2
+    S   -> g = (1 - sqrt2 S(r/sqrt2)/r)/(4 tau)
+           Psi = (r^2 - 2 sqrt2 int_0^r S(x/sqrt2) dx)/(4 alpha)
+           Phi = (r - sqrt2 S(r/sqrt2))/(4 tau)
+    Phi -> g = Phi/r                         Psi = 2 int_0^r Phi(x) dx
+           S = r - 2 sqrt2 tau Phi(sqrt2 r)
 
 (P1 Table 1; the Psi -> S entry is the corrected one of MATH.md, not the OCR'd
 "r - sqrt(2 alpha) Psi'(sqrt(2r))".) Each rule is applied directly from the input's row, so

@@ -193,7 +193,9 @@ def _from_sympy(expr: sp.Basic, var: sp.Symbol) -> tuple[sp.Expr, tuple[str, ...
             names.append(sym.name)
             replace[sym] = parameter_symbol(sym.name)
     if expr.has(sp.Integral, sp.Derivative):
-        raise FormulaError("formula contains an unevaluated integral or derivative; evaluate it first")
+        raise FormulaError(
+            "formula contains an unevaluated integral or derivative; evaluate it first"
+        )
     for fn in expr.atoms(sp.core.function.AppliedUndef):
         raise FormulaError(f"formula contains the undefined function {fn.func}; define it first")
     return expr.xreplace(replace), tuple(sorted(names)), uses_var, uses_s2

@@ -168,7 +168,8 @@ def _check_identifier(name: str, what: str) -> None:
 def parse_formula(text: str, variable: str = "r") -> ParsedFormula:
     """Parse formula text in the variable ``variable`` into a SymPy expression, safely."""
     if not isinstance(text, str):
-        raise FormulaError(f"formula must be a string or a SymPy expression, not {type(text).__name__}")
+        kind = type(text).__name__
+        raise FormulaError(f"formula must be a string or a SymPy expression, not {kind}")
     var = variable_symbol(variable)
     stripped = text.strip()
     if not stripped:
@@ -190,7 +191,9 @@ def parse_formula(text: str, variable: str = "r") -> ParsedFormula:
     walker = _Walker(var)
     expr = walker.visit(tree.body)
     if not isinstance(expr, sp.Expr) or is_condition(expr):
-        raise FormulaError("formula is a condition, not a function of the variable; give an expression")
+        raise FormulaError(
+            "formula is a condition, not a function of the variable; give an expression"
+        )
     params = tuple(sorted(walker.parameters))
     return ParsedFormula(expr, var, params, walker.uses_variable, walker.uses_s2)
 
@@ -338,7 +341,9 @@ class _Walker:
             allowed = ", ".join(sorted(FUNCTIONS))
             raise self.refuse(node, f"function {name!r} is not allowed; allowed: {allowed}")
         if node.keywords:
-            raise self.refuse(node.keywords[0].value, f"keyword arguments are not allowed in {name}()")
+            raise self.refuse(
+                node.keywords[0].value, f"keyword arguments are not allowed in {name}()"
+            )
         if any(isinstance(a, ast.Starred) for a in node.args):
             raise self.refuse(node, "starred arguments are not allowed")
         lo, hi = _ARITY.get(name, (1, 1))
@@ -362,13 +367,16 @@ class _Walker:
         pieces = []
         for arg in node.args:
             if not isinstance(arg, ast.Tuple) or len(arg.elts) != 2:
-                raise self.refuse(arg, "each Piecewise argument must be a pair (expression, condition)")
+                raise self.refuse(
+                    arg, "each Piecewise argument must be a pair (expression, condition)"
+                )
             value = self._expr(self.visit(arg.elts[0]), arg.elts[0])
             cond = self._cond(self.visit(arg.elts[1]), arg.elts[1])
             pieces.append((value, cond))
         if pieces[-1][1] is not sp.true:
             raise self.refuse(
-                node.args[-1], "Piecewise needs a final branch (expression, True) that covers the rest"
+                node.args[-1],
+                "Piecewise needs a final branch (expression, True) that covers the rest",
             )
         return sp.Piecewise(*pieces)
 
@@ -379,5 +387,7 @@ class _Walker:
 
     def _cond(self, value: sp.Basic, node: ast.AST) -> sp.Basic:
         if not is_condition(value):
-            raise self.refuse(node, "an expression stands where a condition (e.g. r < 1) is expected")
+            raise self.refuse(
+                node, "an expression stands where a condition (e.g. r < 1) is expected"
+            )
         return value

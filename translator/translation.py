@@ -205,7 +205,8 @@ def translate(
         kind = kind or entry.kind
         if kind != entry.kind:
             raise FormulaError(
-                f"catalogue entry {entry.name!r} is a {entry.kind}; leave kind out or pass {entry.kind!r}"
+                f"catalogue entry {entry.name!r} is a {entry.kind}; "
+                f"leave kind out or pass {entry.kind!r}"
             )
         convention = convention or entry.convention
         if convention != entry.convention:
@@ -214,7 +215,9 @@ def translate(
             )
         expr = entry.formula
     if kind is None:
-        raise FormulaError("say which kind the formula is: diffusivity, regulariser, shrinkage or activation")
+        raise FormulaError(
+            "say which kind the formula is: diffusivity, regulariser, shrinkage or activation"
+        )
     nl = make_nonlinearity(
         expr, kind, params=params, convention=normalise_convention(convention or "r"),
         variable=variable, name=name,

@@ -31,7 +31,7 @@ def test_perona_malik_symbolic_forms() -> None:
 
 
 def test_corrected_psi_to_s_entry() -> None:
-    """S = r - sqrt2 alpha Psi'(sqrt2 r) (MATH.md corrects the OCR'd sqrt(2 alpha) Psi'(sqrt(2r)))."""
+    """S = r - sqrt2 alpha Psi'(sqrt2 r); MATH.md fixes the OCR'd sqrt(2 alpha) Psi'(sqrt(2r))."""
     t = translate("r**4", "regulariser", alpha=sp.Rational(1, 3))
     # Psi' = 4 r^3, so S = r - sqrt2 (1/3) 4 (sqrt2 r)^3 = r - (16/3) r^3
     assert same(t.shrinkage, r - sp.Rational(16, 3) * r**3)

@@ -9,11 +9,11 @@ import math
 
 import pytest
 import sympy as sp
+from fluxact.translator.numeric import numeric_function
 from hypothesis import given
 from hypothesis import strategies as st
 
 import fluxact
-from fluxact.translator.numeric import numeric_function
 from tests.numeric_check import assert_same_function, away_from
 
 KINDS = fluxact.KINDS

@@ -1,0 +1,27 @@
+"""A plain wheel build contains the subpackages under their installed names."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_wheel_has_subpackages(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    (wheel,) = tmp_path.glob("fluxact-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for module in ("fluxact/__init__.py", "fluxact/cli.py", "fluxact/translator/parse.py",
+                   "fluxact/translator/dictionary.py", "fluxact/codegen/__init__.py",
+                   "fluxact/templates/__init__.py"):
+        assert module in names, module
+    assert not any(n.startswith(("translator/", "tests/")) for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "fluxact = fluxact.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
