@@ -106,11 +106,6 @@ class Nonlinearity:
     def params(self) -> dict[str, sp.Expr]:
         return dict(self.values)
 
-    def key(self) -> str:
-        """A stable text key for this input (formula, kind, convention, parameter values)."""
-        vals = ",".join(f"{k}={sp.sstr(v)}" for k, v in self.values)
-        return f"{self.kind}|{self.convention}|{self.variable.name}|{sp.srepr(self.expr)}|{vals}"
-
 
 def make_nonlinearity(
     expr: str | sp.Basic,
