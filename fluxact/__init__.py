@@ -20,12 +20,14 @@ from .translator import FluxactError as FluxactError
 from .translator import FormulaError as FormulaError
 from .translator import Nonlinearity as Nonlinearity
 from .translator import ParameterError as ParameterError
+from .translator import StabilityReport as StabilityReport
 from .translator import Translation as Translation
 from .translator import TranslationError as TranslationError
 from .translator import catalogue as catalogue
 from .translator import lookup as lookup
 from .translator import parse_formula as parse_formula
 from .translator import translate as translate
+from .translator import verify as verify
 
 try:
     __version__ = version("fluxact")

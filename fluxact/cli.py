@@ -12,8 +12,10 @@ from collections.abc import Sequence
 
 from .translator import FluxactError, Translation, catalogue, lookup, translate
 from .translator.nonlinearity import KINDS, normalise_kind
+from .translator.verify import REQUIREMENTS, StabilityReport, verify_translation
 
 EXIT_OK = 0
+EXIT_REQUIREMENT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
@@ -31,6 +33,16 @@ def _param(text: str) -> tuple[str, str]:
     if not sep or not name.strip() or not value.strip():
         raise argparse.ArgumentTypeError(f"--param wants NAME=VALUE (e.g. lam=1.5), got {text!r}")
     return name.strip(), value.strip()
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
 
 
 def _kind(text: str) -> str:
@@ -66,13 +78,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("translate", help="translate a formula into all four forms")
     _add_formula_options(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    v = sub.add_parser("verify", help="stability of the activation: L, g_max, safe time steps")
+    _add_formula_options(v)
+    v.add_argument("--h", type=_positive, default=1.0, help="grid size h (default 1)")
+    v.add_argument("--norm-K2", dest="norm_K2", type=_positive, default=None,
+                   help="||K||^2 of the operator (default 4/h^2: 1D forward differences)")
+    v.add_argument("--require", choices=REQUIREMENTS,
+                   help="exit with status 1 unless this stability notion has a safe time step")
+    v.add_argument("--json", action="store_true", help="print the report as one JSON object")
     c = sub.add_parser("catalogue", help="list the built-in nonlinearities")
     c.add_argument("--json", action="store_true", help="print a JSON list")
     sub.add_parser("demo", help="the four forms of every catalogue entry")
     return parser
 
 
-def translation_from_args(args: argparse.Namespace) -> Translation:
+def translation_from_args(args: argparse.Namespace, default_kind: str | None = None
+                          ) -> Translation:
     """The Translation named by the shared formula options."""
     params = dict(args.param)
     options = dict(params=params, tau=args.tau, alpha=args.alpha, variable=args.variable)
@@ -83,6 +104,8 @@ def translation_from_args(args: argparse.Namespace) -> Translation:
         return translate(entry, kind=args.kind, convention=args.convention, **options)
     if args.expr is None:
         raise UsageError("give a formula EXPR with --from KIND, or --name NAME")
+    if args.kind is None and default_kind is not None:
+        args.kind = default_kind
     if args.kind is None:
         raise UsageError(
             "say what EXPR is with --from KIND (diffusivity, regulariser, shrinkage, activation)"
@@ -90,9 +113,36 @@ def translation_from_args(args: argparse.Namespace) -> Translation:
     return translate(args.expr, args.kind, convention=args.convention or "r", **options)
 
 
+def _verdicts(t: Translation) -> str:
+    """The stability report's lines, or why there are none."""
+    if t.free_parameters:
+        names = ", ".join(t.free_parameters)
+        return f"  stability: give values to {names} (--param) to verify"
+    return str(verify_translation(t))
+
+
 def _cmd_translate(args: argparse.Namespace) -> int:
     t = translation_from_args(args)
-    print(t.to_json() if args.json else str(t))
+    if args.json:
+        print(t.to_json())
+    else:
+        print(t)
+        print(_verdicts(t))
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    t = translation_from_args(args, default_kind="activation")
+    report: StabilityReport = verify_translation(t, h=args.h, norm_K2=args.norm_K2)
+    if args.json:
+        print(report.to_json())
+    else:
+        print(f"{t.input.name or t.input.text}  (activation Phi(r) = {t.activation})")
+        print(report)
+    if args.require and not report.holds(args.require):
+        reason = dict(report.reasons).get(f"tau_{args.require}", "no guarantee")
+        print(f"fluxact: requirement {args.require!r} fails: {reason}", file=sys.stderr)
+        return EXIT_REQUIREMENT_FAILED
     return EXIT_OK
 
 
@@ -113,14 +163,19 @@ def _cmd_catalogue(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    print("fluxact demo: the four forms of every catalogue entry (P1 Table 1, h = 1)\n")
+    print("fluxact demo: the four forms of every catalogue entry (P1 Table 1, h = 1),")
+    print("and its stability verdicts with every parameter set to 1\n")
     for entry in catalogue.values():
-        print(translate(entry))
+        t = translate(entry)
+        print(t)
+        values = {name: 1 for name in t.free_parameters}
+        print(_verdicts(translate(entry, params=values)))
         print()
     return EXIT_OK
 
 
-COMMANDS = {"translate": _cmd_translate, "catalogue": _cmd_catalogue, "demo": _cmd_demo}
+COMMANDS = {"translate": _cmd_translate, "verify": _cmd_verify, "catalogue": _cmd_catalogue,
+            "demo": _cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,3 +16,6 @@ from .parse import parse_formula as parse_formula
 from .translation import Translation as Translation
 from .translation import translate as translate
 from .translation import translate_nonlinearity as translate_nonlinearity
+from .verify import StabilityReport as StabilityReport
+from .verify import verify as verify
+from .verify import verify_translation as verify_translation

@@ -91,6 +91,14 @@ class Translation:
 
         return numeric_function(self.form(kind), self.variable, f"the {kind}")
 
+    @property
+    def report(self):
+        """The StabilityReport of this translation's activation (h = 1, 1D forward
+        differences); ``fluxact.verify`` takes other h and ||K||^2."""
+        from .verify import verify_translation
+
+        return verify_translation(self)
+
     def to_dict(self) -> dict[str, object]:
         """Plain data: every formula as a SymPy-parsable string, in the input's convention."""
         return {

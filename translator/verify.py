@@ -1,0 +1,426 @@
+"""verify: Translation -> StabilityReport (MATH.md 2). The stability bounds live here.
+
+Every number comes from ``bounds.extreme`` (symbolic critical points, else interval branch
+and bound) and is an upper bound of a supremum / lower bound of an infimum, never a sample.
+The derived facts use the identities of Table 1:
+- regulariser: Psi' = 2 Phi, so Psi is convex iff Phi is nondecreasing (no downward jump), and
+  Psi increases in |r| iff r Phi(r) >= 0;
+- shrinkage: S(r)/r = 1 - 4 tau g(sqrt2 r), so -r <= S <= r (L-inf, P1 12) iff
+  0 <= g <= 1/(2 tau), and 0 <= S <= r (sign, P1 13) iff 0 <= g <= 1/(4 tau).
+Time steps (each needs g >= 0 and a finite g_max): tau_linf = h^2/(2 g_max),
+tau_sign = h^2/(4 g_max), tau_euclid = 2/(g_max ||K||^2) with ||K||^2 = 4/h^2 by default
+(1D forward differences); the paper's versions use L instead of g_max (P1 16, P2 Theorem 2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import mpmath
+import sympy as sp
+
+from .bounds import Extreme, _expand_kinks, _limit, decompose, extreme
+from .dictionary import SIMPLIFY_SECONDS, attempt
+from .errors import ParameterError
+from .translation import Translation, translate
+
+REQUIREMENTS = ("linf", "sign", "euclidean")
+ROOTS_SECONDS = 1.0  # the decreasing intervals fall back to bracketing, so little is lost
+SQRT2 = math.sqrt(2)
+
+
+@dataclass(frozen=True, slots=True)
+class Counterexample:
+    property: str
+    r: float
+    value: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class StabilityReport:
+    """Stability facts about the activation Phi of a translation (MATH.md 2)."""
+
+    formula: str
+    antisymmetric: bool
+    nonnegative_diffusivity: bool
+    monotone: bool
+    decreasing_intervals: tuple[tuple[float, float], ...]
+    nonlinearity_class: int | None  # 1 or 2 as in MATH.md 1, None for neither
+    lipschitz: float
+    lipschitz_at: str
+    g_max: float
+    g_max_at: str
+    g_min: float
+    shrinkage_linf: bool
+    shrinkage_sign: bool
+    regulariser_convex: bool
+    regulariser_increasing: bool
+    h: float
+    norm_K2: float
+    tau_linf: float | None
+    tau_sign: float | None
+    tau_euclid: float | None
+    tau_linf_paper: float | None
+    tau_sign_paper: float | None
+    tau_euclid_paper: float | None
+    counterexamples: tuple[Counterexample, ...]
+    reasons: tuple[tuple[str, str], ...]
+    method: tuple[tuple[str, str], ...]
+
+    def holds(self, requirement: str) -> bool:
+        """Whether a stability notion (linf, sign, euclidean) has a guaranteed time step."""
+        if requirement not in REQUIREMENTS:
+            raise ParameterError(
+                f"unknown requirement {requirement!r}; use one of {', '.join(REQUIREMENTS)}"
+            )
+        return getattr(self, f"tau_{requirement}") is not None
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["class"] = data.pop("nonlinearity_class")
+        data["reasons"] = dict(self.reasons)
+        data["method"] = dict(self.method)
+        data["decreasing_intervals"] = [list(i) for i in self.decreasing_intervals]
+        return {k: _jsonable(v) for k, v in data.items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def __str__(self) -> str:
+        return format_report(self)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return value
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _fmt(x: float | None) -> str:
+    if x is None:
+        return "none"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.6g}"
+
+
+def format_report(rep: StabilityReport) -> str:
+    yes = {True: "yes", False: "no"}
+    lines = [
+        f"  antisymmetric: {yes[rep.antisymmetric]};  g >= 0: {yes[rep.nonnegative_diffusivity]};"
+        f"  monotone: {yes[rep.monotone]};  class: {rep.nonlinearity_class or 'neither'}",
+        f"  L = {_fmt(rep.lipschitz)} ({rep.lipschitz_at});  g_max = {_fmt(rep.g_max)}"
+        f" ({rep.g_max_at})",
+        f"  time steps (h = {rep.h:g}, ||K||^2 = {rep.norm_K2:g}): linf {_fmt(rep.tau_linf)},"
+        f" sign {_fmt(rep.tau_sign)}, euclidean {_fmt(rep.tau_euclid)};"
+        f" paper (L-based): {_fmt(rep.tau_linf_paper)}, {_fmt(rep.tau_sign_paper)},"
+        f" {_fmt(rep.tau_euclid_paper)}",
+    ]
+    if rep.decreasing_intervals:
+        parts = ", ".join(f"({_fmt(a)}, {_fmt(b)})" for a, b in rep.decreasing_intervals)
+        lines.append(f"  Phi decreases on: {parts}")
+    for c in rep.counterexamples:
+        lines.append(f"  counterexample ({c.property}): r = {c.r:.6g}: {c.reason}")
+    return "\n".join(lines)
+
+
+# -- the checks --------------------------------------------------------------------------------
+
+
+def _is_antisymmetric(phi: sp.Expr, r: sp.Symbol) -> tuple[bool, Counterexample | None, str]:
+    total = _expand_kinks(phi.subs(r, -r) + phi)
+    decided = attempt(lambda: sp.simplify(total) == 0, SIMPLIFY_SECONDS)
+    if decided:
+        return True, None, "symbolic: Phi(-r) + Phi(r) simplifies to 0"
+    f = sp.lambdify(r, phi, modules="mpmath")
+    for k in sorted(range(-40, 41), key=abs):  # points near 1 first
+        x = 1.37 ** k * 0.731
+        with mpmath.workdps(30):
+            a, b = float(f(mpmath.mpf(x))), float(f(mpmath.mpf(-x)))
+        if abs(a + b) > 1e-15 * (1 + abs(a)):
+            return False, Counterexample(
+                "antisymmetric", x, a + b, f"Phi({x:.6g}) + Phi({-x:.6g}) = {a + b:.6g} != 0"
+            ), "counterexample by evaluation"
+    return False, None, "not proven: SymPy could not simplify Phi(-r) + Phi(r) to 0"
+
+
+def _jumps(phi: sp.Expr, r: sp.Symbol) -> list[tuple[float, float, float]]:
+    """(point, left limit, right limit) where Phi is discontinuous."""
+    pieces, _ = decompose(phi, r)
+    out = []
+    for left, right in zip(pieces, pieces[1:]):
+        p = left.hi
+        a = _limit(left.expr, r, p, "-")
+        b = _limit(right.expr, r, p, "+")
+        if a is None or b is None or abs(a - b) > 1e-12 * (1 + abs(a)):
+            out.append((p, a if a is not None else math.nan, b if b is not None else math.nan))
+    return out
+
+
+def _decreasing_intervals(dphi: sp.Expr, r: sp.Symbol, jumps: list[tuple[float, float, float]]
+                          ) -> tuple[list[tuple[float, float]], str]:
+    """Where Phi' < 0: between consecutive roots of Phi' on each piece, by the sign at a
+    point in between. Roots are symbolic where solveset finds them all; otherwise they are
+    bracketed by sign changes on a log-spaced grid and bisected (then the list may miss a
+    pair of close roots, and the method says so; the monotone verdict does not rely on it)."""
+    from .bounds import _real_roots, _to_float
+
+    pieces, _ = decompose(dphi, r)
+    intervals: list[tuple[float, float]] = []
+    methods = set()
+    for piece in pieces:
+        f = sp.lambdify(r, piece.expr, modules="mpmath")
+        roots = _real_roots(piece.expr, r, ROOTS_SECONDS)
+        if roots is not None:
+            methods.add("symbolic roots of Phi'")
+            cuts = sorted(x for x in (_to_float(c) for c in roots) if piece.lo < x < piece.hi)
+        else:
+            methods.add("roots of Phi' bracketed on a grid (may miss close pairs)")
+            cuts = _bracketed_roots(f, piece.lo, piece.hi)
+        ends = [piece.lo, *cuts, piece.hi]
+        for lo, hi in zip(ends, ends[1:]):
+            if _value(f, _inside(lo, hi)) < 0:
+                intervals.append((lo, hi))
+    for p, left, right in jumps:
+        if right < left:
+            intervals.append((p, p))
+    return _merge(intervals), "; ".join(sorted(methods))
+
+
+def _value(f, x: float) -> float:
+    with mpmath.workdps(30):
+        return float(f(mpmath.mpf(x)))
+
+
+def _inside(lo: float, hi: float) -> float:
+    if math.isfinite(lo) and math.isfinite(hi):
+        return (lo + hi) / 2
+    if math.isfinite(hi):
+        return hi - 1.0
+    if math.isfinite(lo):
+        return lo + 1.0
+    return 0.0
+
+
+def _bracketed_roots(f, lo: float, hi: float) -> list[float]:
+    grid = sorted({x for k in range(-30, 31) for x in (1.25**k * 0.01, -(1.25**k) * 0.01)}
+                  | {0.0})
+    grid = [x for x in grid if lo < x < hi]
+    roots = []
+    for a, b in zip(grid, grid[1:]):
+        fa, fb = _value(f, a), _value(f, b)
+        if fa == 0:
+            roots.append(a)
+        elif fa * fb < 0:
+            for _ in range(80):
+                m = (a + b) / 2
+                if _value(f, m) * fa > 0:
+                    a = m
+                else:
+                    b = m
+            roots.append((a + b) / 2)
+    return roots
+
+
+def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for a, b in sorted(intervals):
+        if out and a <= out[-1][1] + 1e-9 * (1 + abs(a)):
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def verify_translation(t: Translation, *, h: float = 1.0,
+                       norm_K2: float | None = None) -> StabilityReport:
+    """The stage: Translation -> StabilityReport (cached per translation, h and ||K||^2)."""
+    return _verify_cached(t, float(h), None if norm_K2 is None else float(norm_K2))
+
+
+@lru_cache(maxsize=256)
+def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> StabilityReport:
+    if not (h > 0 and math.isfinite(h)):
+        raise ParameterError(f"grid size h must be positive and finite, got {h}")
+    if norm_K2 is None:
+        norm_K2 = 4.0 / h**2  # ||D+||^2 <= 4/h^2 in 1D (MATH.md 2)
+    if not (norm_K2 > 0 and math.isfinite(norm_K2)):
+        raise ParameterError(f"norm_K2 must be positive and finite, got {norm_K2}")
+    r = t.variable
+    phi, g = t.activation, t.diffusivity
+    if t.free_parameters:
+        name = t.free_parameters[0]
+        raise ParameterError(
+            f"parameter {name!r} has no value; verification needs numbers: pass "
+            f"params={{{name!r}: ...}} or --param {name}=..."
+        )
+    methods: dict[str, str] = {}
+    reasons: dict[str, str] = {}
+    counter: list[Counterexample] = []
+
+    antisym, ce, how = _is_antisymmetric(phi, r)
+    methods["antisymmetric"] = how
+    if ce:
+        counter.append(ce)
+        reasons["antisymmetric"] = ce.reason
+
+    g_min = extreme(g, r, "inf", flux=phi)
+    g_max = extreme(g, r, "sup", flux=phi)
+    methods["g_max"] = g_max.method
+    methods["nonnegative_diffusivity"] = f"inf g = {_fmt(g_min.value + 0.0)} ({g_min.method})"
+    nonneg = g_min.value >= 0
+    if not nonneg:
+        x = g_min.where if g_min.where is not None else math.nan
+        counter.append(Counterexample(
+            "nonnegative_diffusivity", x, g_min.value,
+            f"g = Phi/r = {g_min.value:.6g} < 0 ({g_min.where_text}): backward diffusion",
+        ))
+        reasons["nonnegative_diffusivity"] = "g takes negative values: backward diffusion"
+
+    jumps = _jumps(phi, r)
+    dphi = sp.diff(phi, r)
+    dphi_min = extreme(dphi, r, "inf")
+    if jumps:
+        p, a, b = jumps[0]
+        L = Extreme(math.inf, p, f"Phi jumps at r = {p:.6g} (from {a:.6g} to {b:.6g})",
+                    "one-sided limits")
+    else:
+        up = extreme(dphi, r, "sup")
+        down = dphi_min
+        L = up if abs(up.value) >= abs(down.value) else down
+        L = Extreme(abs(L.value), L.where, L.where_text, f"{up.method}; {down.method}")
+        if math.isinf(L.value):
+            reasons["lipschitz"] = "Phi' is unbounded (superlinear growth or a cusp)"
+    methods["lipschitz"] = L.method
+
+    decreasing, roots_method = _decreasing_intervals(dphi, r, jumps)
+    downward = any(b < a for _, a, b in jumps)
+    monotone = not downward and dphi_min.value >= 0
+    methods["monotone"] = "inf Phi' and the one-sided limits at breakpoints"
+    methods["decreasing_intervals"] = roots_method
+    if not monotone:
+        a, b = decreasing[0] if decreasing else (math.nan, math.nan)
+        x = a if a == b else (a + b) / 2 if math.isfinite(a + b) else (
+            b - 1 if math.isfinite(b) else a + 1)
+        why = (f"Phi jumps down at r = {a:.6g}" if a == b
+               else f"Phi decreases on ({_fmt(a)}, {_fmt(b)})")
+        counter.append(Counterexample("monotone", x, float("nan"), why))
+        reasons["monotone"] = "Phi is nonmonotone (forward-backward diffusion)"
+
+    g_pieces, _ = decompose(g, r)
+    tails = [_limit(g_pieces[-1].expr, r, math.inf, "-"),
+             _limit(g_pieces[0].expr, r, -math.inf, "+")]
+    g_inf_limit = max(math.inf if v is None else abs(v) for v in tails)
+    klass = None
+    if nonneg and monotone:
+        klass = 1
+    elif nonneg and not monotone and g_inf_limit == 0:
+        klass = 2
+
+    tau = float(t.tau)
+    shrink_linf = nonneg and g_max.value <= 1 / (2 * tau)
+    shrink_sign = nonneg and g_max.value <= 1 / (4 * tau)
+    methods["shrinkage"] = "S(r)/r = 1 - 4 tau g(sqrt2 r) (Table 1) with the bounds of g"
+    if not shrink_linf:
+        reasons["shrinkage_linf"] = (
+            "g < 0 somewhere" if not nonneg else
+            f"g_max = {_fmt(g_max.value)} > 1/(2 tau) = {1 / (2 * tau):g}: S leaves [-r, r]")
+    if not shrink_sign:
+        reasons["shrinkage_sign"] = (
+            "g < 0 somewhere" if not nonneg else
+            f"g_max = {_fmt(g_max.value)} > 1/(4 tau) = {1 / (4 * tau):g}: S leaves [0, r]")
+    methods["regulariser"] = "Psi' = 2 Phi: convex iff Phi nondecreasing; increasing iff g >= 0"
+
+    taus = _time_steps(nonneg, g_max.value, L.value, h, norm_K2, reasons)
+    return StabilityReport(
+        formula=t.input.text,
+        antisymmetric=antisym,
+        nonnegative_diffusivity=nonneg,
+        monotone=monotone,
+        decreasing_intervals=tuple(decreasing),
+        nonlinearity_class=klass,
+        lipschitz=L.value,
+        lipschitz_at=L.where_text,
+        g_max=g_max.value,
+        g_max_at=g_max.where_text,
+        g_min=g_min.value + 0.0,
+        shrinkage_linf=shrink_linf,
+        shrinkage_sign=shrink_sign,
+        regulariser_convex=monotone,
+        regulariser_increasing=nonneg,
+        h=h,
+        norm_K2=norm_K2,
+        **taus,
+        counterexamples=tuple(counter),
+        reasons=tuple(sorted(reasons.items())),
+        method=tuple(sorted(methods.items())),
+    )
+
+
+def _time_steps(nonneg: bool, g_max: float, L: float, h: float, norm_K2: float,
+                reasons: dict[str, str]) -> dict[str, float | None]:
+    """tau bounds of MATH.md 2 from g_max (and the paper's from L)."""
+    names = ("tau_linf", "tau_sign", "tau_euclid")
+    if not nonneg:
+        for n in names:
+            reasons[n] = "no time step is safe: g < 0 somewhere (backward diffusion)"
+        return {n: None for n in names} | {f"{n}_paper": None for n in names}
+
+    def steps(bound: float) -> tuple[float | None, float | None, float | None]:
+        if math.isinf(bound):
+            return None, None, None
+        if bound <= 0:  # g == 0: nothing moves, any step is stable
+            return math.inf, math.inf, math.inf
+        return h**2 / (2 * bound), h**2 / (4 * bound), 2 / (bound * norm_K2)
+
+    ours, paper = steps(g_max), steps(L)
+    if math.isinf(g_max):
+        for n in names:
+            reasons[n] = "no finite time step: g_max is infinite (g is unbounded)"
+    out: dict[str, float | None] = dict(zip(names, ours))
+    out.update({f"{n}_paper": v for n, v in zip(names, paper)})
+    return out
+
+
+def verify(
+    expr: object,
+    kind: str = "activation",
+    *,
+    params: Mapping[str, object] | None = None,
+    convention: str | None = None,
+    h: float = 1.0,
+    norm_K2: float | None = None,
+    require: str | None = None,
+    tau: object = sp.Rational(1, 4),
+    alpha: object = sp.Rational(1, 4),
+    variable: str = "r",
+) -> StabilityReport:
+    """Translate ``expr`` (as ``translate`` does) and verify its activation.
+
+    ``require`` (linf, sign, euclidean) is checked: a ParameterError is not raised for a
+    failed requirement; use ``report.holds(require)`` (the CLI turns it into exit status 1).
+    """
+    from .catalogue import CatalogueEntry
+
+    if require is not None and require not in REQUIREMENTS:
+        raise ParameterError(
+            f"unknown requirement {require!r}; use one of {', '.join(REQUIREMENTS)}"
+        )
+    if isinstance(expr, Translation):
+        t = expr
+    else:
+        k = None if isinstance(expr, CatalogueEntry) and kind == "activation" else kind
+        t = translate(expr, k, params=params, convention=convention, tau=tau, alpha=alpha,
+                      variable=variable)
+    return verify_translation(t, h=h, norm_K2=norm_K2)
