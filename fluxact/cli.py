@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .translator import FluxactError, Translation, catalogue, lookup, translate
 from .translator.nonlinearity import KINDS, normalise_kind
-from .translator.verify import REQUIREMENTS, StabilityReport, verify_translation
+from .translator.verify import REQUIREMENTS, STEP_OF, StabilityReport, verify_translation
 
 EXIT_OK = 0
 EXIT_REQUIREMENT_FAILED = 1
@@ -140,7 +140,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(f"{t.input.name or t.input.text}  (activation Phi(r) = {t.activation})")
         print(report)
     if args.require and not report.holds(args.require):
-        reason = dict(report.reasons).get(f"tau_{args.require}", "no guarantee")
+        reason = dict(report.reasons).get(STEP_OF[args.require], "no guarantee")
         print(f"fluxact: requirement {args.require!r} fails: {reason}", file=sys.stderr)
         return EXIT_REQUIREMENT_FAILED
     return EXIT_OK

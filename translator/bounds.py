@@ -32,11 +32,11 @@ from mpmath import iv
 from .budget import within_budget
 from .errors import ParameterError
 
-SOLVE_SECONDS = 3.0
-LIMIT_SECONDS = 3.0
+SOLVE_SECONDS = 1.5
+LIMIT_SECONDS = 1.5
 SHELLS = 64  # geometric shells: up to |r| = 2^64, down to 2^-64 from a finite end
 MAX_BOXES = 6000
-REL_TOL = 1e-9
+REL_TOL = 1e-8
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,12 @@ def _expand_kinks(expr: sp.Expr) -> sp.Expr:
     kinds = (sp.Abs, sp.sign, sp.Heaviside, sp.Min, sp.Max)
     out = expr.replace(lambda e: isinstance(e, kinds), rewrite)
     return sp.piecewise_fold(out)
+
+
+def derivative(expr: sp.Expr, r: sp.Symbol) -> sp.Expr:
+    """The derivative away from breakpoints (kinks are expanded first, so no DiracDelta
+    appears; jumps are found separately from one-sided limits)."""
+    return sp.piecewise_fold(sp.diff(_expand_kinks(expr), r))
 
 
 def _attempt(step: Callable[[], object], seconds: float) -> object | None:
@@ -117,28 +123,28 @@ def decompose(expr: sp.Expr, r: sp.Symbol
             f"or --param {missing[0]}=..."
         )
     folded = _expand_kinks(expr)
-    points: set[float] = set()
+    points: dict[float, sp.Expr] = {}  # breakpoint as a float -> its exact value
     if isinstance(folded, sp.Piecewise):
         for cond in (c for _, c in folded.args):
             for rel in cond.atoms(sp.core.relational.Relational):
                 roots = _real_roots(rel.lhs - rel.rhs, r)
                 if roots is None:
                     raise ParameterError(f"cannot locate the boundary of the condition {rel}")
-                points.update(_to_float(x) for x in roots)
+                points.update((_to_float(x), x) for x in roots)
         branches = [e for e, _ in folded.args]
     else:
         branches = [folded]
     for branch in branches:
         poles = _attempt(lambda b=branch: sp.singularities(b, r, sp.S.Reals), SOLVE_SECONDS)
         if isinstance(poles, sp.FiniteSet):
-            points.update(_to_float(x) for x in poles)
+            points.update((_to_float(x), x) for x in poles)
     cuts = sorted(p for p in points if math.isfinite(p))
     ends = [-math.inf, *cuts, math.inf]
     pieces = []
     for lo, hi in zip(ends, ends[1:]):
         mid = _midpoint(lo, hi)
         pieces.append(Piece(lo, hi, _branch_at(folded, r, mid)))
-    values = [(p, _branch_at(folded, r, p).subs(r, sp.Float(p, 30))) for p in cuts]
+    values = [(p, _branch_at(folded, r, points[p]).subs(r, points[p])) for p in cuts]
     return tuple(pieces), tuple(values)
 
 
@@ -152,10 +158,10 @@ def _midpoint(lo: float, hi: float) -> float:
     return (lo + hi) / 2
 
 
-def _branch_at(folded: sp.Expr, r: sp.Symbol, x: float) -> sp.Expr:
+def _branch_at(folded: sp.Expr, r: sp.Symbol, x: float | sp.Expr) -> sp.Expr:
     if not isinstance(folded, sp.Piecewise):
         return folded
-    point = sp.Float(x, 30)
+    point = x if isinstance(x, sp.Basic) else sp.Float(x, 30)
     for e, c in folded.args:
         if bool(c.subs(r, point)):
             return e
@@ -212,12 +218,17 @@ def interval_function(expr: sp.Expr, r: sp.Symbol) -> Callable[[float, float], t
 
     def enclose(a: float, b: float) -> tuple[float, float]:
         saved = iv.prec
-        iv.prec = 80
+        iv.prec = 64
         try:
             y = iv.mpf(compiled(iv.mpf([a, b])))
             lo, hi = float(y.a), float(y.b)
-        except (ArithmeticError, ValueError, TypeError, ZeroDivisionError):
-            return -math.inf, math.inf
+            # round outward: a float nearest to an endpoint may lie inside the enclosure
+            if lo > y.a:
+                lo = math.nextafter(lo, -math.inf)
+            if hi < y.b:
+                hi = math.nextafter(hi, math.inf)
+        except (ArithmeticError, ValueError, TypeError, ZeroDivisionError, NameError):
+            return -math.inf, math.inf  # no enclosure: no bound from this box
         finally:
             iv.prec = saved
         if math.isnan(lo) or math.isnan(hi):
@@ -262,9 +273,16 @@ def branch_and_bound_sup(
     """
     direct = interval_function(expr, r)
     point = direct
+    slope = interval_function(sp.diff(expr, r), r)
 
     def enclose(a: float, b: float) -> tuple[float, float]:
         lo_, hi_ = direct(a, b)
+        # centered form f(m) + f'([a, b]) ([a, b] - m): quadratic convergence near a maximum
+        m = (a + b) / 2
+        d_lo, d_hi = slope(a, b)
+        centred = point(m, m)[1] + max(abs(d_lo), abs(d_hi)) * (b - a) / 2
+        if math.isfinite(centred):
+            hi_ = min(hi_, centred + abs(centred) * 2.0**-50 + 2.0**-1000)
         if second_upper is not None:
             hi_ = min(hi_, second_upper(a, b))
         return lo_, hi_
@@ -356,7 +374,7 @@ def extreme(expr: sp.Expr, r: sp.Symbol, which: str = "sup",
     for 0 < |r| <= 2^-30, Phi(r)/r is a mean of Phi' between 0 and r.
     """
     sign = 1 if which == "sup" else -1
-    slope = None if flux is None else _expand_kinks(sp.diff(flux, r))
+    slope = None if flux is None else derivative(flux, r)
     target = sign * expr
     pieces, point_values = decompose(target, r)
     best = -math.inf

@@ -23,12 +23,14 @@ from functools import lru_cache
 import mpmath
 import sympy as sp
 
-from .bounds import Extreme, _expand_kinks, _limit, decompose, extreme
+from .bounds import Extreme, _expand_kinks, _limit, decompose, derivative, extreme
 from .dictionary import SIMPLIFY_SECONDS, attempt
 from .errors import ParameterError
 from .translation import Translation, translate
 
-REQUIREMENTS = ("linf", "sign", "euclidean")
+#: stability notion -> the report field holding its time step
+STEP_OF = {"linf": "tau_linf", "sign": "tau_sign", "euclidean": "tau_euclid"}
+REQUIREMENTS = tuple(STEP_OF)
 ROOTS_SECONDS = 1.0  # the decreasing intervals fall back to bracketing, so little is lost
 SQRT2 = math.sqrt(2)
 
@@ -78,7 +80,7 @@ class StabilityReport:
             raise ParameterError(
                 f"unknown requirement {requirement!r}; use one of {', '.join(REQUIREMENTS)}"
             )
-        return getattr(self, f"tau_{requirement}") is not None
+        return getattr(self, STEP_OF[requirement]) is not None
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
@@ -289,7 +291,7 @@ def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> Stability
         reasons["nonnegative_diffusivity"] = "g takes negative values: backward diffusion"
 
     jumps = _jumps(phi, r)
-    dphi = sp.diff(phi, r)
+    dphi = derivative(phi, r)
     dphi_min = extreme(dphi, r, "inf")
     if jumps:
         p, a, b = jumps[0]

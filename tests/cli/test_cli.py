@@ -64,6 +64,7 @@ def test_demo_prints_every_entry() -> None:
     assert out.returncode == 0, out.stderr
     for name in fluxact.catalogue:
         assert f"{name}  (given as" in out.stdout
+    assert out.stdout.count("time steps (h = 1") == len(fluxact.catalogue)
 
 
 BAD = [
@@ -118,3 +119,36 @@ def test_junk_formula_exits_0_or_2_with_one_line(text: str) -> None:
     assert code in (0, 2)
     if code == 2:
         assert len(err.getvalue().strip().splitlines()) == 1
+
+
+def test_verify_exit_status_follows_requirement(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "tanh(r)", "--require", "euclidean"]) == 0
+    assert main(["verify", "sin(r)", "--require", "linf"]) == 1
+    captured = capsys.readouterr()
+    assert "g < 0" in captured.err and "counterexample" in captured.out
+    assert main(["verify", "sin(r)"]) == 0  # no requirement: only a report
+
+
+def test_verify_json_and_catalogue_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "--name", "hard", "--param", "th=1", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["lipschitz"] == "inf" and data["tau_linf"] == 0.5
+    assert data["tau_linf_paper"] is None
+
+
+@pytest.mark.parametrize("args", [
+    ["verify", "--name", "perona-malik"],  # lam has no value
+    ["verify", "r", "--h", "-1"],
+    ["verify", "r", "--require", "strong"],
+    ["verify", "__import__('os')"],
+])
+def test_verify_bad_input(args: list[str]) -> None:
+    out = run_cli(*args)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_translate_shows_verdicts() -> None:
+    out = run_cli("translate", "--name", "perona-malik", "--param", "lam=1")
+    assert "time steps (h = 1" in out.stdout and "linf 0.5" in out.stdout
+    out = run_cli("translate", "--name", "perona-malik")
+    assert "give values to lam" in out.stdout

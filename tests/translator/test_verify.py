@@ -1,0 +1,146 @@
+"""Known answers of the stability verifier (issue 3; MATH.md 2), all with h = 1."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+import fluxact
+from fluxact import verify
+
+ONE = {"perona-malik": "lam", "charbonnier": "lam", "huber": "th", "garrote": "th",
+       "geman-mcclure": "lam", "cauchy": "lam", "tanh": None}
+
+
+@pytest.mark.parametrize("name", list(ONE))
+@pytest.mark.parametrize("value", [1.0, 2.5])
+def test_lipschitz_one_family(name: str, value: float) -> None:
+    param = ONE[name]
+    rep = verify(fluxact.catalogue[name], params={param: value} if param else {})
+    assert rep.lipschitz == pytest.approx(1.0, rel=1e-9, abs=1e-12)
+    assert rep.lipschitz >= 1.0 - 1e-12  # an upper bound of the truth
+    assert rep.g_max == pytest.approx(1.0, rel=1e-9)
+    assert rep.tau_linf == pytest.approx(0.5, rel=1e-9)
+    assert rep.tau_sign == pytest.approx(0.25, rel=1e-9)
+    assert rep.tau_euclid == pytest.approx(0.5, rel=1e-9)
+    assert rep.antisymmetric and rep.nonnegative_diffusivity
+
+
+@pytest.mark.parametrize("name", ["hard"])
+def test_jump_gives_infinite_lipschitz_but_linf_step(name: str) -> None:
+    rep = verify(fluxact.catalogue[name], params={"th": 1})
+    assert math.isinf(rep.lipschitz) and "jumps" in rep.lipschitz_at
+    assert rep.g_max == pytest.approx(1.0)
+    assert rep.tau_linf == pytest.approx(0.5)
+    assert rep.tau_linf_paper is None  # the L-based step of P1 16 gives nothing here
+    assert not rep.monotone and rep.nonlinearity_class == 2
+
+
+def test_truncated_quadratic_from_regulariser() -> None:
+    rep = verify("Piecewise((r**2, Abs(r) <= sqrt(2)), (2, True))", "regulariser")
+    assert math.isinf(rep.lipschitz) and rep.tau_linf == pytest.approx(0.5)
+    assert not rep.regulariser_convex and rep.regulariser_increasing
+
+
+def test_swish() -> None:
+    rep = verify("r/(1 + exp(-r))")
+    assert not rep.antisymmetric and rep.nonnegative_diffusivity and not rep.monotone
+    assert round(rep.lipschitz, 5) == pytest.approx(1.09984, abs=1e-5)
+    assert rep.lipschitz >= 1.0998393  # true value 1.099839...
+    (lo, hi), = rep.decreasing_intervals
+    assert lo == -math.inf and hi == pytest.approx(-1.27846, abs=1e-4)
+    assert any(c.property == "antisymmetric" for c in rep.counterexamples)
+
+
+def test_relu() -> None:
+    rep = verify(fluxact.catalogue["relu"])
+    assert not rep.antisymmetric and rep.monotone and rep.nonlinearity_class == 1
+    assert rep.g_min == 0 and rep.g_max == 1
+    assert rep.tau_linf == pytest.approx(0.5) and rep.holds("euclidean")
+
+
+def test_sin_has_no_safe_step_and_a_counterexample() -> None:
+    rep = verify("sin(r)")
+    assert rep.antisymmetric
+    assert rep.lipschitz == pytest.approx(1.0)
+    assert not rep.nonnegative_diffusivity
+    ce = next(c for c in rep.counterexamples if c.property == "nonnegative_diffusivity")
+    assert ce.r * math.sin(ce.r) < 0  # a real counterexample: r Phi(r) < 0
+    assert math.pi < abs(ce.r) < 2 * math.pi
+    assert rep.tau_linf is None and rep.tau_sign is None and rep.tau_euclid is None
+    assert "g < 0" in dict(rep.reasons)["tau_linf"]
+
+
+@pytest.mark.parametrize(("expr", "kind"), [("r**3", "activation"),
+                                            ("1/Abs(r)", "diffusivity")])
+def test_no_finite_step(expr: str, kind: str) -> None:
+    rep = verify(expr, kind)
+    assert math.isinf(rep.g_max)
+    assert rep.tau_linf is None and rep.tau_euclid is None
+    assert "g_max is infinite" in dict(rep.reasons)["tau_linf"]
+
+
+def test_classes_and_regulariser() -> None:
+    assert verify(fluxact.catalogue["charbonnier"], params={"lam": 1}).nonlinearity_class == 1
+    pm = verify(fluxact.catalogue["perona-malik"], params={"lam": 1})
+    assert pm.nonlinearity_class == 2 and not pm.regulariser_convex
+    (a, b), (c, d) = pm.decreasing_intervals  # Phi' < 0 for |r| > lam
+    assert (a, b, c, d) == (-math.inf, pytest.approx(-1.0), pytest.approx(1.0), math.inf)
+    assert verify("sin(r)").nonlinearity_class is None
+
+
+def test_shrinkage_conditions_follow_tau() -> None:
+    pm = fluxact.catalogue["perona-malik"]
+    rep = verify(pm, params={"lam": 1})
+    assert rep.shrinkage_linf and rep.shrinkage_sign
+    rep = verify(pm, params={"lam": 1}, tau=0.5)  # S/r = 1 - 2 g: leaves [0, r]
+    assert rep.shrinkage_linf and not rep.shrinkage_sign
+    rep = verify(pm, params={"lam": 1}, tau=1)
+    assert not rep.shrinkage_linf
+
+
+def test_h_and_operator_norm() -> None:
+    rep = verify(fluxact.catalogue["charbonnier"], params={"lam": 1}, h=2.0, norm_K2=8.0)
+    assert rep.tau_linf == pytest.approx(2.0)  # h^2 / (2 g_max)
+    assert rep.tau_sign == pytest.approx(1.0)
+    assert rep.tau_euclid == pytest.approx(0.25)  # 2 / (g_max ||K||^2)
+
+
+def test_json_conventions() -> None:
+    data = json.loads(verify("r**3").to_json())
+    assert data["lipschitz"] == "inf" and data["tau_linf"] is None
+    assert set(data) >= {"antisymmetric", "nonnegative_diffusivity", "monotone", "class",
+                         "lipschitz", "g_max", "tau_linf", "tau_sign", "tau_euclid",
+                         "shrinkage_linf", "shrinkage_sign", "regulariser_convex",
+                         "regulariser_increasing", "counterexamples", "method"}
+
+
+def test_methods_are_reported() -> None:
+    rep = verify(fluxact.catalogue["perona-malik"], params={"lam": 1})
+    methods = dict(rep.method)
+    assert "symbolic" in methods["lipschitz"] and "symbolic" in methods["g_max"]
+    assert "interval" in dict(verify("r/(1 + exp(-r))").method)["lipschitz"]
+
+
+def test_symbolic_parameters_ask_for_values() -> None:
+    with pytest.raises(fluxact.ParameterError, match="'lam' has no value"):
+        verify(fluxact.catalogue["perona-malik"])
+
+
+def test_translation_report_property() -> None:
+    t = fluxact.translate("tanh(r)", "activation")
+    assert t.report.lipschitz == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", list(fluxact.catalogue))
+def test_every_catalogue_entry_verifies(name: str) -> None:
+    entry = fluxact.catalogue[name]
+    free = fluxact.translate(entry).free_parameters
+    rep = verify(entry, params={p: 1 for p in free})
+    assert rep.g_max > 0 and rep.lipschitz > 0
+    # never claims a step without g >= 0, and a claimed step is the formula's
+    if rep.tau_linf is not None:
+        assert rep.nonnegative_diffusivity
+        assert rep.tau_linf == pytest.approx(1 / (2 * rep.g_max))
