@@ -29,7 +29,7 @@ import mpmath
 import sympy as sp
 from mpmath import iv
 
-from .budget import within_budget
+from .budget import attempt
 from .errors import ParameterError
 
 SOLVE_SECONDS = 1.5
@@ -69,23 +69,12 @@ def derivative(expr: sp.Expr, r: sp.Symbol) -> sp.Expr:
     return sp.piecewise_fold(sp.diff(_expand_kinks(expr), r))
 
 
-def _attempt(step: Callable[[], object], seconds: float) -> object | None:
-    def guarded() -> object | None:
-        try:
-            return step()
-        except (ArithmeticError, ValueError, TypeError, NotImplementedError, AttributeError,
-                RecursionError):
-            return None
-
-    return within_budget(guarded, seconds, lambda: None)
-
-
 @lru_cache(maxsize=1024)
 def _real_roots(expr: sp.Expr, r: sp.Symbol,
                 seconds: float = SOLVE_SECONDS) -> tuple[sp.Expr, ...] | None:
     """All real roots of expr in r, or None when SymPy cannot tell within ``seconds``.
     Cached: the key is the expression itself."""
-    result = _attempt(lambda: sp.solveset(expr, r, sp.S.Reals), seconds)
+    result = attempt(lambda: sp.solveset(expr, r, sp.S.Reals), seconds)
     if isinstance(result, sp.FiniteSet):
         return tuple(x for x in result if x.is_real is not False)
     if result is sp.S.EmptySet:
@@ -135,7 +124,7 @@ def decompose(expr: sp.Expr, r: sp.Symbol
     else:
         branches = [folded]
     for branch in branches:
-        poles = _attempt(lambda b=branch: sp.singularities(b, r, sp.S.Reals), SOLVE_SECONDS)
+        poles = attempt(lambda b=branch: sp.singularities(b, r, sp.S.Reals), SOLVE_SECONDS)
         if isinstance(poles, sp.FiniteSet):
             points.update((_to_float(x), x) for x in poles)
     cuts = sorted(p for p in points if math.isfinite(p))
@@ -330,11 +319,11 @@ def _limit(expr: sp.Expr, r: sp.Symbol, at: float, side: str,
     ``upper``, an oscillating limit (AccumBounds) gives the top of its range (limsup)."""
     if math.isinf(at):
         target = sp.oo if at > 0 else -sp.oo
-        value = _attempt(lambda: sp.limit(expr, r, target), LIMIT_SECONDS)
+        value = attempt(lambda: sp.limit(expr, r, target), LIMIT_SECONDS)
     else:
         exact = sp.nsimplify(at)
         target = exact if float(exact) == at else sp.Float(at, 30)
-        value = _attempt(lambda: sp.limit(expr, r, target, side), LIMIT_SECONDS)
+        value = attempt(lambda: sp.limit(expr, r, target, side), LIMIT_SECONDS)
     if upper and isinstance(value, sp.AccumBounds):
         value = value.max
     if value is None or not isinstance(value, sp.Expr) or value.has(

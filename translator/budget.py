@@ -21,6 +21,19 @@ class BudgetExceeded(BaseException):
     """Raised inside a budgeted step when its time is up (never escapes ``within_budget``)."""
 
 
+def attempt(step: Callable[[], T], seconds: float) -> T | None:
+    """Run a symbolic step under a time budget; None when it fails (SymPy raises many kinds of
+    errors on inputs it cannot handle) or runs out of time."""
+
+    def guarded() -> T | None:
+        try:
+            return step()
+        except Exception:  # noqa: BLE001 - any failure of a symbolic attempt means "no answer"
+            return None
+
+    return within_budget(guarded, seconds, lambda: None)
+
+
 def _can_use_alarm() -> bool:
     return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
 

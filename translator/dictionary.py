@@ -21,13 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import sympy as sp
 
-from .budget import within_budget
-
-T = TypeVar("T")
+from .budget import attempt
 
 SQRT2 = sp.sqrt(2)
 
@@ -46,19 +43,6 @@ class Form:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def attempt(step: Callable[[], T], seconds: float) -> T | None:
-    """Run a symbolic step under a time budget; None when it fails or runs out of time."""
-
-    def guarded() -> T | None:
-        try:
-            return step()
-        except (ArithmeticError, ValueError, TypeError, NotImplementedError, AttributeError,
-                RecursionError, sp.PolynomialError):
-            return None
-
-    return within_budget(guarded, seconds, lambda: None)
 
 
 def _min_max_to_piecewise(expr: sp.Expr) -> sp.Expr:

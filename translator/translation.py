@@ -9,7 +9,8 @@ from functools import lru_cache
 
 import sympy as sp
 
-from .dictionary import SIMPLIFY_SECONDS, Form, attempt, convert, fill_removable, tidy
+from .budget import attempt
+from .dictionary import SIMPLIFY_SECONDS, Form, convert, fill_removable, tidy
 from .errors import FormulaError, TranslationError
 from .nonlinearity import (
     KINDS,

@@ -24,7 +24,8 @@ import mpmath
 import sympy as sp
 
 from .bounds import Extreme, _expand_kinks, _limit, decompose, derivative, extreme
-from .dictionary import SIMPLIFY_SECONDS, attempt
+from .budget import attempt
+from .dictionary import SIMPLIFY_SECONDS
 from .errors import ParameterError
 from .translation import Translation, translate
 
@@ -32,7 +33,6 @@ from .translation import Translation, translate
 STEP_OF = {"linf": "tau_linf", "sign": "tau_sign", "euclidean": "tau_euclid"}
 REQUIREMENTS = tuple(STEP_OF)
 ROOTS_SECONDS = 1.0  # the decreasing intervals fall back to bracketing, so little is lost
-SQRT2 = math.sqrt(2)
 
 
 @dataclass(frozen=True, slots=True)
