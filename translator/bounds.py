@@ -31,6 +31,7 @@ from mpmath import iv
 
 from .budget import attempt
 from .errors import ParameterError
+from .numeric import HUGE
 
 SOLVE_SECONDS = 1.5
 LIMIT_SECONDS = 1.5
@@ -173,8 +174,18 @@ def _monotone(point_fn: Callable[[object], object], increasing: bool = True):
     return f
 
 
+def _iv_exp(x):
+    x = iv.mpf(x)
+    if x.b <= HUGE:
+        return iv.exp(x)
+    lo = iv.exp(iv.mpf(min(x.a, HUGE))).a  # exp is increasing: exp(min(a, HUGE)) <= exp(a)
+    return iv.mpf([lo, mpmath.inf])
+
+
 def _iv_cosh(x):
     x = iv.mpf(x)
+    if max(abs(x.a), abs(x.b)) > HUGE:
+        return iv.mpf([1, mpmath.inf])
     a, b = mpmath.cosh(mpmath.mpf(x.a)), mpmath.cosh(mpmath.mpf(x.b))
     hi = max(a, b) * (1 + mpmath.mpf(2) ** -60)
     lo = mpmath.mpf(1) if x.a <= 0 <= x.b else min(a, b) * (1 - mpmath.mpf(2) ** -60)
@@ -183,7 +194,7 @@ def _iv_cosh(x):
 
 _IV_NAMESPACE = {
     "mpf": iv.mpf,
-    "exp": iv.exp,
+    "exp": _iv_exp,
     "log": iv.log,
     "sqrt": iv.sqrt,
     "sin": iv.sin,
@@ -192,7 +203,7 @@ _IV_NAMESPACE = {
     "pi": iv.pi,
     "e": iv.e,
     "tanh": _monotone(mpmath.tanh),
-    "sinh": _monotone(mpmath.sinh),
+    "sinh": _monotone(lambda v: mpmath.sinh(v) if abs(v) <= HUGE else mpmath.sign(v) * mpmath.inf),
     "asinh": _monotone(mpmath.asinh),
     "atan": _monotone(mpmath.atan),
     "erf": _monotone(mpmath.erf),

@@ -11,6 +11,12 @@ import sympy as sp
 from .errors import ParameterError
 
 DIGITS = 30
+HUGE = 10**300  # exp of more than this is +inf: mpmath would take forever on exp(exp(..))
+
+
+def safe_exp(x):
+    """mpmath exp, but +inf above HUGE instead of an astronomically slow exact power."""
+    return mpmath.inf if x > HUGE else mpmath.exp(x)
 
 
 def missing_parameters(expr: sp.Expr, r: sp.Symbol) -> list[str]:
@@ -26,7 +32,7 @@ def numeric_function(expr: sp.Expr, r: sp.Symbol, what: str) -> Callable[[float]
             f"parameter {name!r} of {what} has no value; pass params={{{name!r}: ...}} "
             f"or --param {name}=..."
         )
-    compiled = sp.lambdify(r, expr, modules="mpmath")
+    compiled = sp.lambdify(r, expr, modules=[{"exp": safe_exp}, "mpmath"])
 
     def evaluate(value: float) -> float:
         with mpmath.workdps(DIGITS):

@@ -27,7 +27,10 @@ from .bounds import Extreme, _expand_kinks, _limit, decompose, derivative, extre
 from .budget import attempt
 from .dictionary import SIMPLIFY_SECONDS
 from .errors import ParameterError
+from .numeric import safe_exp
 from .translation import Translation, translate
+
+POINT_MODULES = [{"exp": safe_exp}, "mpmath"]  # point evaluation that cannot stall
 
 #: stability notion -> the report field holding its time step
 STEP_OF = {"linf": "tau_linf", "sign": "tau_sign", "euclidean": "tau_euclid"}
@@ -145,7 +148,7 @@ def _is_antisymmetric(phi: sp.Expr, r: sp.Symbol) -> tuple[bool, Counterexample 
     decided = attempt(lambda: sp.simplify(total) == 0, SIMPLIFY_SECONDS)
     if decided:
         return True, None, "symbolic: Phi(-r) + Phi(r) simplifies to 0"
-    f = sp.lambdify(r, phi, modules="mpmath")
+    f = sp.lambdify(r, phi, modules=POINT_MODULES)
     for k in sorted(range(-40, 41), key=abs):  # points near 1 first
         x = 1.37 ** k * 0.731
         with mpmath.workdps(30):
@@ -155,6 +158,28 @@ def _is_antisymmetric(phi: sp.Expr, r: sp.Symbol) -> tuple[bool, Counterexample 
                 "antisymmetric", x, a + b, f"Phi({x:.6g}) + Phi({-x:.6g}) = {a + b:.6g} != 0"
             ), "counterexample by evaluation"
     return False, None, "not proven: SymPy could not simplify Phi(-r) + Phi(r) to 0"
+
+
+def _negative_g_point(phi: sp.Expr, r: sp.Symbol, g_min: Extreme) -> Counterexample:
+    """A point where r Phi(r) < 0, checked by evaluation; where the infimum is a limit
+    (r -> p+), a point next to p is tried."""
+    f = sp.lambdify(r, phi, modules=POINT_MODULES)
+    at = g_min.where
+    tries = [] if at is None else [at]
+    if at is not None and "->" in g_min.where_text:
+        step = 1e-6 * (1 + abs(at))
+        tries = [at + step, at - step] if g_min.where_text.endswith("+") else [at - step,
+                                                                               at + step]
+    for x in tries:
+        if x != 0:
+            with mpmath.workdps(30):
+                value = float(f(mpmath.mpf(x))) / x
+            if value < 0:
+                return Counterexample("nonnegative_diffusivity", x, value,
+                                      f"r Phi(r) < 0 at r = {x:.6g} (g = {value:.6g}):"
+                                      " backward diffusion")
+    return Counterexample("nonnegative_diffusivity", math.nan, g_min.value,
+                          f"inf g = {g_min.value:.6g} ({g_min.where_text}): backward diffusion")
 
 
 def _jumps(phi: sp.Expr, r: sp.Symbol) -> list[tuple[float, float, float]]:
@@ -182,7 +207,7 @@ def _decreasing_intervals(dphi: sp.Expr, r: sp.Symbol, jumps: list[tuple[float, 
     intervals: list[tuple[float, float]] = []
     methods = set()
     for piece in pieces:
-        f = sp.lambdify(r, piece.expr, modules="mpmath")
+        f = sp.lambdify(r, piece.expr, modules=POINT_MODULES)
         roots = _real_roots(piece.expr, r, ROOTS_SECONDS)
         if roots is not None:
             methods.add("symbolic roots of Phi'")
@@ -283,11 +308,7 @@ def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> Stability
     methods["nonnegative_diffusivity"] = f"inf g = {_fmt(g_min.value + 0.0)} ({g_min.method})"
     nonneg = g_min.value >= 0
     if not nonneg:
-        x = g_min.where if g_min.where is not None else math.nan
-        counter.append(Counterexample(
-            "nonnegative_diffusivity", x, g_min.value,
-            f"g = Phi/r = {g_min.value:.6g} < 0 ({g_min.where_text}): backward diffusion",
-        ))
+        counter.append(_negative_g_point(phi, r, g_min))
         reasons["nonnegative_diffusivity"] = "g takes negative values: backward diffusion"
 
     jumps = _jumps(phi, r)

@@ -152,3 +152,10 @@ def test_translate_shows_verdicts() -> None:
     assert "time steps (h = 1" in out.stdout and "linf 0.5" in out.stdout
     out = run_cli("translate", "--name", "perona-malik")
     assert "give values to lam" in out.stdout
+
+
+@pytest.mark.parametrize("formula", ["exp(exp(exp(r)))", "sinh(sinh(r))"])
+def test_verify_explosive_formula_finishes(formula: str) -> None:
+    out = run_cli("verify", formula)  # run_cli's own timeout is the hang detector
+    assert out.returncode == 0, out.stderr
+    assert "L = inf" in out.stdout
