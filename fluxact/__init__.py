@@ -23,6 +23,7 @@ from .translator import ParameterError as ParameterError
 from .translator import StabilityReport as StabilityReport
 from .translator import Translation as Translation
 from .translator import TranslationError as TranslationError
+from .translator import UnstableError as UnstableError
 from .translator import catalogue as catalogue
 from .translator import lookup as lookup
 from .translator import parse_formula as parse_formula

@@ -118,7 +118,10 @@ def _verdicts(t: Translation) -> str:
     if t.free_parameters:
         names = ", ".join(t.free_parameters)
         return f"  stability: give values to {names} (--param) to verify"
-    return str(verify_translation(t))
+    try:
+        return str(verify_translation(t))
+    except FluxactError as exc:
+        return f"  stability: not verified: {_one_line(str(exc))}"
 
 
 def _cmd_translate(args: argparse.Namespace) -> int:
@@ -191,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fluxact: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a formula fluxact cannot handle: one line, not a traceback
+        print(f"fluxact: error: cannot handle this input ({type(exc).__name__}: "
+              f"{_one_line(str(exc))[:200]}); please report it", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 def _one_line(message: str) -> str:

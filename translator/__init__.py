@@ -17,5 +17,6 @@ from .translation import Translation as Translation
 from .translation import translate as translate
 from .translation import translate_nonlinearity as translate_nonlinearity
 from .verify import StabilityReport as StabilityReport
+from .verify import UnstableError as UnstableError
 from .verify import verify as verify
 from .verify import verify_translation as verify_translation

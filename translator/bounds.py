@@ -70,28 +70,44 @@ def derivative(expr: sp.Expr, r: sp.Symbol) -> sp.Expr:
     return sp.piecewise_fold(sp.diff(_expand_kinks(expr), r))
 
 
-@lru_cache(maxsize=1024)
+_ROOTS: dict[tuple[sp.Expr, sp.Symbol], tuple[sp.Expr, ...]] = {}
+
+
 def _real_roots(expr: sp.Expr, r: sp.Symbol,
                 seconds: float = SOLVE_SECONDS) -> tuple[sp.Expr, ...] | None:
     """All real roots of expr in r, or None when SymPy cannot tell within ``seconds``.
-    Cached: the key is the expression itself."""
+    Decided answers are cached (the key is the expression); a time-out is not, so that a
+    busy machine cannot make an undecided answer permanent."""
+    key = (expr, r)
+    if key in _ROOTS:
+        return _ROOTS[key]
     result = attempt(lambda: sp.solveset(expr, r, sp.S.Reals), seconds)
     if isinstance(result, sp.FiniteSet):
-        return tuple(x for x in result if x.is_real is not False)
-    if result is sp.S.EmptySet:
-        return ()
-    return None
+        roots = tuple(x for x in result if x.is_real is not False)
+    elif result is sp.S.EmptySet:
+        roots = ()
+    else:
+        return None
+    if len(_ROOTS) < 4096:
+        _ROOTS[key] = roots
+    return roots
 
 
-def _to_float(value: sp.Expr) -> float:
+def _to_float(value: sp.Expr, up: bool = False) -> float:
+    """A real number as a float; with ``up``, never below the exact value."""
     if value is sp.oo:
         return math.inf
     if value is -sp.oo:
         return -math.inf
-    number = value.evalf(30)
-    if not number.is_number or not number.is_real:
+    number = value.evalf(40)
+    if not number.is_number or number.is_real is False or number.has(sp.I):
+        raise ParameterError(f"{value} is not a real number")
+    if not number.is_real:
         raise ParameterError(f"cannot compare {value} numerically; give parameter values")
-    return float(number)
+    out = float(number)
+    if up and sp.Float(out, 40) < number:
+        out = math.nextafter(out, math.inf)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +115,9 @@ class Piece:
     lo: float
     hi: float
     expr: sp.Expr
+    lo_exact: sp.Expr  # the ends exactly (-oo, oo, or a breakpoint), for limits
+    hi_exact: sp.Expr
+    poles_known: bool  # SymPy listed every pole of expr (else only interval bounds are used)
 
 
 @lru_cache(maxsize=512)
@@ -124,16 +143,19 @@ def decompose(expr: sp.Expr, r: sp.Symbol
         branches = [e for e, _ in folded.args]
     else:
         branches = [folded]
+    known: dict[sp.Expr, bool] = {}
     for branch in branches:
         poles = attempt(lambda b=branch: sp.singularities(b, r, sp.S.Reals), SOLVE_SECONDS)
+        known[branch] = isinstance(poles, sp.FiniteSet) or poles is sp.S.EmptySet
         if isinstance(poles, sp.FiniteSet):
-            points.update((_to_float(x), x) for x in poles)
+            points.update((_to_float(x), x) for x in poles if x.is_real is not False)
     cuts = sorted(p for p in points if math.isfinite(p))
+    exact = {-math.inf: -sp.oo, math.inf: sp.oo, **{p: points[p] for p in cuts}}
     ends = [-math.inf, *cuts, math.inf]
     pieces = []
     for lo, hi in zip(ends, ends[1:]):
-        mid = _midpoint(lo, hi)
-        pieces.append(Piece(lo, hi, _branch_at(folded, r, mid)))
+        branch = _branch_at(folded, r, _midpoint(lo, hi))
+        pieces.append(Piece(lo, hi, branch, exact[lo], exact[hi], known.get(branch, False)))
     values = [(p, _branch_at(folded, r, points[p]).subs(r, points[p])) for p in cuts]
     return tuple(pieces), tuple(values)
 
@@ -161,15 +183,17 @@ def _branch_at(folded: sp.Expr, r: sp.Symbol, x: float | sp.Expr) -> sp.Expr:
 # -- interval evaluation -----------------------------------------------------------------------
 
 
-def _monotone(point_fn: Callable[[object], object], increasing: bool = True):
-    """Interval extension of a monotone function: endpoints widened outward by 2^-60."""
+def _monotone(point_fn: Callable[[object], object]):
+    """Interval extension of an increasing function: endpoints evaluated at a higher
+    precision and widened outward by a few units in the last place."""
 
     def f(x):
         x = iv.mpf(x)
-        a, b = point_fn(mpmath.mpf(x.a)), point_fn(mpmath.mpf(x.b))
-        lo, hi = (a, b) if increasing else (b, a)
-        pad = lambda v: abs(v) * mpmath.mpf(2) ** -60 + mpmath.mpf(2) ** -1000  # noqa: E731
-        return iv.mpf([lo - pad(lo), hi + pad(hi)])
+        with mpmath.workprec(iv.prec + 30):  # pad at a precision where the pad is visible
+            lo, hi = point_fn(mpmath.mpf(x.a)), point_fn(mpmath.mpf(x.b))
+            lo = lo - abs(lo) * mpmath.mpf(2) ** -(iv.prec - 4) - mpmath.mpf(2) ** -1000
+            hi = hi + abs(hi) * mpmath.mpf(2) ** -(iv.prec - 4) + mpmath.mpf(2) ** -1000
+            return iv.mpf([lo, hi])
 
     return f
 
@@ -186,10 +210,11 @@ def _iv_cosh(x):
     x = iv.mpf(x)
     if max(abs(x.a), abs(x.b)) > HUGE:
         return iv.mpf([1, mpmath.inf])
-    a, b = mpmath.cosh(mpmath.mpf(x.a)), mpmath.cosh(mpmath.mpf(x.b))
-    hi = max(a, b) * (1 + mpmath.mpf(2) ** -60)
-    lo = mpmath.mpf(1) if x.a <= 0 <= x.b else min(a, b) * (1 - mpmath.mpf(2) ** -60)
-    return iv.mpf([lo, hi])
+    with mpmath.workprec(iv.prec + 30):
+        a, b = mpmath.cosh(mpmath.mpf(x.a)), mpmath.cosh(mpmath.mpf(x.b))
+        hi = max(a, b) * (1 + mpmath.mpf(2) ** -(iv.prec - 4))
+        lo = mpmath.mpf(1) if x.a <= 0 <= x.b else min(a, b) * (1 - mpmath.mpf(2) ** -(iv.prec - 4))
+        return iv.mpf([lo, hi])
 
 
 _IV_NAMESPACE = {
@@ -244,8 +269,10 @@ def interval_function(expr: sp.Expr, r: sp.Symbol) -> Callable[[float, float], t
 def _initial_boxes(lo: float, hi: float) -> list[tuple[float, float]]:
     """Geometric shells covering (lo, hi) up to 2^64 towards infinity and 2^-64 towards a
     finite end."""
-    if math.isinf(lo) and math.isinf(hi):
-        return _initial_boxes(-math.inf, 0.0) + _initial_boxes(0.0, math.inf)
+    if math.isinf(lo) and math.isinf(hi):  # split at 0, whose neighbourhood is a box too
+        tiny = 2.0**-SHELLS
+        return (_initial_boxes(-math.inf, 0.0) + [(-tiny, tiny)]
+                + _initial_boxes(0.0, math.inf))
     if math.isinf(hi):
         anchor = lo
         edges = [anchor + 2.0**-k for k in range(SHELLS, 0, -1)] + [anchor + 1.0]
@@ -272,17 +299,19 @@ def branch_and_bound_sup(
     upper bound of expr on [a, b]; the smaller of the two is used.
     """
     direct = interval_function(expr, r)
-    point = direct
     slope = interval_function(sp.diff(expr, r), r)
 
     def enclose(a: float, b: float) -> tuple[float, float]:
         lo_, hi_ = direct(a, b)
-        # centered form f(m) + f'([a, b]) ([a, b] - m): quadratic convergence near a maximum
+        # centred form f(m) + f'([a, b]) ([a, b] - m): quadratic convergence near a maximum;
+        # the float operations are padded by their worst relative error
         m = (a + b) / 2
         d_lo, d_hi = slope(a, b)
-        centred = point(m, m)[1] + max(abs(d_lo), abs(d_hi)) * (b - a) / 2
+        f_m = direct(m, m)[1]
+        term = max(abs(d_lo), abs(d_hi)) * max(m - a, b - m) * (1 + 2.0**-50)
+        centred = f_m + term + (abs(f_m) + term) * 2.0**-50 + 2.0**-1000
         if math.isfinite(centred):
-            hi_ = min(hi_, centred + abs(centred) * 2.0**-50 + 2.0**-1000)
+            hi_ = min(hi_, centred)
         if second_upper is not None:
             hi_ = min(hi_, second_upper(a, b))
         return lo_, hi_
@@ -291,7 +320,7 @@ def branch_and_bound_sup(
 
     def consider(m: float) -> None:
         nonlocal best, best_at
-        low = point(m, m)[0]
+        low = direct(m, m)[0]
         if low > best:
             best, best_at = low, m
 
@@ -324,17 +353,17 @@ def branch_and_bound_sup(
 # -- extremes ----------------------------------------------------------------------------------
 
 
-def _limit(expr: sp.Expr, r: sp.Symbol, at: float, side: str,
+def _limit(expr: sp.Expr, r: sp.Symbol, at: sp.Expr | float, side: str,
            upper: bool = False) -> float | None:
-    """The one-sided limit of expr at ``at`` as a float; None if SymPy finds none. With
-    ``upper``, an oscillating limit (AccumBounds) gives the top of its range (limsup)."""
-    if math.isinf(at):
-        target = sp.oo if at > 0 else -sp.oo
-        value = attempt(lambda: sp.limit(expr, r, target), LIMIT_SECONDS)
+    """The one-sided limit of expr at the exact point ``at`` (or +-oo) as a float, rounded
+    up; None if SymPy finds none. With ``upper``, an oscillating limit (AccumBounds) gives
+    the top of its range (limsup)."""
+    if isinstance(at, float):
+        at = sp.oo if at == math.inf else -sp.oo if at == -math.inf else sp.nsimplify(at)
+    if at.is_infinite:
+        value = attempt(lambda: sp.limit(expr, r, at), LIMIT_SECONDS)
     else:
-        exact = sp.nsimplify(at)
-        target = exact if float(exact) == at else sp.Float(at, 30)
-        value = attempt(lambda: sp.limit(expr, r, target, side), LIMIT_SECONDS)
+        value = attempt(lambda: sp.limit(expr, r, at, side), LIMIT_SECONDS)
     if upper and isinstance(value, sp.AccumBounds):
         value = value.max
     if value is None or not isinstance(value, sp.Expr) or value.has(
@@ -344,7 +373,7 @@ def _limit(expr: sp.Expr, r: sp.Symbol, at: float, side: str,
     if value.is_infinite:
         return math.inf if value.is_extended_positive else -math.inf
     try:
-        return _to_float(value)
+        return _to_float(value, up=True)
     except (ParameterError, TypeError):
         return None
 
@@ -365,14 +394,15 @@ def _smooth_reach(slope: sp.Expr, r: sp.Symbol, right: bool) -> float:
 
 
 def extreme(expr: sp.Expr, r: sp.Symbol, which: str = "sup",
-            domain: tuple[float, float] = (-math.inf, math.inf),
             flux: sp.Expr | None = None) -> Extreme:
-    """sup or inf of expr over the open interval ``domain`` (plus breakpoints inside it).
+    """sup or inf of expr over the real line (breakpoints included), rounded outward.
 
     ``flux``: expr is flux/r with flux(0) = 0 (a diffusivity g = Phi/r). Interval arithmetic
     cannot bound such a quotient near r = 0, so there the mean value theorem is used:
     for 0 < |r| <= 2^-30, Phi(r)/r is a mean of Phi' between 0 and r.
     """
+    if which not in ("sup", "inf"):
+        raise ValueError(f"which must be 'sup' or 'inf', not {which!r}")
     sign = 1 if which == "sup" else -1
     slope = None if flux is None else derivative(flux, r)
     target = sign * expr
@@ -381,7 +411,6 @@ def extreme(expr: sp.Expr, r: sp.Symbol, which: str = "sup",
     where: float | None = None
     where_text = ""
     methods: set[str] = set()
-    lo_d, hi_d = domain
 
     def offer(value: float, at: float | None, text: str) -> None:
         nonlocal best, where, where_text
@@ -389,27 +418,21 @@ def extreme(expr: sp.Expr, r: sp.Symbol, which: str = "sup",
             best, where, where_text = value, at, text
 
     for p, value in point_values:
-        if lo_d < p < hi_d:
-            try:
-                offer(_to_float(value), p, f"r = {p:.6g}")
-            except (ParameterError, TypeError):
-                pass
+        try:
+            offer(_to_float(value, up=True), p, f"r = {p:.6g}")
+        except (ParameterError, TypeError):
+            offer(math.inf, p, f"r = {p:.6g} (no real value)")
     for piece in pieces:
-        lo, hi = max(piece.lo, lo_d), min(piece.hi, hi_d)
-        if not lo < hi:
-            continue
-        e = piece.expr
-        ends = []
-        for at, side in ((lo, "+"), (hi, "-")):
-            value = _limit(e, r, at, side, upper=True)
+        lo, hi, e = piece.lo, piece.hi, piece.expr
+        for at, exact, side in ((lo, piece.lo_exact, "+"), (hi, piece.hi_exact, "-")):
+            value = _limit(e, r, exact, side, upper=True)
             if value is None:
                 value = math.inf  # no limit established: no bound there
                 methods.add("no limit found at an end")
-            ends.append(value)
             text = ("r -> oo" if at == math.inf else "r -> -oo" if at == -math.inf
                     else f"r -> {at:.6g}{side}")
             offer(value, None if math.isinf(at) else at, text)
-        critical = _real_roots(sp.diff(e, r), r)
+        critical = _real_roots(sp.diff(e, r), r) if piece.poles_known else None
         if critical is not None:
             methods.add("symbolic")
             for c in critical:
@@ -418,7 +441,10 @@ def extreme(expr: sp.Expr, r: sp.Symbol, which: str = "sup",
                 except ParameterError:
                     continue
                 if lo < x < hi:
-                    offer(_to_float(e.subs(r, c)), x, f"r = {x:.6g}")
+                    try:
+                        offer(_to_float(e.subs(r, c), up=True), x, f"r = {x:.6g}")
+                    except ParameterError:
+                        offer(math.inf, x, f"r = {x:.6g} (no real value)")
             continue
         methods.add("interval")
         second = None

@@ -73,7 +73,7 @@ def tidy(expr: sp.Expr) -> sp.Expr:
 
 
 def _is_bad(value: sp.Basic) -> bool:
-    return value.has(sp.nan, sp.zoo, sp.oo, -sp.oo) or value is sp.nan
+    return value.has(sp.nan, sp.zoo, sp.oo, -sp.oo, sp.AccumBounds)
 
 
 def fill_removable(expr: sp.Expr, r: sp.Symbol, what: str, raw: sp.Expr | None = None) -> Form:
@@ -90,7 +90,7 @@ def fill_removable(expr: sp.Expr, r: sp.Symbol, what: str, raw: sp.Expr | None =
         return Form(expr)
     right = attempt(lambda: sp.limit(raw, r, 0, "+"), LIMIT_SECONDS)
     left = attempt(lambda: sp.limit(raw, r, 0, "-"), LIMIT_SECONDS)
-    if any(v is None or v.has(sp.nan, sp.zoo, sp.Limit) for v in (right, left)):
+    if any(v is None or v.has(sp.nan, sp.zoo, sp.Limit, sp.AccumBounds) for v in (right, left)):
         return Form(expr, notes=(f"{what} is undefined at {r} = 0",))
     expr = _drop_branch_at_zero(expr, r)
     if right == left or attempt(lambda: sp.simplify(right - left) == 0, LIMIT_SECONDS):

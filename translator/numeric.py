@@ -3,6 +3,7 @@ where SymPy finds no closed form (its Integral is evaluated by quadrature)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import mpmath
@@ -16,7 +17,18 @@ HUGE = 10**300  # exp of more than this is +inf: mpmath would take forever on ex
 
 def safe_exp(x):
     """mpmath exp, but +inf above HUGE instead of an astronomically slow exact power."""
-    return mpmath.inf if x > HUGE else mpmath.exp(x)
+    return mpmath.inf if mpmath.re(x) > HUGE else mpmath.exp(x)
+
+
+#: lambdify modules for point evaluation that cannot stall on exp(exp(..))
+POINT_MODULES = [{"exp": safe_exp}, "mpmath"]
+
+
+def real_value(value: object) -> float:
+    """A float, or nan where the value is complex (e.g. sqrt of a negative number)."""
+    if isinstance(value, mpmath.mpc):
+        return float(value.real) if value.imag == 0 else math.nan
+    return float(value)
 
 
 def missing_parameters(expr: sp.Expr, r: sp.Symbol) -> list[str]:
@@ -32,11 +44,11 @@ def numeric_function(expr: sp.Expr, r: sp.Symbol, what: str) -> Callable[[float]
             f"parameter {name!r} of {what} has no value; pass params={{{name!r}: ...}} "
             f"or --param {name}=..."
         )
-    compiled = sp.lambdify(r, expr, modules=[{"exp": safe_exp}, "mpmath"])
+    compiled = sp.lambdify(r, expr, modules=POINT_MODULES)
 
     def evaluate(value: float) -> float:
         with mpmath.workdps(DIGITS):
             result = compiled(mpmath.mpf(value))
-        return float(mpmath.re(result)) if isinstance(result, mpmath.mpc) else float(result)
+        return real_value(result)
 
     return evaluate

@@ -18,6 +18,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from fractions import Fraction
 from functools import lru_cache
 
 import mpmath
@@ -26,16 +27,18 @@ import sympy as sp
 from .bounds import Extreme, _expand_kinks, _limit, decompose, derivative, extreme
 from .budget import attempt
 from .dictionary import SIMPLIFY_SECONDS
-from .errors import ParameterError
-from .numeric import safe_exp
+from .errors import FluxactError, FormulaError, ParameterError
+from .numeric import POINT_MODULES, real_value
 from .translation import Translation, translate
-
-POINT_MODULES = [{"exp": safe_exp}, "mpmath"]  # point evaluation that cannot stall
 
 #: stability notion -> the report field holding its time step
 STEP_OF = {"linf": "tau_linf", "sign": "tau_sign", "euclidean": "tau_euclid"}
 REQUIREMENTS = tuple(STEP_OF)
 ROOTS_SECONDS = 1.0  # the decreasing intervals fall back to bracketing, so little is lost
+
+
+class UnstableError(FluxactError):
+    """A required stability notion has no safe time step for this activation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +155,31 @@ def _is_antisymmetric(phi: sp.Expr, r: sp.Symbol) -> tuple[bool, Counterexample 
     for k in sorted(range(-40, 41), key=abs):  # points near 1 first
         x = 1.37 ** k * 0.731
         with mpmath.workdps(30):
-            a, b = float(f(mpmath.mpf(x))), float(f(mpmath.mpf(-x)))
+            a, b = real_value(f(mpmath.mpf(x))), real_value(f(mpmath.mpf(-x)))
         if abs(a + b) > 1e-15 * (1 + abs(a)):
             return False, Counterexample(
                 "antisymmetric", x, a + b, f"Phi({x:.6g}) + Phi({-x:.6g}) = {a + b:.6g} != 0"
             ), "counterexample by evaluation"
     return False, None, "not proven: SymPy could not simplify Phi(-r) + Phi(r) to 0"
+
+
+def _check_real(phi: sp.Expr, r: sp.Symbol) -> None:
+    """Refuse an activation that is not a real function on the whole line (sqrt(r), r/0)."""
+    if phi.has(sp.zoo, sp.nan, sp.I, sp.AccumBounds):
+        raise FormulaError(f"the activation {phi} is undefined or complex somewhere; "
+                           "give a real function of r on the whole line")
+    f = sp.lambdify(r, phi, modules=POINT_MODULES)
+    for x in (-1e6, -7.3, -1.0, -0.37, 0.0, 0.37, 1.0, 7.3, 1e6):
+        try:
+            with mpmath.workdps(30):
+                value = real_value(f(mpmath.mpf(x)))
+        except (ArithmeticError, ValueError, TypeError):
+            value = math.nan
+        if math.isnan(value):
+            raise FormulaError(
+                f"the activation {phi} has no real value at r = {x:g}; verification needs a "
+                "real function of r on the whole line (e.g. use Abs(r) inside sqrt or log)"
+            )
 
 
 def _negative_g_point(phi: sp.Expr, r: sp.Symbol, g_min: Extreme) -> Counterexample:
@@ -173,7 +195,7 @@ def _negative_g_point(phi: sp.Expr, r: sp.Symbol, g_min: Extreme) -> Counterexam
     for x in tries:
         if x != 0:
             with mpmath.workdps(30):
-                value = float(f(mpmath.mpf(x))) / x
+                value = real_value(f(mpmath.mpf(x))) / x
             if value < 0:
                 return Counterexample("nonnegative_diffusivity", x, value,
                                       f"r Phi(r) < 0 at r = {x:.6g} (g = {value:.6g}):"
@@ -188,8 +210,8 @@ def _jumps(phi: sp.Expr, r: sp.Symbol) -> list[tuple[float, float, float]]:
     out = []
     for left, right in zip(pieces, pieces[1:]):
         p = left.hi
-        a = _limit(left.expr, r, p, "-")
-        b = _limit(right.expr, r, p, "+")
+        a = _limit(left.expr, r, left.hi_exact, "-")
+        b = _limit(right.expr, r, right.lo_exact, "+")
         if a is None or b is None or abs(a - b) > 1e-12 * (1 + abs(a)):
             out.append((p, a if a is not None else math.nan, b if b is not None else math.nan))
     return out
@@ -201,7 +223,7 @@ def _decreasing_intervals(dphi: sp.Expr, r: sp.Symbol, jumps: list[tuple[float, 
     point in between. Roots are symbolic where solveset finds them all; otherwise they are
     bracketed by sign changes on a log-spaced grid and bisected (then the list may miss a
     pair of close roots, and the method says so; the monotone verdict does not rely on it)."""
-    from .bounds import _real_roots, _to_float
+    from .bounds import _midpoint, _real_roots, _to_float
 
     pieces, _ = decompose(dphi, r)
     intervals: list[tuple[float, float]] = []
@@ -217,7 +239,7 @@ def _decreasing_intervals(dphi: sp.Expr, r: sp.Symbol, jumps: list[tuple[float, 
             cuts = _bracketed_roots(f, piece.lo, piece.hi)
         ends = [piece.lo, *cuts, piece.hi]
         for lo, hi in zip(ends, ends[1:]):
-            if _value(f, _inside(lo, hi)) < 0:
+            if _value(f, _midpoint(lo, hi)) < 0:
                 intervals.append((lo, hi))
     for p, left, right in jumps:
         if right < left:
@@ -225,24 +247,19 @@ def _decreasing_intervals(dphi: sp.Expr, r: sp.Symbol, jumps: list[tuple[float, 
     return _merge(intervals), "; ".join(sorted(methods))
 
 
-def _value(f, x: float) -> float:
+def _value(f, x: float):
+    """f(x) as an mpmath number (a float would underflow to 0 and lose the sign)."""
     with mpmath.workdps(30):
-        return float(f(mpmath.mpf(x)))
-
-
-def _inside(lo: float, hi: float) -> float:
-    if math.isfinite(lo) and math.isfinite(hi):
-        return (lo + hi) / 2
-    if math.isfinite(hi):
-        return hi - 1.0
-    if math.isfinite(lo):
-        return lo + 1.0
-    return 0.0
+        v = f(mpmath.mpf(x))
+    if isinstance(v, mpmath.mpc):
+        return v.real if v.imag == 0 else mpmath.nan
+    return v
 
 
 def _bracketed_roots(f, lo: float, hi: float) -> list[float]:
-    grid = sorted({x for k in range(-30, 31) for x in (1.25**k * 0.01, -(1.25**k) * 0.01)}
-                  | {0.0})
+    # log-spaced from 2^-30 to 2^64 on each side
+    grid = sorted({x for k in range(-30, 65, 1) for j in range(4)
+                   for x in (2.0 ** (k + j / 4), -(2.0 ** (k + j / 4)))} | {0.0})
     grid = [x for x in grid if lo < x < hi]
     roots = []
     for a, b in zip(grid, grid[1:]):
@@ -280,8 +297,8 @@ def verify_translation(t: Translation, *, h: float = 1.0,
 def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> StabilityReport:
     if not (h > 0 and math.isfinite(h)):
         raise ParameterError(f"grid size h must be positive and finite, got {h}")
-    if norm_K2 is None:
-        norm_K2 = 4.0 / h**2  # ||D+||^2 <= 4/h^2 in 1D (MATH.md 2)
+    given_norm = norm_K2  # None: ||D+||^2 <= 4/h^2 in 1D (MATH.md 2), kept exact below
+    norm_K2 = 4.0 / h**2 if norm_K2 is None else norm_K2
     if not (norm_K2 > 0 and math.isfinite(norm_K2)):
         raise ParameterError(f"norm_K2 must be positive and finite, got {norm_K2}")
     r = t.variable
@@ -292,6 +309,7 @@ def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> Stability
             f"parameter {name!r} has no value; verification needs numbers: pass "
             f"params={{{name!r}: ...}} or --param {name}=..."
         )
+    _check_real(phi, r)
     methods: dict[str, str] = {}
     reasons: dict[str, str] = {}
     counter: list[Counterexample] = []
@@ -328,16 +346,24 @@ def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> Stability
     methods["lipschitz"] = L.method
 
     decreasing, roots_method = _decreasing_intervals(dphi, r, jumps)
-    downward = any(b < a for _, a, b in jumps)
-    monotone = not downward and dphi_min.value >= 0
+    # a downward jump, a pole, or poles SymPy cannot list (tan r) all forbid "monotone"
+    downward = any(not b >= a for _, a, b in jumps)
+    poles_unknown = not all(piece.poles_known for piece in decompose(phi, r)[0])
+    monotone = not downward and not poles_unknown and dphi_min.value >= 0
+    if poles_unknown:
+        methods["poles"] = "SymPy could not list the poles of Phi: monotonicity is not proven"
     methods["monotone"] = "inf Phi' and the one-sided limits at breakpoints"
     methods["decreasing_intervals"] = roots_method
     if not monotone:
-        a, b = decreasing[0] if decreasing else (math.nan, math.nan)
-        x = a if a == b else (a + b) / 2 if math.isfinite(a + b) else (
-            b - 1 if math.isfinite(b) else a + 1)
-        why = (f"Phi jumps down at r = {a:.6g}" if a == b
-               else f"Phi decreases on ({_fmt(a)}, {_fmt(b)})")
+        if decreasing:
+            a, b = decreasing[0]
+            x = a if a == b else (a + b) / 2 if math.isfinite(a + b) else (
+                b - 1 if math.isfinite(b) else a + 1)
+            why = (f"Phi jumps down at r = {a:.6g}" if a == b
+                   else f"Phi decreases on ({_fmt(a)}, {_fmt(b)})")
+        else:  # the root grid missed it: the infimum of Phi' says where
+            x = dphi_min.where if dphi_min.where is not None else math.nan
+            why = f"Phi' = {dphi_min.value:.6g} < 0 ({dphi_min.where_text})"
         counter.append(Counterexample("monotone", x, float("nan"), why))
         reasons["monotone"] = "Phi is nonmonotone (forward-backward diffusion)"
 
@@ -351,21 +377,24 @@ def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> Stability
     elif nonneg and not monotone and g_inf_limit == 0:
         klass = 2
 
-    tau = float(t.tau)
-    shrink_linf = nonneg and g_max.value <= 1 / (2 * tau)
-    shrink_sign = nonneg and g_max.value <= 1 / (4 * tau)
-    methods["shrinkage"] = "S(r)/r = 1 - 4 tau g(sqrt2 r) (Table 1) with the bounds of g"
+    # S(r)/r = 1 - 4 w g(sqrt2 r) with w = alpha in the regulariser's row of Table 1, else tau
+    w_name, w = ("alpha", t.alpha) if t.input.kind == "regulariser" else ("tau", t.tau)
+    w = float(w)
+    shrink_linf = nonneg and g_max.value <= 1 / (2 * w)
+    shrink_sign = nonneg and g_max.value <= 1 / (4 * w)
+    methods["shrinkage"] = (f"S(r)/r = 1 - 4 {w_name} g(sqrt2 r) (Table 1, the input's row) "
+                            "with the bounds of g")
     if not shrink_linf:
         reasons["shrinkage_linf"] = (
             "g < 0 somewhere" if not nonneg else
-            f"g_max = {_fmt(g_max.value)} > 1/(2 tau) = {1 / (2 * tau):g}: S leaves [-r, r]")
+            f"g_max = {_fmt(g_max.value)} > 1/(2 {w_name}) = {1 / (2 * w):g}: S leaves [-r, r]")
     if not shrink_sign:
         reasons["shrinkage_sign"] = (
             "g < 0 somewhere" if not nonneg else
-            f"g_max = {_fmt(g_max.value)} > 1/(4 tau) = {1 / (4 * tau):g}: S leaves [0, r]")
+            f"g_max = {_fmt(g_max.value)} > 1/(4 {w_name}) = {1 / (4 * w):g}: S leaves [0, r]")
     methods["regulariser"] = "Psi' = 2 Phi: convex iff Phi nondecreasing; increasing iff g >= 0"
 
-    taus = _time_steps(nonneg, g_max.value, L.value, h, norm_K2, reasons)
+    taus = _time_steps(nonneg, g_max.value, L.value, h, given_norm, reasons)
     return StabilityReport(
         formula=t.input.text,
         antisymmetric=antisym,
@@ -391,7 +420,13 @@ def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> Stability
     )
 
 
-def _time_steps(nonneg: bool, g_max: float, L: float, h: float, norm_K2: float,
+def _down(exact: Fraction) -> float:
+    """A positive rational as a float never above it (a time step must not be rounded up)."""
+    q = float(exact)
+    return math.nextafter(q, 0.0) if Fraction(q) > exact else q
+
+
+def _time_steps(nonneg: bool, g_max: float, L: float, h: float, norm_K2: float | None,
                 reasons: dict[str, str]) -> dict[str, float | None]:
     """tau bounds of MATH.md 2 from g_max (and the paper's from L)."""
     names = ("tau_linf", "tau_sign", "tau_euclid")
@@ -405,7 +440,9 @@ def _time_steps(nonneg: bool, g_max: float, L: float, h: float, norm_K2: float,
             return None, None, None
         if bound <= 0:  # g == 0: nothing moves, any step is stable
             return math.inf, math.inf, math.inf
-        return h**2 / (2 * bound), h**2 / (4 * bound), 2 / (bound * norm_K2)
+        h2, b = Fraction(h) ** 2, Fraction(bound)
+        norm = Fraction(4) / h2 if norm_K2 is None else Fraction(norm_K2)
+        return _down(h2 / (2 * b)), _down(h2 / (4 * b)), _down(2 / (b * norm))
 
     ours, paper = steps(g_max), steps(L)
     if math.isinf(g_max):
@@ -431,8 +468,8 @@ def verify(
 ) -> StabilityReport:
     """Translate ``expr`` (as ``translate`` does) and verify its activation.
 
-    ``require`` (linf, sign, euclidean) is checked: a ParameterError is not raised for a
-    failed requirement; use ``report.holds(require)`` (the CLI turns it into exit status 1).
+    ``require`` (linf, sign, euclidean): raise UnstableError, with the reason, when that
+    stability notion has no safe time step (the CLI's --require exits 1 instead).
     """
     from .catalogue import CatalogueEntry
 
@@ -446,4 +483,8 @@ def verify(
         k = None if isinstance(expr, CatalogueEntry) and kind == "activation" else kind
         t = translate(expr, k, params=params, convention=convention, tau=tau, alpha=alpha,
                       variable=variable)
-    return verify_translation(t, h=h, norm_K2=norm_K2)
+    report = verify_translation(t, h=h, norm_K2=norm_K2)
+    if require is not None and not report.holds(require):
+        reason = dict(report.reasons).get(STEP_OF[require], "no guarantee")
+        raise UnstableError(f"{require} stability fails for {t.input.text}: {reason}")
+    return report

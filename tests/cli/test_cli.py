@@ -132,7 +132,7 @@ def test_verify_exit_status_follows_requirement(capsys: pytest.CaptureFixture[st
 def test_verify_json_and_catalogue_name(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["verify", "--name", "hard", "--param", "th=1", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["lipschitz"] == "inf" and data["tau_linf"] == 0.5
+    assert data["lipschitz"] == "inf" and data["tau_linf"] == pytest.approx(0.5)
     assert data["tau_linf_paper"] is None
 
 
@@ -141,6 +141,12 @@ def test_verify_json_and_catalogue_name(capsys: pytest.CaptureFixture[str]) -> N
     ["verify", "r", "--h", "-1"],
     ["verify", "r", "--require", "strong"],
     ["verify", "__import__('os')"],
+    ["verify", "sqrt(r)"],  # complex for r < 0
+    ["verify", "r/0"],
+    ["verify", "sin(1/r)"],
+    ["verify", "exp(sqrt(r))"],
+    ["verify", "r*sqrt(r**2 - 1)"],
+    ["verify", "Piecewise((r, sin(r) > 0), (0, True))"],
 ])
 def test_verify_bad_input(args: list[str]) -> None:
     out = run_cli(*args)

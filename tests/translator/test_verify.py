@@ -144,3 +144,49 @@ def test_every_catalogue_entry_verifies(name: str) -> None:
     if rep.tau_linf is not None:
         assert rep.nonnegative_diffusivity
         assert rep.tau_linf == pytest.approx(1 / (2 * rep.g_max))
+
+
+# -- soundness cases found in review: each once let the verifier claim too much -------------
+
+
+def test_pole_that_solveset_cannot_list_is_not_missed() -> None:
+    rep = verify("1/(r*exp(r) - 1)**2", "diffusivity")  # pole at r = W(1) = 0.567...
+    assert math.isinf(rep.g_max) and rep.tau_linf is None
+
+
+def test_limits_are_taken_at_the_exact_breakpoint() -> None:
+    rep = verify("1/(atan(r) - 1)**2", "diffusivity")  # pole at tan(1)
+    assert math.isinf(rep.g_max) and rep.tau_linf is None
+
+
+def test_no_gap_around_zero_in_branch_and_bound() -> None:
+    rep = verify("(1 + 1/(1 + 10**40*r**2))*(2 + sin(r))/3", "diffusivity")
+    assert rep.g_max >= 4 / 3  # g(0) = 4/3 inside a spike of width 1e-20
+
+
+def test_results_are_rounded_outward() -> None:
+    from fractions import Fraction
+
+    rep = verify("3*r/(5 + r**2)")  # g_max = 3/5 exactly
+    assert Fraction(rep.g_max) >= Fraction(3, 5)
+    assert Fraction(rep.tau_linf) <= Fraction(5, 6)
+
+
+def test_shrinkage_of_a_regulariser_uses_alpha() -> None:
+    rep = verify("r**2", "regulariser", alpha=1)  # S = r - sqrt2 Psi'(sqrt2 r) = -3 r
+    assert not rep.shrinkage_linf and not rep.shrinkage_sign
+
+
+def test_poles_forbid_monotone() -> None:
+    assert not verify("tan(r)").monotone
+
+
+def test_require_raises_with_reason() -> None:
+    with pytest.raises(fluxact.UnstableError, match="g < 0"):
+        verify("sin(r)", require="linf")
+    assert verify("tanh(r)", require="euclidean").holds("euclidean")
+
+
+def test_decreasing_interval_far_out_is_found() -> None:
+    rep = verify("r*exp(-r**2/800) + sin(r)/1000")
+    assert not rep.monotone and rep.decreasing_intervals

@@ -139,12 +139,14 @@ def test_time_steps_keep_their_promises(case, seed: int) -> None:
     f = rng.normal(0, 3, 64).cumsum() * rng.choice([0.1, 1.0, 5.0])
     f = f - np.median(f)
     tol = 1e-9 * (1 + np.abs(f).max())
-    if rep.tau_linf is not None and math.isfinite(rep.tau_linf):
-        for u in explicit_steps(f, phi, rep.tau_linf, 200):
-            assert f.min() - tol <= u.min() and u.max() <= f.max() + tol
-    if rep.tau_sign is not None and math.isfinite(rep.tau_sign):
-        counts = [sign_changes(u) for u in explicit_steps(f, phi, rep.tau_sign, 200)]
-        assert all(b <= a for a, b in zip(counts, counts[1:]))
-    if rep.tau_euclid is not None and math.isfinite(rep.tau_euclid):
-        norms = [np.linalg.norm(u) for u in explicit_steps(f, phi, rep.tau_euclid, 200)]
-        assert all(b <= a * (1 + 1e-12) + 1e-12 for a, b in zip(norms, norms[1:]))
+    # g >= 0 and bounded here, so every notion must have a step (inf when g == 0)
+    assert None not in (rep.tau_linf, rep.tau_sign, rep.tau_euclid)
+    if rep.g_max == 0:
+        assert rep.tau_linf == math.inf
+        return
+    for u in explicit_steps(f, phi, rep.tau_linf, 200):
+        assert f.min() - tol <= u.min() and u.max() <= f.max() + tol
+    counts = [sign_changes(u) for u in explicit_steps(f, phi, rep.tau_sign, 200)]
+    assert all(b <= a for a, b in zip(counts, counts[1:]))
+    norms = [np.linalg.norm(u) for u in explicit_steps(f, phi, rep.tau_euclid, 200)]
+    assert all(b <= a * (1 + 1e-12) + 1e-12 for a, b in zip(norms, norms[1:]))
