@@ -30,11 +30,11 @@ import sympy as sp
 from mpmath import iv
 
 from .budget import attempt
-from .errors import ParameterError
-from .numeric import HUGE
+from .errors import ParameterError, missing_value
+from .numeric import HUGE, missing_parameters
 
 SOLVE_SECONDS = 1.5
-LIMIT_SECONDS = 1.5
+LIMIT_SECONDS = 1.5  # per one-sided limit of a piece (dictionary.py allows 3 s for its fills)
 SHELLS = 64  # geometric shells: up to |r| = 2^64, down to 2^-64 from a finite end
 MAX_BOXES = 6000
 REL_TOL = 1e-8
@@ -125,12 +125,9 @@ def decompose(expr: sp.Expr, r: sp.Symbol
               ) -> tuple[tuple[Piece, ...], tuple[tuple[float, sp.Expr], ...]]:
     """Smooth pieces on open intervals and the (breakpoint, value) pairs between them.
     Cached: the key is the expression itself."""
-    missing = sorted(s.name for s in expr.free_symbols if s != r)
+    missing = missing_parameters(expr, r)
     if missing:
-        raise ParameterError(
-            f"parameter {missing[0]!r} has no value; pass params={{{missing[0]!r}: ...}} "
-            f"or --param {missing[0]}=..."
-        )
+        raise missing_value(missing[0])
     folded = _expand_kinks(expr)
     points: dict[float, sp.Expr] = {}  # breakpoint as a float -> its exact value
     if isinstance(folded, sp.Piecewise):

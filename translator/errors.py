@@ -15,5 +15,14 @@ class ParameterError(FluxactError):
     """A parameter value is missing, unknown or out of range."""
 
 
+def missing_value(name: str, what: str = "") -> ParameterError:
+    """The one message for a parameter that needs a number and has none."""
+    where = f" of {what}" if what else ""
+    return ParameterError(
+        f"parameter {name!r}{where} has no value; pass params={{{name!r}: ...}} "
+        f"or --param {name}=..."
+    )
+
+
 class TranslationError(FluxactError):
     """A form cannot be computed (e.g. the s2 convention for a non-even diffusivity)."""

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import mpmath
 import sympy as sp
 
-from .errors import ParameterError
+from .errors import missing_value
 
 DIGITS = 30
 HUGE = 10**300  # exp of more than this is +inf: mpmath would take forever on exp(exp(..))
@@ -39,11 +39,7 @@ def numeric_function(expr: sp.Expr, r: sp.Symbol, what: str) -> Callable[[float]
     """A float -> float function for ``expr`` in ``r``; every parameter must have a value."""
     missing = missing_parameters(expr, r)
     if missing:
-        name = missing[0]
-        raise ParameterError(
-            f"parameter {name!r} of {what} has no value; pass params={{{name!r}: ...}} "
-            f"or --param {name}=..."
-        )
+        raise missing_value(missing[0], what)
     compiled = sp.lambdify(r, expr, modules=POINT_MODULES)
 
     def evaluate(value: float) -> float:

@@ -244,7 +244,7 @@ def _symbolic_forms(
     forms: dict[str, Form] = {}
     for kind in KINDS:
         form = convert(expr, kind_in, kind, r, tau, alpha)
-        filled_by_rule = kind in ("diffusivity",) and kind_in != kind  # g rules fill at 0
+        filled_by_rule = kind == "diffusivity" and kind_in != kind  # the g rules fill at 0
         if form.closed_form and not filled_by_rule:
             filled = fill_removable(form.expr, r, f"the {kind}")
             form = Form(filled.expr, True, form.notes + filled.notes)
