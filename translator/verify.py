@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -28,7 +28,7 @@ from .bounds import Extreme, _expand_kinks, _limit, decompose, derivative, extre
 from .budget import attempt
 from .dictionary import SIMPLIFY_SECONDS
 from .errors import FluxactError, FormulaError, ParameterError, missing_value
-from .numeric import POINT_MODULES, real_value
+from .numeric import POINT_MODULES, numeric_function
 from .translation import Translation, translate
 
 #: stability notion -> the report field holding its time step
@@ -146,16 +146,15 @@ def format_report(rep: StabilityReport) -> str:
 # -- the checks --------------------------------------------------------------------------------
 
 
-def _is_antisymmetric(phi: sp.Expr, r: sp.Symbol) -> tuple[bool, Counterexample | None, str]:
+def _is_antisymmetric(phi: sp.Expr, r: sp.Symbol, phi_at: Callable[[float], float]
+                      ) -> tuple[bool, Counterexample | None, str]:
     total = _expand_kinks(phi.subs(r, -r) + phi)
     decided = attempt(lambda: sp.simplify(total) == 0, SIMPLIFY_SECONDS)
     if decided:
         return True, None, "symbolic: Phi(-r) + Phi(r) simplifies to 0"
-    f = sp.lambdify(r, phi, modules=POINT_MODULES)
     for k in sorted(range(-40, 41), key=abs):  # points near 1 first
         x = 1.37 ** k * 0.731
-        with mpmath.workdps(30):
-            a, b = real_value(f(mpmath.mpf(x))), real_value(f(mpmath.mpf(-x)))
+        a, b = phi_at(x), phi_at(-x)
         if abs(a + b) > 1e-15 * (1 + abs(a)):
             return False, Counterexample(
                 "antisymmetric", x, a + b, f"Phi({x:.6g}) + Phi({-x:.6g}) = {a + b:.6g} != 0"
@@ -163,16 +162,16 @@ def _is_antisymmetric(phi: sp.Expr, r: sp.Symbol) -> tuple[bool, Counterexample 
     return False, None, "not proven: SymPy could not simplify Phi(-r) + Phi(r) to 0"
 
 
-def _check_real(phi: sp.Expr, r: sp.Symbol) -> None:
-    """Refuse an activation that is not a real function on the whole line (sqrt(r), r/0)."""
+def _check_real(phi: sp.Expr, r: sp.Symbol) -> Callable[[float], float]:
+    """Refuse an activation that is not a real function on the whole line (sqrt(r), r/0);
+    return Phi as a float function (30-digit evaluation) for the point checks."""
     if phi.has(sp.zoo, sp.nan, sp.I, sp.AccumBounds):
         raise FormulaError(f"the activation {phi} is undefined or complex somewhere; "
                            "give a real function of r on the whole line")
-    f = sp.lambdify(r, phi, modules=POINT_MODULES)
+    phi_at = numeric_function(phi, r, "the activation")
     for x in (-1e6, -7.3, -1.0, -0.37, 0.0, 0.37, 1.0, 7.3, 1e6):
         try:
-            with mpmath.workdps(30):
-                value = real_value(f(mpmath.mpf(x)))
+            value = phi_at(x)
         except (ArithmeticError, ValueError, TypeError):
             value = math.nan
         if math.isnan(value):
@@ -180,12 +179,12 @@ def _check_real(phi: sp.Expr, r: sp.Symbol) -> None:
                 f"the activation {phi} has no real value at r = {x:g}; verification needs a "
                 "real function of r on the whole line (e.g. use Abs(r) inside sqrt or log)"
             )
+    return phi_at
 
 
-def _negative_g_point(phi: sp.Expr, r: sp.Symbol, g_min: Extreme) -> Counterexample:
+def _negative_g_point(phi_at: Callable[[float], float], g_min: Extreme) -> Counterexample:
     """A point where r Phi(r) < 0, checked by evaluation; where the infimum is a limit
     (r -> p+), a point next to p is tried."""
-    f = sp.lambdify(r, phi, modules=POINT_MODULES)
     at = g_min.where
     tries = [] if at is None else [at]
     if at is not None and "->" in g_min.where_text:
@@ -194,8 +193,7 @@ def _negative_g_point(phi: sp.Expr, r: sp.Symbol, g_min: Extreme) -> Counterexam
                                                                                at + step]
     for x in tries:
         if x != 0:
-            with mpmath.workdps(30):
-                value = real_value(f(mpmath.mpf(x))) / x
+            value = phi_at(x) / x
             if value < 0:
                 return Counterexample("nonnegative_diffusivity", x, value,
                                       f"r Phi(r) < 0 at r = {x:.6g} (g = {value:.6g}):"
@@ -305,12 +303,12 @@ def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> Stability
     phi, g = t.activation, t.diffusivity
     if t.free_parameters:  # the verifier works on numbers
         raise missing_value(t.free_parameters[0])
-    _check_real(phi, r)
+    phi_at = _check_real(phi, r)
     methods: dict[str, str] = {}
     reasons: dict[str, str] = {}
     counter: list[Counterexample] = []
 
-    antisym, ce, how = _is_antisymmetric(phi, r)
+    antisym, ce, how = _is_antisymmetric(phi, r, phi_at)
     methods["antisymmetric"] = how
     if ce:
         counter.append(ce)
@@ -322,7 +320,7 @@ def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> Stability
     methods["nonnegative_diffusivity"] = f"inf g = {_fmt(g_min.value + 0.0)} ({g_min.method})"
     nonneg = g_min.value >= 0
     if not nonneg:
-        counter.append(_negative_g_point(phi, r, g_min))
+        counter.append(_negative_g_point(phi_at, g_min))
         reasons["nonnegative_diffusivity"] = "g takes negative values: backward diffusion"
 
     jumps = _jumps(phi, r)
