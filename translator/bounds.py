@@ -418,6 +418,8 @@ def extreme(expr: sp.Expr, r: sp.Symbol, which: str = "sup",
         try:
             offer(_to_float(value, up=True), p, f"r = {p:.6g}")
         except (ParameterError, TypeError):
+            if slope is not None and p == 0:
+                continue  # Phi/r at 0 is its limit Phi'(0): the mean value bound covers it
             offer(math.inf, p, f"r = {p:.6g} (no real value)")
     for piece in pieces:
         lo, hi, e = piece.lo, piece.hi, piece.expr
@@ -444,24 +446,29 @@ def extreme(expr: sp.Expr, r: sp.Symbol, which: str = "sup",
                         offer(math.inf, x, f"r = {x:.6g} (no real value)")
             continue
         methods.add("interval")
-        second = None
-        if slope is not None and (lo == 0 or hi == 0):
-            # Phi(r)/r is a mean of Phi' between 0 and r, where Phi' is one smooth piece
-            reach = _smooth_reach(slope, r, lo == 0)
-            near = interval_function(sign * _branch_at(slope, r, reach / 2), r)
+        # a quotient Phi/r is bounded next to 0 by the mean value theorem, so a piece that
+        # spans 0 (its fill at 0 missing, e.g. when a limit ran out of time) is cut there
+        parts = [(lo, 0.0), (0.0, hi)] if slope is not None and lo < 0 < hi else [(lo, hi)]
+        for part_lo, part_hi in parts:
+            second = None
+            if slope is not None and (part_lo == 0 or part_hi == 0):
+                # Phi(r)/r is a mean of Phi' between 0 and r, where Phi' is one smooth piece
+                reach = _smooth_reach(slope, r, part_lo == 0)
+                near = interval_function(sign * _branch_at(slope, r, reach / 2), r)
 
-            def second(a: float, b: float, near=near, reach=reach) -> float:
-                if (b <= reach) if reach > 0 else (a >= reach):
-                    return near(0.0, b)[1] if reach > 0 else near(a, 0.0)[1]
-                return math.inf
+                def second(a: float, b: float, near=near, reach=reach) -> float:
+                    if (b <= reach) if reach > 0 else (a >= reach):
+                        return near(0.0, b)[1] if reach > 0 else near(a, 0.0)[1]
+                    return math.inf
 
-            a, b = (0.0, NEAR_ZERO) if lo == 0 else (-NEAR_ZERO, 0.0)
-            offer(second(a, b), None, "r -> 0")
-            methods.add("mean value near 0")
-            lo, hi = (NEAR_ZERO, hi) if lo == 0 else (lo, -NEAR_ZERO)
-        _, upper, at = branch_and_bound_sup(e, r, lo, hi, best, second)
-        if upper > best or (upper == best and where is None and at is not None):
-            best, where = upper, at
-            where_text = f"r = {at:.6g}" if at is not None else "near an end"
+                a, b = (0.0, NEAR_ZERO) if part_lo == 0 else (-NEAR_ZERO, 0.0)
+                offer(second(a, b), None, "r -> 0")
+                methods.add("mean value near 0")
+                part_lo, part_hi = ((NEAR_ZERO, part_hi) if part_lo == 0
+                                    else (part_lo, -NEAR_ZERO))
+            _, upper, at = branch_and_bound_sup(e, r, part_lo, part_hi, best, second)
+            if upper > best or (upper == best and where is None and at is not None):
+                best, where = upper, at
+                where_text = f"r = {at:.6g}" if at is not None else "near an end"
     method = "+".join(sorted(methods)) or "symbolic"
     return Extreme(sign * best, where, where_text, method)

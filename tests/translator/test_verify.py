@@ -190,3 +190,16 @@ def test_require_raises_with_reason() -> None:
 def test_decreasing_interval_far_out_is_found() -> None:
     rep = verify("r*exp(-r**2/800) + sin(r)/1000")
     assert not rep.monotone and rep.decreasing_intervals
+
+
+def test_quotient_without_its_fill_at_zero_is_still_bounded() -> None:
+    """g = Phi/r left unfilled at 0 (as when the limit step runs out of time on a busy
+    machine): the mean value theorem still bounds it next to 0."""
+    import sympy as sp
+    from fluxact.translator.bounds import extreme
+
+    r = sp.Symbol("r", real=True)
+    phi = sp.Rational(7, 4) * sp.tanh(3 * r / 4) + sp.Rational(5, 4) * sp.atan(5 * r / 4)
+    top = extreme(phi / r, r, "sup", flux=phi)
+    assert top.value == pytest.approx(7 * 3 / 16 + 25 / 16, rel=1e-6)  # Phi'(0) = 2.875
+    assert top.value >= 2.875
