@@ -114,10 +114,8 @@ def translation_from_args(args: argparse.Namespace, default_kind: str | None = N
 
 
 def _verdicts(t: Translation) -> str:
-    """The stability report's lines, or why there are none."""
-    if t.free_parameters:
-        names = ", ".join(t.free_parameters)
-        return f"  stability: give values to {names} (--param) to verify"
+    """The stability report's lines (closed forms for symbolic parameters), or why there are
+    none."""
     try:
         return str(verify_translation(t))
     except FluxactError as exc:

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from functools import lru_cache
 
@@ -29,6 +30,7 @@ from .budget import attempt
 from .dictionary import SIMPLIFY_SECONDS
 from .errors import FluxactError, FormulaError, ParameterError, missing_value
 from .numeric import POINT_MODULES, numeric_function
+from .scaling import find_scaling
 from .translation import Translation, translate
 
 #: stability notion -> the report field holding its time step
@@ -44,8 +46,8 @@ class UnstableError(FluxactError):
 @dataclass(frozen=True, slots=True)
 class Counterexample:
     property: str
-    r: float
-    value: float
+    r: float | sp.Expr  # an expression in the parameters when they are symbolic
+    value: float | sp.Expr
     reason: str
 
 
@@ -79,6 +81,9 @@ class StabilityReport:
     counterexamples: tuple[Counterexample, ...]
     reasons: tuple[tuple[str, str], ...]
     method: tuple[tuple[str, str], ...]
+    # symbolic parameters: the report holds for every positive value of these; numbers that
+    # depend on them are SymPy expressions (the verdicts never do: see scaling.py)
+    parameters: tuple[str, ...] = ()
 
     def holds(self, requirement: str) -> bool:
         """Whether a stability notion (linf, sign, euclidean) has a guaranteed time step."""
@@ -104,6 +109,8 @@ class StabilityReport:
 
 
 def _jsonable(value: object) -> object:
+    if isinstance(value, sp.Basic):
+        return sp.sstr(value)
     if isinstance(value, float):
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
@@ -115,9 +122,11 @@ def _jsonable(value: object) -> object:
     return value
 
 
-def _fmt(x: float | None) -> str:
+def _fmt(x: float | sp.Expr | None) -> str:
     if x is None:
         return "none"
+    if isinstance(x, sp.Basic):
+        return sp.sstr(x.evalf(6) if x.has(sp.Float) else x)
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     return f"{x:.6g}"
@@ -139,7 +148,10 @@ def format_report(rep: StabilityReport) -> str:
         parts = ", ".join(f"({_fmt(a)}, {_fmt(b)})" for a, b in rep.decreasing_intervals)
         lines.append(f"  Phi decreases on: {parts}")
     for c in rep.counterexamples:
-        lines.append(f"  counterexample ({c.property}): r = {c.r:.6g}: {c.reason}")
+        lines.append(f"  counterexample ({c.property}): r = {_fmt(c.r)}: {c.reason}")
+    if rep.parameters:
+        how = dict(rep.method)["parameters"]
+        lines.append(f"  for every {', '.join(rep.parameters)} > 0: {how}")
     return "\n".join(lines)
 
 
@@ -301,8 +313,8 @@ def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> Stability
         raise ParameterError(f"norm_K2 must be positive and finite, got {norm_K2}")
     r = t.variable
     phi, g = t.activation, t.diffusivity
-    if t.free_parameters:  # the verifier works on numbers
-        raise missing_value(t.free_parameters[0])
+    if t.free_parameters:  # a closed form in the parameters, or ask for their values
+        return _verify_scaled(t, h, given_norm)
     phi_at = _check_real(phi, r)
     methods: dict[str, str] = {}
     reasons: dict[str, str] = {}
@@ -412,6 +424,110 @@ def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> Stability
         reasons=tuple(sorted(reasons.items())),
         method=tuple(sorted(methods.items())),
     )
+
+
+# -- symbolic parameters: Phi(r) = A F(r/c), verify F, scale (scaling.py) ----------------------
+
+
+def _verify_scaled(t: Translation, h: float, norm_K2: float | None) -> StabilityReport:
+    """The report for symbolic parameters: verify the parameter-free F of Phi = A F(r/c) and
+    scale every bound by k = A/c (Phi' = k F', g = k G), the time steps by 1/k."""
+    params = tuple(sorted(t.activation.free_symbols - {t.variable}, key=lambda p: p.name))
+    x = sp.Symbol("x" if "x" not in t.free_parameters else "x_", real=True)
+    found = find_scaling(t.activation, t.diffusivity, t.variable, params, x)
+    if found is None or t.tau.free_symbols or t.alpha.free_symbols:
+        raise ParameterError(
+            f"{missing_value(t.free_parameters[0])} (the verifier needs numbers here: Phi is "
+            "not of the form A(p) F(r/c(p)) with F free of the parameters, so no closed form "
+            "in them is known)"
+        )
+    c, k = found.scale, found.factor
+    reduced = replace(
+        t,
+        input=replace(t.input, expr=found.reduced, symbolic=found.reduced, variable=x,
+                      values=(), free=()),
+        activation=found.reduced,
+        diffusivity=found.reduced_diffusivity,
+    )
+    rep = _verify_cached(reduced, h, norm_K2)
+    unit = f"r/{sp.sstr(c)}" if len(c.args) < 2 else f"r/({sp.sstr(c)})"
+
+    def at(text: str) -> str:  # F's locations are in x = r/c
+        return text if c == 1 else re.sub(r"\br (=|->|<|>)", unit + r" \1", text)
+
+    shrink: dict[str, bool | None] = {}
+    reasons = dict(rep.reasons)
+    w_name, w = ("alpha", t.alpha) if t.input.kind == "regulariser" else ("tau", t.tau)
+    for field, bound in (("shrinkage_linf", 1 / (2 * w)), ("shrinkage_sign", 1 / (4 * w))):
+        shrink[field] = getattr(rep, field)
+        if rep.nonnegative_diffusivity and k.free_symbols:
+            # g_max = k G_max <= bound, a condition on the parameters
+            condition = attempt(
+                lambda b=bound: sp.reduce_inequalities(k * _exact(rep.g_max) <= b, params)
+                if len(params) == 1 else k * _exact(rep.g_max) <= b, SIMPLIFY_SECONDS)
+            if condition is not sp.true:
+                shrink[field] = None
+                text = sp.sstr(k * _exact(rep.g_max) <= bound) if condition is None else (
+                    sp.sstr(condition))
+                reasons[field] = f"depends on the parameters: holds iff {text}"
+        elif rep.nonnegative_diffusivity:  # numeric k: decide with the scaled bound
+            shrink[field] = bool(_scaled(rep.g_max, k, up=True) <= bound)
+            if not shrink[field]:
+                reasons[field] = f"g_max = {_fmt(_scaled(rep.g_max, k, up=True))} > {bound}"
+            else:
+                reasons.pop(field, None)
+    counter = tuple(
+        Counterexample(ce.property, _scaled(ce.r, c, up=True),
+                       _scaled(ce.value, {"antisymmetric": found.amplitude}.get(ce.property, k),
+                               up=True),
+                       at(ce.reason))
+        for ce in rep.counterexamples)
+    steps = {name: _scaled(getattr(rep, name), 1 / k, up=False)
+             for name in ("tau_linf", "tau_sign", "tau_euclid", "tau_linf_paper",
+                          "tau_sign_paper", "tau_euclid_paper")}
+    method = dict(rep.method)
+    method["parameters"] = (
+        f"Phi(r) = {sp.sstr(found.amplitude)}*F({'r' if c == 1 else unit}), "
+        f"F(x) = {sp.sstr(found.reduced)} (shown by SymPy); F verified, bounds scaled by "
+        f"{sp.sstr(k)}")
+    return replace(
+        rep,
+        formula=t.input.text,
+        decreasing_intervals=tuple((_scaled(a, c, up=False), _scaled(b, c, up=True))
+                                   for a, b in rep.decreasing_intervals),
+        lipschitz=_scaled(rep.lipschitz, k, up=True),
+        lipschitz_at=at(rep.lipschitz_at),
+        g_max=_scaled(rep.g_max, k, up=True),
+        g_max_at=at(rep.g_max_at),
+        g_min=_scaled(rep.g_min, k, up=False),
+        **shrink,
+        **steps,
+        counterexamples=counter,
+        reasons=tuple(sorted(reasons.items())),
+        method=tuple(sorted(method.items())),
+        parameters=tuple(p.name for p in params),
+    )
+
+
+def _exact(value: float) -> sp.Expr:
+    """A float as a SymPy number with exactly its binary value (53 bits), inf as oo."""
+    if math.isinf(value):
+        return sp.oo if value > 0 else -sp.oo
+    return sp.Integer(int(value)) if value.is_integer() and abs(value) < 1e6 else sp.Float(value)
+
+
+def _scaled(value: float | None, k: sp.Expr, *, up: bool) -> float | sp.Expr | None:
+    """value * k for k > 0: a float rounded outward (up for suprema, down for time steps)
+    when k is a number, else an expression in the parameters."""
+    if value is None or math.isnan(value) or math.isinf(value) or value == 0 or k == 1:
+        return value
+    if k.free_symbols:
+        return _exact(value) * k
+    with mpmath.workdps(40):
+        exact = mpmath.mpf(value) * mpmath.mpf(sp.N(k, 45))
+    q = float(exact)
+    toward = math.inf if up else -math.inf
+    return math.nextafter(q, toward)  # one ulp outward covers both roundings
 
 
 def _down(exact: Fraction) -> float:

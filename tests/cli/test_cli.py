@@ -136,8 +136,17 @@ def test_verify_json_and_catalogue_name(capsys: pytest.CaptureFixture[str]) -> N
     assert data["tau_linf_paper"] is None
 
 
+def test_verify_symbolic_parameter(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "--name", "perona-malik", "--require", "linf"]) == 0
+    out = capsys.readouterr().out
+    assert "L = 1 " in out and "for every lam > 0" in out
+    assert main(["verify", "a*tanh(r/b)", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["lipschitz"] == "a/b" and data["parameters"] == ["a", "b"]
+
+
 @pytest.mark.parametrize("args", [
-    ["verify", "--name", "perona-malik"],  # lam has no value
+    ["verify", "r/(1 + r**2/lam**2) + eps*r"],  # no closed form: eps needs a value
     ["verify", "r", "--h", "-1"],
     ["verify", "r", "--require", "strong"],
     ["verify", "__import__('os')"],
@@ -157,7 +166,9 @@ def test_translate_shows_verdicts() -> None:
     out = run_cli("translate", "--name", "perona-malik", "--param", "lam=1")
     assert "time steps (h = 1" in out.stdout and "linf 0.5" in out.stdout
     out = run_cli("translate", "--name", "perona-malik")
-    assert "give values to lam" in out.stdout
+    assert "for every lam > 0" in out.stdout and "linf 0.5" in out.stdout
+    out = run_cli("translate", "r/(1 + r**2/lam**2) + eps*r", "--from", "activation")
+    assert out.returncode == 0 and "stability: not verified: parameter 'eps'" in out.stdout
 
 
 @pytest.mark.parametrize("formula", ["exp(exp(exp(r)))", "sinh(sinh(r))"])

@@ -124,9 +124,62 @@ def test_methods_are_reported() -> None:
     assert "interval" in dict(verify("r/(1 + exp(-r))").method)["lipschitz"]
 
 
-def test_symbolic_parameters_ask_for_values() -> None:
-    with pytest.raises(fluxact.ParameterError, match="'lam' has no value"):
-        verify(fluxact.catalogue["perona-malik"])
+# -- symbolic parameters: closed forms through Phi = A F(r/c) (scaling.py) --------------------
+
+
+@pytest.mark.parametrize("name", [n for n, p in ONE.items() if p])
+def test_symbolic_parameter_gives_lipschitz_one_for_every_value(name: str) -> None:
+    rep = verify(fluxact.catalogue[name])  # lam (or th) left symbolic
+    assert rep.parameters == (ONE[name],)
+    assert rep.lipschitz == pytest.approx(1.0, rel=1e-9) and rep.lipschitz >= 1.0
+    assert rep.g_max == pytest.approx(1.0, rel=1e-9)
+    assert rep.tau_linf == pytest.approx(0.5, rel=1e-9) and rep.tau_linf <= 0.5
+    assert f"for every {ONE[name]} > 0" in str(rep)
+
+
+@pytest.mark.parametrize("values", [{"a": 0.5, "b": 2.0}, {"a": 3.0, "b": 0.7}])
+def test_symbolic_closed_form_agrees_with_numbers(values: dict[str, float]) -> None:
+    import sympy as sp
+
+    sym = verify("a*tanh(r/b)")
+    a, b = sp.symbols("a b", positive=True)
+    assert sp.simplify(sym.lipschitz - a / b) == 0  # L = a/b, exactly
+    num = verify("a*tanh(r/b)", params=values)
+    subs = {a: values["a"], b: values["b"]}
+    for field in ("lipschitz", "g_max", "tau_linf", "tau_sign", "tau_euclid"):
+        assert float(getattr(sym, field).subs(subs)) == pytest.approx(getattr(num, field),
+                                                                       rel=1e-9), field
+    # the shrinkage conditions become conditions on the parameters
+    assert sym.shrinkage_linf is None and "a/b <= 2" in dict(sym.reasons)["shrinkage_linf"]
+    assert num.shrinkage_linf == (values["a"] / values["b"] <= 2)
+
+
+def test_symbolic_intervals_and_counterexamples_scale() -> None:
+    import sympy as sp
+
+    lam = sp.Symbol("lam", positive=True)
+    rep = verify(fluxact.catalogue["perona-malik"])
+    assert rep.decreasing_intervals == ((-math.inf, -lam), (lam, math.inf))
+    tukey = verify(fluxact.catalogue["tukey"])
+    (lo, hi), _ = tukey.decreasing_intervals
+    assert lo == -lam and float(hi / lam) == pytest.approx(-1 / math.sqrt(5), rel=1e-9)
+    sine = verify("lam*sin(r/lam)")
+    assert not sine.nonnegative_diffusivity and sine.tau_linf is None
+    (ce,) = [c for c in sine.counterexamples if c.property == "nonnegative_diffusivity"]
+    point = float(ce.r.subs(lam, 2))
+    assert point * 2 * math.sin(point / 2) < 0  # r Phi(r) < 0 there for lam = 2
+
+
+def test_symbolic_numeric_factor_is_rounded_outward() -> None:
+    rep = verify("sqrt(2)*tanh(r/c)", params={})  # k = sqrt2/c: symbolic
+    assert "c" in rep.parameters
+    fixed = verify("sqrt(2)*tanh(r)")  # k = sqrt2, a number: outward-rounded floats
+    assert fixed.lipschitz >= math.sqrt(2) and fixed.tau_linf <= 1 / (2 * math.sqrt(2))
+
+
+def test_no_closed_form_asks_for_values() -> None:
+    with pytest.raises(fluxact.ParameterError, match="'eps' has no value.*closed form"):
+        verify("r/(1 + r**2/lam**2) + eps*r")
 
 
 def test_translation_report_property() -> None:
