@@ -1,8 +1,8 @@
 """Time `fluxact.verify` over the whole catalogue on one core (issue 3: target < 10 s).
 
-Each entry's parameters are set to 1. Two figures per entry: `translate` (cold, the symbolic
-translation including the regulariser integral) and `verify` alone (its cache cleared
-first). Not a test: run it by hand,
+Each entry's parameters are set to 1. Three figures per entry: `translate` (cold, the symbolic
+translation including the regulariser integral), `verify` alone (its cache cleared first),
+and `symbolic`: verify with the parameters left symbolic (the closed form through scaling.py). Not a test: run it by hand,
 
     OMP_NUM_THREADS=1 taskset -c 0 .venv/bin/python benchmarks/verify_catalogue.py
 """
@@ -27,15 +27,16 @@ def main() -> None:
         _verify_cached.cache_clear()
         fluxact.verify(t)
         done = time.perf_counter()
-        rows.append((name, translated - start, done - translated))
+        _verify_cached.cache_clear()
+        fluxact.verify(entry)  # parameters symbolic
+        rows.append((name, translated - start, done - translated, time.perf_counter() - done))
     print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
           f"python {platform.python_version()}")
-    print(f"{'entry':<24}{'translate (s)':>14}{'verify (s)':>12}")
-    for name, a, b in rows:
-        print(f"{name:<24}{a:>14.2f}{b:>12.2f}")
-    total_t = sum(a for _, a, _ in rows)
-    total_v = sum(b for _, _, b in rows)
-    print(f"{'total':<24}{total_t:>14.2f}{total_v:>12.2f}")
+    print(f"{'entry':<24}{'translate (s)':>14}{'verify (s)':>12}{'symbolic (s)':>14}")
+    for name, a, b, c in rows:
+        print(f"{name:<24}{a:>14.2f}{b:>12.2f}{c:>14.2f}")
+    totals = [sum(row[i] for row in rows) for i in (1, 2, 3)]
+    print(f"{'total':<24}{totals[0]:>14.2f}{totals[1]:>12.2f}{totals[2]:>14.2f}")
 
 
 if __name__ == "__main__":
