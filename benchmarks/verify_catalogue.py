@@ -2,7 +2,8 @@
 
 Each entry's parameters are set to 1. Three figures per entry: `translate` (cold, the symbolic
 translation including the regulariser integral), `verify` alone (its cache cleared first),
-and `symbolic`: verify with the parameters left symbolic (the closed form through scaling.py). Not a test: run it by hand,
+and `symbolic`: verify with the parameters left symbolic (the closed form through
+scaling.py). Not a test: run it by hand,
 
     OMP_NUM_THREADS=1 taskset -c 0 .venv/bin/python benchmarks/verify_catalogue.py
 """
