@@ -1,11 +1,19 @@
 """fluxact: a compiler for nonlinearities.
 
 Translate a diffusivity g, regulariser Psi, wavelet shrinkage function S or activation Phi
-into the other three (P1 Table 1), from Python or the command line (`fluxact --help`).
+into the other three (P1 Table 1), verify the stability of the activation, and generate Triton
+kernels and torch modules for it, from Python or the command line (`fluxact --help`).
+
+The public names load on first use: ``import fluxact.runtime`` (what generated code imports)
+must not import SymPy.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path as _Path
+from typing import TYPE_CHECKING, Any
 
 # Run from a source checkout (PYTHONPATH=<repo>, as on the GPU machines): the top-level folders
 # translator/, codegen/ and templates/ are the subpackages fluxact.translator, fluxact.codegen
@@ -14,21 +22,55 @@ _root = _Path(__file__).resolve().parent.parent
 if (_root / "pyproject.toml").is_file() and (_root / "translator" / "__init__.py").is_file():
     __path__.append(str(_root))  # noqa: F821 (the package's own __path__)
 
-from .translator import KINDS as KINDS
-from .translator import CatalogueEntry as CatalogueEntry
-from .translator import FluxactError as FluxactError
-from .translator import FormulaError as FormulaError
-from .translator import Nonlinearity as Nonlinearity
-from .translator import ParameterError as ParameterError
-from .translator import StabilityReport as StabilityReport
-from .translator import Translation as Translation
-from .translator import TranslationError as TranslationError
-from .translator import UnstableError as UnstableError
-from .translator import catalogue as catalogue
-from .translator import lookup as lookup
-from .translator import parse_formula as parse_formula
-from .translator import translate as translate
-from .translator import verify as verify
+#: public name -> the module that defines it
+_EXPORTS = {
+    **dict.fromkeys(
+        ("KINDS", "CatalogueEntry", "FluxactError", "FormulaError", "Nonlinearity",
+         "ParameterError", "StabilityReport", "Translation", "TranslationError",
+         "UnstableError", "catalogue", "lookup", "parse_formula", "translate", "verify"),
+        ".translator"),
+    "CodegenError": ".codegen",
+    "Activation": ".runtime",
+    "ActivationError": ".runtime",
+    "to_torch": ".activation",
+    "emit": ".activation",
+}
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ loads them
+    from .activation import emit as emit
+    from .activation import to_torch as to_torch
+    from .codegen import CodegenError as CodegenError
+    from .runtime import Activation as Activation
+    from .runtime import ActivationError as ActivationError
+    from .translator import KINDS as KINDS
+    from .translator import CatalogueEntry as CatalogueEntry
+    from .translator import FluxactError as FluxactError
+    from .translator import FormulaError as FormulaError
+    from .translator import Nonlinearity as Nonlinearity
+    from .translator import ParameterError as ParameterError
+    from .translator import StabilityReport as StabilityReport
+    from .translator import Translation as Translation
+    from .translator import TranslationError as TranslationError
+    from .translator import UnstableError as UnstableError
+    from .translator import catalogue as catalogue
+    from .translator import lookup as lookup
+    from .translator import parse_formula as parse_formula
+    from .translator import translate as translate
+    from .translator import verify as verify
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fluxact' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 try:
     __version__ = version("fluxact")

@@ -1,4 +1,4 @@
-"""The command line: `fluxact translate`, `fluxact catalogue`, `fluxact demo`.
+"""The command line: `fluxact translate`, `verify`, `emit`, `build`, `catalogue`, `demo`.
 
 Bad input prints one line on stderr (what, where, how to fix) and exits with status 2.
 """
@@ -86,6 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--require", choices=REQUIREMENTS,
                    help="exit with status 1 unless this stability notion has a safe time step")
     v.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    e = sub.add_parser("emit", help="print the generated code (Triton kernels, torch, module)")
+    _add_formula_options(e)
+    e.add_argument("--target", choices=("module", "triton", "torch"), default="module",
+                   help="what to print: the whole module (default), the Triton kernels only, "
+                   "or the torch functions only")
+    e.add_argument("--trainable", action="append", default=[], metavar="PARAM",
+                   help="a parameter whose gradient the backward computes (repeatable)")
+    e.add_argument("--module-name", dest="ident", default=None, metavar="IDENT",
+                   help="name of the generated function/module (default: the catalogue name "
+                   "or 'activation')")
+    e.add_argument("-o", "--output", default=None, metavar="FILE",
+                   help="write to FILE (atomically) instead of standard output")
+    b = sub.add_parser("build", help="generate modules ahead of time from a TOML spec")
+    b.add_argument("spec", metavar="SPEC.toml", help="the build spec ([[activation]] tables)")
+    b.add_argument("--out", required=True, metavar="DIR", help="folder of the generated package")
+    b.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 when files in DIR are missing or stale")
     c = sub.add_parser("catalogue", help="list the built-in nonlinearities")
     c.add_argument("--json", action="store_true", help="print a JSON list")
     sub.add_parser("demo", help="the four forms of every catalogue entry")
@@ -147,6 +164,43 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_emit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from . import __version__
+    from .activation import write_atomic
+    from .codegen.prepare import prepare
+    from .codegen.render import render
+
+    t = translation_from_args(args, default_kind="activation")
+    spec = prepare(t, name=args.ident, trainable=args.trainable)
+    source = render(spec, args.target, __version__)
+    if args.output:
+        write_atomic(Path(args.output), source)
+    else:
+        sys.stdout.write(source)
+    return EXIT_OK
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from .build import build, check
+
+    if args.check:
+        stale = check(args.spec, args.out)
+        if stale:
+            print(f"fluxact: {args.out} is stale for {args.spec}: {', '.join(stale)}; "
+                  f"run `fluxact build {args.spec} --out {args.out}`", file=sys.stderr)
+            return EXIT_REQUIREMENT_FAILED
+        print(f"{args.out} is up to date")
+        return EXIT_OK
+    result = build(args.spec, args.out)
+    for path in result.written:
+        print(f"wrote {path}")
+    if result.unchanged:
+        print(f"{len(result.unchanged)} file(s) unchanged")
+    return EXIT_OK
+
+
 def _cmd_catalogue(args: argparse.Namespace) -> int:
     rows = [
         {"name": e.name, "title": e.title, "kind": e.kind, "formula": e.formula,
@@ -175,8 +229,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"translate": _cmd_translate, "verify": _cmd_verify, "catalogue": _cmd_catalogue,
-            "demo": _cmd_demo}
+COMMANDS = {"translate": _cmd_translate, "verify": _cmd_verify, "emit": _cmd_emit,
+            "build": _cmd_build, "catalogue": _cmd_catalogue, "demo": _cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,3 +26,17 @@ def seed() -> int:
     """A fixed seed for tests that draw their own random numbers."""
     random.seed(20261121)
     return 20261121
+
+
+def _interpret_triton_without_gpu() -> None:
+    """Generated Triton kernels run on the CPU under Triton's interpreter when there is no GPU;
+    TRITON_INTERPRET must be set before triton is first imported."""
+    try:
+        import torch
+    except ImportError:
+        return
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+_interpret_triton_without_gpu()

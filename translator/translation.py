@@ -125,6 +125,15 @@ class Translation:
     def __str__(self) -> str:
         return format_translation(self)
 
+    def to_torch(self, *, trainable: tuple[str, ...] = (), name: str | None = None,
+                 backend: str = "auto"):
+        """The activation as a torch module (``fluxact.Activation``) with generated kernels;
+        every parameter needs a value. Needs torch (and triton for the GPU path): this is the
+        one place where the translator hands over to fluxact's code generator."""
+        from ..activation import to_torch
+
+        return to_torch(self, trainable=trainable, name=name, backend=backend)
+
     def _repr_latex_(self) -> str:
         rows = []
         for kind in KINDS:

@@ -1,0 +1,281 @@
+"""The one table of known functions: how each SymPy function lowers to Triton and to torch.
+
+A ``Lowering`` holds, for each target, the *steps* of the lowering: format strings over the
+placeholders of its ``form`` and the earlier steps ``{s0}``, ``{s1}``, ... Every step but the
+last becomes a temporary ``t<k> = ...``; the last is the value. A placeholder used more than once
+is bound to a temporary first, so no argument is computed twice.
+
+Forms and their placeholders:
+- ``call``: ``{x}`` (first argument), ``{y}`` (second; Heaviside's value at 0);
+- ``relation``: ``{a}``, ``{b}`` (left and right side);
+- ``fold``: ``{a}``, ``{b}``, folded from the right over any number of arguments
+  (Min(a, b, c) -> min(a, min(b, c))); ``torch_number`` is the torch step where ``b`` is a
+  number (torch.clamp takes a number, torch.minimum does not);
+- ``where``: ``{cond}``, ``{a}``, ``{b}``, nested from the last branch (Piecewise).
+
+Why Triton lowers tanh, sinh, cosh, asinh, tan, atan and erf by hand: under TRITON_INTERPRET=1
+the libdevice functions (tl.extra.*.libdevice: tanh, erf, pow, atan, ...) have failed (triton
+issue 8825), and Triton's standard library (tl.sigmoid, tl.zeros_like, ...) is made of
+@triton.jit functions that only run in the interpreter when TRITON_INTERPRET was set before
+triton was imported. Every Triton step below therefore uses builtins only (tl.exp, tl.log,
+tl.sqrt, tl.sin, tl.cos, tl.abs, tl.where, tl.minimum, tl.maximum, tl.full), which run both
+compiled and interpreted (compiled, Triton maps tl.log, tl.sin, tl.cos and tl.sqrt to libdevice
+itself, below its IR: the kernel's TTIR calls no extern function). Each hand lowering is exact
+near 0 (a series there, so that tanh(r)/r -> 1 survives in fp32) and never overflows before the
+function itself does. torch has accurate tanh, erf, atan, asinh, ... and uses them directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from types import MappingProxyType
+
+TARGETS: tuple[str, ...] = ("triton", "torch")
+FORMS: tuple[str, ...] = ("call", "relation", "fold", "where")
+
+
+@dataclass(frozen=True, slots=True)
+class Lowering:
+    """How one function prints: its ``form`` and its steps for each target (module docstring).
+
+    ``needs_fp32``: the Triton step accepts only fp32/fp64 (tl.exp, tl.log, tl.sqrt, tl.sin and
+    tl.cos do), so the kernel must compute in fp32 (fp16/bf16 loaded, upcast, stored back).
+    ``note`` states the math and, for hand lowerings, the error bound.
+    """
+
+    form: str
+    triton: tuple[str, ...]
+    torch: tuple[str, ...]
+    needs_fp32: bool = False
+    torch_number: str | None = None
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        if self.form not in FORMS:
+            raise ValueError(f"unknown form {self.form!r}; use one of {', '.join(FORMS)}")
+
+    def steps(self, target: str) -> tuple[str, ...]:
+        """The steps for ``target`` ("triton" or "torch")."""
+        return self.triton if target == "triton" else self.torch
+
+
+def _horner(var: str, coefficients: tuple[float, ...]) -> str:
+    """c0 + v*(c1 + v*(c2 + ...)) as text, the coefficients as full-precision literals."""
+    text = repr(coefficients[-1])
+    for c in reversed(coefficients[:-1]):
+        text = f"{c!r} + {var}*({text})"
+    return text
+
+
+def _odd_series(coefficients: tuple[float, ...]) -> str:
+    """x*(c0 + x2*(c1 + ...)): an odd Maclaurin series in {x} with x2 = {s3} = x*x."""
+    return "{x}*(" + _horner("{s3}", coefficients) + ")"
+
+
+def _signed(magnitude: str) -> str:
+    """f(x) = sign(x) f(|x|) for an odd f, where ``magnitude`` is the step holding f(|x|)."""
+    return f"tl.where({{x}} < 0.0, -{magnitude}, {magnitude})"
+
+
+# tanh x = x - x^3/3 + 2x^5/15 - 17x^7/315 + 62x^9/2835 - ...; for |x| < 1/4 the first omitted
+# term is below 1e-8 |tanh x|.
+_TANH_SERIES = (1.0, -1 / 3, 2 / 15, -17 / 315, 62 / 2835)
+# sinh x = x + x^3/3! + ... + x^9/9!; for |x| < 1/2 the first omitted term is below 3e-10 |x|.
+_SINH_SERIES = (1.0, 1 / 6, 1 / 120, 1 / 5040, 1 / 362880)
+# asinh x = x - x^3/6 + 3x^5/40 - 5x^7/112 + 35x^9/1152 - ...; for |x| < 1/4 the first omitted
+# term is below 3e-8 |x|.
+_ASINH_SERIES = (1.0, -1 / 6, 3 / 40, -5 / 112, 35 / 1152)
+# erf x = 2/sqrt(pi) sum_n (-1)^n x^(2n+1) / (n! (2n+1)), n = 0..10; for |x| < 1 the first
+# omitted term is below 1.3e-9.
+_ERF_SERIES = tuple(1.1283791670955126 * (-1) ** n / (math.factorial(n) * (2 * n + 1))
+                    for n in range(11))
+# Abramowitz-Stegun 7.1.26: erf x = 1 - (a1 t + ... + a5 t^5) exp(-x^2), t = 1/(1 + p x),
+# x >= 0, |error| <= 1.5e-7.
+_AS_7_1_26_P = 0.3275911
+_AS_7_1_26 = (0.0, 0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+# Abramowitz-Stegun 4.4.49: atan z = z (1 + a2 z^2 + ... + a16 z^16), 0 <= z <= 1,
+# |error| <= 2e-8 (checked: 1.4e-8 in float64).
+_AS_4_4_49 = (1.0, -0.3333314528, 0.1999355085, -0.1420889944, 0.1065626393, -0.0752896400,
+              0.0429096138, -0.0161657367, 0.0028662257)
+
+
+def _call(triton: str, torch: str, needs_fp32: bool = True, note: str = "") -> Lowering:
+    return Lowering("call", (triton,), (torch,), needs_fp32, note=note)
+
+
+def _relation(op: str) -> Lowering:
+    step = f"({{a}} {op} {{b}})"
+    return Lowering("relation", (step,), (step,), note=f"a {op} b, a boolean tensor")
+
+
+_TABLE: dict[str, Lowering] = {
+    "exp": _call("tl.exp({x})", "torch.exp({x})"),
+    "log": _call("tl.log({x})", "torch.log({x})", note="natural log; log(x, b) reaches the "
+                 "printer as log(x)/log(b)"),
+    "Abs": _call("tl.abs({x})", "torch.abs({x})", needs_fp32=False),
+    "sign": Lowering(
+        "call",
+        ("tl.where({x} > 0.0, 1.0, tl.where({x} < 0.0, -1.0, {x}*0.0))",),
+        ("torch.sign({x})",),
+        note="-1, 0, 1; x*0.0 keeps the sign of -0.0 and propagates NaN",
+    ),
+    "Heaviside": Lowering(
+        "call",
+        ("tl.where({x} > 0.0, 1.0, tl.where({x} < 0.0, 0.0, {x}*0.0 + {y}))",),
+        ("torch.where({x} > 0.0, 1.0, torch.where({x} < 0.0, 0.0, {x}*0.0 + {y}))",),
+        note="SymPy's Heaviside(x, H0): 1 for x > 0, 0 for x < 0, H0 (default 1/2) at 0; "
+             "x*0.0 + H0 propagates NaN and gives the input's dtype",
+    ),
+    "Min": Lowering("fold", ("tl.minimum({a}, {b})",), ("torch.minimum({a}, {b})",),
+                    torch_number="torch.clamp({a}, max={b})",
+                    note="min over any number of arguments, numbers last"),
+    "Max": Lowering("fold", ("tl.maximum({a}, {b})",), ("torch.maximum({a}, {b})",),
+                    torch_number="torch.clamp({a}, min={b})",
+                    note="max over any number of arguments, numbers last"),
+    "tanh": Lowering(
+        "call",
+        (
+            "tl.abs({x})",
+            "tl.exp(-2.0*{s0})",  # e = exp(-2|x|) in (0, 1]: never overflows
+            "(1.0 - {s1})/(1.0 + {s1})",  # tanh|x| = (1 - e)/(1 + e)
+            "{x}*{x}",
+            "tl.where({s0} < 0.25, " + _odd_series(_TANH_SERIES) + ", " + _signed("{s2}") + ")",
+        ),
+        ("torch.tanh({x})",),
+        True,
+        note="tanh x = sign(x) (1 - e)/(1 + e), e = exp(-2|x|); Maclaurin series for |x| < 1/4 "
+             "where 1 - e cancels. Error: below 3e-7 relative in fp32 (measured 2.7e-7).",
+    ),
+    "sinh": Lowering(
+        "call",
+        (
+            "tl.abs({x})",
+            "tl.exp(0.5*{s0})",  # h = exp(|x|/2), so h*h/2 overflows only where sinh does
+            "(0.5*{s1})*{s1} - 0.5*tl.exp(-{s0})",  # sinh|x| = (e^|x| - e^-|x|)/2
+            "{x}*{x}",
+            "tl.where({s0} < 0.5, " + _odd_series(_SINH_SERIES) + ", " + _signed("{s2}") + ")",
+        ),
+        ("torch.sinh({x})",),
+        True,
+        note="sinh x = sign(x) (h*h/2 - exp(-|x|)/2), h = exp(|x|/2); Maclaurin series for "
+             "|x| < 1/2 where the difference cancels. Error: below 6e-7 relative in fp32 "
+             "(measured 5.4e-7).",
+    ),
+    "cosh": Lowering(
+        "call",
+        (
+            "tl.abs({x})",
+            "tl.exp(0.5*{s0})",  # h = exp(|x|/2)
+            "(0.5*{s1})*{s1} + 0.5*tl.exp(-{s0})",  # cosh x = (e^|x| + e^-|x|)/2, no cancelling
+        ),
+        ("torch.cosh({x})",),
+        True,
+        note="cosh x = h*h/2 + exp(-|x|)/2, h = exp(|x|/2): overflows only where cosh does. "
+             "Error: below 5e-7 relative in fp32 (measured 4.4e-7).",
+    ),
+    "asinh": Lowering(
+        "call",
+        (
+            "tl.abs({x})",
+            "{x}*{x}",
+            # log(2|x|) above 1e18, where x*x + 1 would overflow (and equals x*x in fp32)
+            "tl.where({s0} > 1e18, 0.6931471805599453 + tl.log({s0}), "
+            "tl.log({s0} + tl.sqrt({s1} + 1.0)))",
+            "tl.where({s0} < 0.25, {x}*(" + _horner("{s1}", _ASINH_SERIES) + "), "
+            + _signed("{s2}") + ")",
+        ),
+        ("torch.asinh({x})",),
+        True,
+        note="asinh x = sign(x) log(|x| + sqrt(x^2 + 1)), log(2|x|) for |x| > 1e18; Maclaurin "
+             "series for |x| < 1/4 where the log of 1 + small loses digits. Error: below 5e-7 "
+             "relative in fp32 (measured 4.5e-7, at |x| = 1/4).",
+    ),
+    "sin": _call("tl.sin({x})", "torch.sin({x})"),
+    "cos": _call("tl.cos({x})", "torch.cos({x})"),
+    "tan": _call("(tl.sin({x})/tl.cos({x}))", "torch.tan({x})", note="tan x = sin x / cos x"),
+    "atan": Lowering(
+        "call",
+        (
+            "tl.abs({x})",
+            # z = |x| or 1/|x|, in [0, 1]; the maximum keeps 1/0 out of the unused branch
+            "tl.where({s0} > 1.0, 1.0/tl.maximum({s0}, 1.0), {s0})",
+            "{s1}*{s1}",
+            "{s1}*(" + _horner("{s2}", _AS_4_4_49) + ")",  # atan z (A-S 4.4.49)
+            "tl.where({s0} > 1.0, 1.5707963267948966 - {s3}, {s3})",  # atan|x| = pi/2 - atan(1/|x|)
+            _signed("{s4}"),
+        ),
+        ("torch.atan({x})",),
+        True,
+        note="atan x = sign(x) atan|x|, atan|x| = pi/2 - atan(1/|x|) for |x| > 1, atan z on "
+             "[0, 1] by Abramowitz-Stegun 4.4.49 (|error| <= 2e-8). Error: below 2e-7 "
+             "absolute in fp32 (measured 1.8e-7).",
+    ),
+    "erf": Lowering(
+        "call",
+        (
+            "tl.abs({x})",
+            "{x}*{x}",
+            f"1.0/(1.0 + {_AS_7_1_26_P!r}*{{s0}})",  # t of A-S 7.1.26
+            "1.0 - {s2}*(" + _horner("{s2}", _AS_7_1_26[1:]) + ")*tl.exp(-{s1})",  # erf|x|
+            "tl.where({s0} < 1.0, {x}*(" + _horner("{s1}", _ERF_SERIES) + "), "
+            + _signed("{s3}") + ")",
+        ),
+        ("torch.erf({x})",),
+        True,
+        note="erf x = sign(x) erf|x|: Abramowitz-Stegun 7.1.26 for |x| >= 1 (|error| <= "
+             "1.5e-7), the Maclaurin series for |x| < 1 (error below 1.5e-9, and relative "
+             "accuracy near 0 so that erf(r)/r survives; in fp32, A-S's alternating "
+             "coefficients lose another 2e-7 below 1). Error: below 2e-7 absolute in fp32 "
+             "(measured 1.8e-7).",
+    ),
+    "Equality": _relation("=="),
+    "Unequality": _relation("!="),
+    "StrictLessThan": _relation("<"),
+    "LessThan": _relation("<="),
+    "StrictGreaterThan": _relation(">"),
+    "GreaterThan": _relation(">="),
+    "And": Lowering("fold", ("({a} & {b})",), ("({a} & {b})",), note="elementwise and"),
+    "Or": Lowering("fold", ("({a} | {b})",), ("({a} | {b})",), note="elementwise or"),
+    "Not": Lowering("call", ("~{x}",), ("~{x}",), needs_fp32=False, note="elementwise not"),
+    "Piecewise": Lowering(
+        "where",
+        ("tl.where({cond}, {a}, {b})",),
+        ("torch.where({cond}, {a}, {b})",),
+        note="the first branch whose condition holds; the last branch must be (value, True)",
+    ),
+}
+
+#: SymPy function class name (type(expr).__name__) -> its lowering. sqrt and cbrt are no classes
+#: of their own (SymPy writes them as powers): see POWERS.
+FUNCTIONS = MappingProxyType(_TABLE)
+
+_POWERS: dict[str, Lowering] = {
+    # x**(1/2) and x**(-1/2); x**(n + 1/2) = x**n * sqrt(x) is built from these by the printer
+    "sqrt": _call("tl.sqrt({x})", "torch.sqrt({x})"),
+    "rsqrt": _call("(1.0/tl.sqrt({x}))", "torch.rsqrt({x})"),
+    # x**y = exp(y log x) for x > 0 (NaN for x < 0 where SymPy's value is complex too)
+    "pow": _call("tl.exp({y}*tl.log({x}))", "torch.pow({x}, {y})",
+                 note="x**y for x > 0: where SymPy keeps such a power in a real formula of this "
+                      "project its base is positive (or the value is complex, then NaN). Error: "
+                      "about |y log x| fp32 ulps (2e-6 relative for x**(1/3) at x = 1e30)"),
+    # the real root for an odd denominator: cbrt(-8) = -2 (SymPy's principal root is complex)
+    "odd_root": Lowering(
+        "call",
+        ("tl.exp({y}*tl.log(tl.abs({x})))", _signed("{s0}")),
+        ("torch.pow(torch.abs({x}), {y})", "torch.where({x} < 0.0, -{s0}, {s0})"),
+        True,
+        note="x**(p/q), p and q odd: sign(x) |x|**(p/q), the real root (cbrt)",
+    ),
+    "even_root": _call("tl.exp({y}*tl.log(tl.abs({x})))", "torch.pow(torch.abs({x}), {y})",
+                       note="x**(p/q), p even, q odd: |x|**(p/q), the real root"),
+    # results that do not depend on the variable {x}: a tensor of its shape holding {y}
+    "full": Lowering("call", ("tl.full({x}.shape, {y}, {x}.dtype)",),
+                     ("torch.full_like({x}, {y})",), note="a number as a tensor like x"),
+    "broadcast": Lowering("call", ("({y} + tl.full({x}.shape, 0.0, {x}.dtype))",),
+                          ("({y} + torch.zeros_like({x}))",),
+                          note="a parameter expression as a tensor like x"),
+}
+
+#: The printer's own lowerings of powers and of constant results, keyed by name (no SymPy class).
+POWERS = MappingProxyType(_POWERS)

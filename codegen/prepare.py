@@ -1,0 +1,208 @@
+"""prepare: Translation -> ActivationSpec, the record every target is rendered from.
+
+The spec holds the activation Phi with its parameters symbolic (they are run-time arguments of
+the generated code, so one kernel serves every value and a trainable parameter can move), its
+derivative Phi' for the backward pass and dPhi/dp for each trainable parameter p, all taken
+symbolically, plus the values at which the generated code must not produce NaN:
+
+- a point condition such as Eq(r, 0) (a removable singularity filled by the translator) is
+  dropped before differentiating and the derivative is filled again by its limit at 0;
+- DiracDelta from differentiating a jump is 0 (the derivative almost everywhere, as autograd
+  gives for a step);
+- ``repairs``: for each output, its limits at 0 and at +-oo (SymPy, in the parameters). The
+  template replaces a NaN of floating point (0*inf, inf/inf in an underflowed or overflowed
+  intermediate, e.g. Weickert's Phi' next to 0) by the limit of the region it lies in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import keyword
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import sympy as sp
+
+from ..translator.budget import attempt
+from ..translator.dictionary import LIMIT_SECONDS, fill_removable
+from ..translator.errors import ParameterError, missing_value
+from ..translator.nonlinearity import KINDS, exact_number
+from ..translator.parse import parameter_symbol
+from ..translator.translation import Translation, _symbolic_forms
+from .errors import CodegenError
+
+#: A NaN of floating point in |r| < REPAIR_SPLIT takes the limit at 0, elsewhere the one at
+#: +-oo: NaNs come from intermediates that under- or overflow, far from this split.
+REPAIR_SPLIT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationSpec:
+    """Everything a generated activation module is rendered from.
+
+    ``outputs`` pairs a name with an expression in ``variable`` and the parameter symbols:
+    "phi" (Phi), "dphi" (Phi') and "dphi_<p>" for each trainable p. ``repairs`` pairs the same
+    names with the (limit at 0, limit at +oo, limit at -oo) used where floating point gives NaN;
+    None where a limit is not finite or SymPy found none in its budget.
+    """
+
+    name: str  # a Python identifier
+    formula: str
+    kind: str
+    convention: str
+    tau: str
+    alpha: str
+    variable: sp.Symbol
+    params: tuple[str, ...]
+    defaults: tuple[float | None, ...]
+    trainable: tuple[str, ...]
+    outputs: tuple[tuple[str, sp.Expr], ...]
+    repairs: tuple[tuple[str, tuple[sp.Expr | None, sp.Expr | None, sp.Expr | None]], ...]
+    digest: str
+
+    @property
+    def symbols(self) -> dict[sp.Symbol, str]:
+        """Identifier of every symbol in the generated code (the variable is ``x``)."""
+        return {self.variable: "x", **{parameter_symbol(p): p for p in self.params}}
+
+    @property
+    def class_name(self) -> str:
+        return "".join(part.capitalize() or "_" for part in self.name.split("_"))
+
+    def output(self, name: str) -> sp.Expr:
+        return dict(self.outputs)[name]
+
+
+def python_name(text: str) -> str:
+    """A valid, lower-case Python identifier from a catalogue or user name."""
+    name = re.sub(r"\W+", "_", text.strip().lower()).strip("_") or "activation"
+    if name[0].isdigit():
+        name = "a_" + name
+    return name + "_" if keyword.iskeyword(name) else name
+
+
+def prepare(
+    t: Translation,
+    *,
+    name: str | None = None,
+    trainable: Sequence[str] = (),
+    values: Mapping[str, object] | None = None,
+) -> ActivationSpec:
+    """The spec for the activation of ``t``.
+
+    Parameters are those of the formula; their default values come from ``values`` or from the
+    translation (parameters given numbers there). ``trainable`` names parameters whose gradient
+    the backward pass computes.
+    """
+    nl = t.input
+    given = dict(nl.values)
+    for key, value in (values or {}).items():
+        given[key] = exact_number(value, f"parameter {key!r}")
+    params = tuple(sorted({*nl.free, *(k for k, _ in nl.values)}))
+    unknown = sorted((set(trainable) | set(values or {})) - set(params))
+    if unknown:
+        have = ", ".join(params) if params else "none"
+        raise ParameterError(
+            f"parameter {unknown[0]!r} does not occur in the formula (its parameters: {have})"
+        )
+    defaults = tuple(None if p not in given else float(given[p]) for p in params)
+    for p, d in zip(params, defaults):
+        if d is not None and not d > 0:
+            raise ParameterError(f"parameter {p!r} must be positive, got {d}")
+    trainable = tuple(p for p in params if p in set(trainable))
+    symbolic = _symbolic_activation(t)
+    outputs = _outputs(symbolic, nl.variable, trainable)
+    repairs = tuple((key, _repair(expr, nl.variable)) for key, expr in outputs)
+    ident = python_name(name or nl.name or "activation")
+    description = {
+        "name": ident, "formula": nl.text, "kind": nl.kind, "convention": nl.convention,
+        "tau": str(t.tau), "alpha": str(t.alpha), "params": list(params),
+        "defaults": list(defaults), "trainable": list(trainable),
+    }
+    digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+    return ActivationSpec(
+        name=ident, formula=nl.text, kind=nl.kind, convention=nl.convention, tau=str(t.tau),
+        alpha=str(t.alpha), variable=nl.variable, params=params, defaults=defaults,
+        trainable=trainable, outputs=outputs, repairs=repairs, digest=digest,
+    )
+
+
+def require_defaults(spec: ActivationSpec) -> tuple[float, ...]:
+    """The parameter values a module is built with; each must be known."""
+    for p, d in zip(spec.params, spec.defaults):
+        if d is None:
+            raise missing_value(p, "the activation")
+    return tuple(d for d in spec.defaults if d is not None)
+
+
+def _symbolic_activation(t: Translation) -> sp.Expr:
+    """Phi with every parameter a positive symbol (the translator's cached symbolic forms)."""
+    nl = t.input
+    forms, _, _ = _symbolic_forms(nl.symbolic, nl.kind, nl.variable, t.tau, t.alpha,
+                                  nl.convention)
+    phi = dict(zip(KINDS, forms))["activation"]
+    if not phi.closed_form:
+        raise CodegenError(f"the activation of {nl.text} has no closed form to print")
+    return phi.expr
+
+
+def _outputs(phi: sp.Expr, r: sp.Symbol, trainable: tuple[str, ...]
+             ) -> tuple[tuple[str, sp.Expr], ...]:
+    out = [("phi", phi), ("dphi", derivative(phi, r, r))]
+    out += [(f"dphi_{p}", derivative(phi, parameter_symbol(p), r)) for p in trainable]
+    return tuple(out)
+
+
+def derivative(expr: sp.Expr, wrt: sp.Symbol, r: sp.Symbol) -> sp.Expr:
+    """d expr / d wrt for code: point branches dropped, DiracDelta = 0, 0/0 at r = 0 filled."""
+    smooth = _drop_point_branches(expr, r)
+    d = sp.diff(smooth, wrt)
+    d = d.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
+    d = sp.piecewise_fold(d)
+    tidy = attempt(lambda: sp.simplify(d), LIMIT_SECONDS)
+    if (tidy is not None and not tidy.has(sp.zoo, sp.nan, sp.oo)
+            and sp.count_ops(tidy) <= sp.count_ops(d)):
+        d = tidy
+    # simplify may add point branches of its own (zoo at r = 0 where the formula is 0 - 0)
+    return fill_removable(_drop_point_branches(d, r), r, "the derivative").expr
+
+
+def _drop_point_branches(expr: sp.Expr, r: sp.Symbol) -> sp.Expr:
+    """Piecewise branches that hold at single points (Eq(r, 0), Eq(r**2, 0)) removed: the rest
+    is the same function almost everywhere, and its derivative is what the code needs."""
+    if not isinstance(expr, sp.Piecewise):
+        return expr.func(*[_drop_point_branches(a, r) for a in expr.args]) if expr.args else expr
+    kept = [(e, c) for e, c in expr.args if not (isinstance(c, sp.Eq) and c.has(r))]
+    if not kept:
+        return expr
+    if len(kept) == 1:
+        return kept[0][0]
+    return sp.Piecewise(*kept)
+
+
+@lru_cache(maxsize=1024)
+def _repair(expr: sp.Expr, r: sp.Symbol) -> tuple[sp.Expr | None, sp.Expr | None, sp.Expr | None]:
+    """(limit at 0, at +oo, at -oo) of expr, each None unless finite."""
+    def finite_limit(point: object, direction: str) -> sp.Expr | None:
+        value = attempt(lambda: sp.limit(expr, r, point, direction), LIMIT_SECONDS)
+        if value is None or value.has(sp.oo, -sp.oo, sp.zoo, sp.nan, sp.Limit, sp.AccumBounds):
+            return None
+        return value
+
+    at0_right = finite_limit(0, "+")
+    at0_left = finite_limit(0, "-")
+    at0 = at0_right if at0_right is not None and at0_right == at0_left else None
+    return at0, finite_limit(sp.oo, "-"), finite_limit(-sp.oo, "+")
+
+
+def spec_json(spec: ActivationSpec) -> str:
+    """The spec as JSON (for --json and for tests): expressions as SymPy text."""
+    return json.dumps({
+        "name": spec.name, "formula": spec.formula, "kind": spec.kind,
+        "convention": spec.convention, "params": list(spec.params),
+        "defaults": list(spec.defaults), "trainable": list(spec.trainable),
+        "outputs": {k: sp.sstr(v) for k, v in spec.outputs}, "digest": spec.digest,
+    }, indent=2)

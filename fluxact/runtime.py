@@ -1,0 +1,294 @@
+"""The small runtime that generated activation modules import (torch and triton only).
+
+A generated module (codegen/render.py) holds the formula's kernels and torch functions; this
+runtime gives them a uniform face:
+
+- ``Ops``: one activation's compiled pieces: Triton forward/backward kernels, torch forward/
+  backward functions, its parameters and which of them are trainable;
+- ``apply(ops, x, p, backend)``: Phi(x) with autograd, on the Triton kernels (registered as
+  torch custom ops through ``torch.library.triton_op``, so torch.compile sees into them) or on
+  the generated torch code (an autograd.Function whose backward is the symbolic derivative:
+  never autograd through torch.where, whose untaken branch leaks NaN gradients, pytorch 52248);
+- ``Activation``: the nn.Module, parameters as nn.Parameter (trainable) or buffers.
+
+Backends: "triton" runs the kernels (on CUDA tensors; on CPU tensors only under
+TRITON_INTERPRET=1, Triton's interpreter, which is how CI tests them), "torch" the generated
+torch code, "auto" picks Triton for CUDA tensors and torch otherwise.
+
+Nothing here imports SymPy or Jinja2, and nothing is compiled before first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+BACKENDS = ("auto", "triton", "torch")
+#: Elements per Triton program. Untuned: the Triton tutorials' vector-add size; to be measured
+#: on a GPU (benchmarks/activation.py) before it is changed.
+BLOCK_SIZE = 1024
+#: The torch backend runs through torch.compile from this many elements on (compilation costs
+#: seconds once; below this size eager torch is fast enough). Set COMPILE_MIN_ELEMENTS = None
+#: on an Ops to keep it eager.
+COMPILE_MIN_ELEMENTS = 1 << 16
+_HALF = (torch.float16, torch.bfloat16)
+
+
+class ActivationError(ValueError):
+    """A generated activation was called in a way it cannot run (backend, device, dtype,
+    parameters). A ValueError like fluxact's other errors; defined here because the runtime
+    imports nothing of the translator (which needs SymPy)."""
+
+
+def interpreting() -> bool:
+    """Whether Triton runs its interpreter (TRITON_INTERPRET=1): kernels run on CPU tensors."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+class Ops:
+    """One activation's generated pieces (built by the generated module, once)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        digest: str,
+        params: Sequence[str],
+        trainable: Sequence[str],
+        fwd_kernel: Any,
+        bwd_kernel: Any,
+        torch_forward: Callable[..., torch.Tensor],
+        torch_backward: Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, ...]]],
+    ) -> None:
+        self.name = name
+        self.digest = digest
+        self.params = tuple(params)
+        self.trainable = tuple(trainable)
+        self.fwd_kernel = fwd_kernel
+        self.bwd_kernel = bwd_kernel
+        self.torch_forward = torch_forward
+        self.torch_backward = torch_backward
+        self.compile_min_elements: int | None = COMPILE_MIN_ELEMENTS
+        self._compiled: tuple[Callable[..., Any], Callable[..., Any]] | None = None
+        self._triton_ops: tuple[Any, Any] | None = None
+
+    # -- torch backend ------------------------------------------------------------------------
+
+    def torch_functions(self, numel: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """(forward(x, p), backward(x, gy, p)) of the torch backend, dtype casts included (so
+        that torch.compile fuses them too): compiled for large inputs."""
+        if (self.compile_min_elements is None or numel < self.compile_min_elements
+                or torch.compiler.is_compiling()):
+            return self._torch_forward, self._torch_backward
+        if self._compiled is None:
+            self._compiled = (torch.compile(self._torch_forward),
+                              torch.compile(self._torch_backward))
+        return self._compiled
+
+    def _torch_forward(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        compute = _compute_dtype(x.dtype)
+        return self.torch_forward(x.to(compute), *p.to(compute).unbind()).to(x.dtype)
+
+    def _torch_backward(self, x: torch.Tensor, gy: torch.Tensor, p: torch.Tensor
+                        ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        compute = _compute_dtype(x.dtype)
+        gx, gps = self.torch_backward(x.to(compute), gy.to(compute), *p.to(compute).unbind())
+        return gx.to(x.dtype), gps
+
+    # -- triton backend: custom ops -----------------------------------------------------------
+
+    def triton_ops(self) -> tuple[Any, Any]:
+        """The forward and backward torch custom ops around the kernels (registered once)."""
+        if self._triton_ops is None:
+            self._triton_ops = _register_triton_ops(self)
+        return self._triton_ops
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """fp16/bf16 are computed in fp32 (loaded, upcast, stored back); fp32 and fp64 as given."""
+    if dtype in _HALF:
+        return torch.float32
+    if dtype not in (torch.float32, torch.float64):
+        raise ActivationError(f"activation input must be a floating tensor, got {dtype}")
+    return dtype
+
+
+def _quiet() -> contextlib.AbstractContextManager[Any]:
+    """Triton's interpreter runs the kernel on numpy: a NaN in a branch that tl.where discards
+    (0/0 at x = 0 of sqrt(2) th/|x|) would raise numpy's floating-point warnings, which a GPU
+    never does. Silenced there; compiled kernels are untouched."""
+    if not interpreting():
+        return contextlib.nullcontext()
+    import numpy
+
+    return numpy.errstate(all="ignore")
+
+
+def _register_triton_ops(ops: Ops) -> tuple[Any, Any]:
+    import triton
+    from torch.library import register_autograd, triton_op, wrap_triton
+
+    tag = f"fluxact::{ops.name}_{ops.digest[:12]}"
+    n_train = len(ops.trainable)
+
+    @triton_op(f"{tag}_fwd", mutates_args=())
+    def forward(x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        y = torch.empty_like(x)
+        n = x.numel()
+        grid = (triton.cdiv(n, BLOCK_SIZE),)
+        with _quiet():
+            wrap_triton(ops.fwd_kernel)[grid](x, y, p, n, BLOCK_SIZE=BLOCK_SIZE,
+                                              FP64=x.dtype == torch.float64)
+        return y
+
+    @triton_op(f"{tag}_bwd", mutates_args=())
+    def backward(x: torch.Tensor, gy: torch.Tensor, p: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        gx = torch.empty_like(x)
+        n = x.numel()
+        blocks = triton.cdiv(n, BLOCK_SIZE)
+        # per-program partial sums of gy * dPhi/dp, reduced below on the same device
+        partial = torch.empty((blocks, max(n_train, 1)), device=x.device,
+                              dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
+        with _quiet():
+            wrap_triton(ops.bwd_kernel)[(blocks,)](x, gy, gx, p, partial, n,
+                                                   BLOCK_SIZE=BLOCK_SIZE,
+                                                   FP64=x.dtype == torch.float64)
+        return gx, partial.sum(dim=0)
+
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        x, p = inputs
+        ctx.save_for_backward(x, p)
+
+    def grad(ctx: Any, gy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, p = ctx.saved_tensors
+        gx, gp = backward(x, gy.contiguous(), p)
+        return gx, _scatter(ops, gp[:n_train], p)
+
+    register_autograd(f"{tag}_fwd", grad, setup_context=setup_context)
+    return forward, backward
+
+
+def _scatter(ops: Ops, grads: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """The gradient of the whole parameter vector p: trainable entries, zeros elsewhere."""
+    if len(ops.trainable) == len(ops.params):
+        return grads.to(p.dtype)
+    full = torch.zeros_like(p)
+    for k, name in enumerate(ops.trainable):
+        full[ops.params.index(name)] = grads[k].to(p.dtype)
+    return full
+
+
+class _TorchFunction(torch.autograd.Function):
+    """The torch backend with the explicit symbolic backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, p: torch.Tensor, ops: Ops) -> torch.Tensor:
+        _compute_dtype(x.dtype)  # refuses integer tensors with a clear message
+        forward, _ = ops.torch_functions(x.numel())
+        ctx.save_for_backward(x, p)
+        ctx.ops = ops
+        return forward(x, p)
+
+    @staticmethod
+    def backward(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
+        x, p = ctx.saved_tensors
+        ops: Ops = ctx.ops
+        _, backward = ops.torch_functions(x.numel())
+        gx, gps = backward(x, gy, p)
+        gp = None
+        if ctx.needs_input_grad[1]:
+            stacked = torch.stack(list(gps)) if gps else p.new_zeros(0)
+            gp = _scatter(ops, stacked, p)
+        return gx, gp, None
+
+
+def resolve_backend(backend: str, x: torch.Tensor) -> str:
+    if backend not in BACKENDS:
+        raise ActivationError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "triton" if x.is_cuda else "torch"
+    if backend == "triton" and not x.is_cuda and not interpreting():
+        raise ActivationError(
+            "backend 'triton' needs a CUDA tensor (or TRITON_INTERPRET=1 set before triton is "
+            "imported, to run the kernels on the CPU); use backend='torch' or 'auto' on the CPU"
+        )
+    return backend
+
+
+def apply(ops: Ops, x: torch.Tensor, p: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """Phi(x) elementwise with autograd; p holds the parameters in ``ops.params`` order."""
+    if not isinstance(x, torch.Tensor):
+        raise ActivationError(f"activation input must be a torch.Tensor, got {type(x).__name__}")
+    if p.shape != (len(ops.params),):
+        raise ActivationError(f"expected {len(ops.params)} parameters {ops.params}, "
+                            f"got a tensor of shape {tuple(p.shape)}")
+    chosen = resolve_backend(backend, x)
+    if chosen == "torch":
+        return _TorchFunction.apply(x, p, ops)
+    _compute_dtype(x.dtype)
+    forward, _ = ops.triton_ops()
+    # the kernels index a flat buffer: a non-contiguous input is copied once, explicitly
+    xc = x.contiguous()
+    compute = torch.float64 if x.dtype == torch.float64 else torch.float32
+    pc = p.to(device=x.device, dtype=compute)  # never a Python float: fp64 scalars halve speed
+    return forward(xc, pc).view(x.shape)
+
+
+def parameter_vector(values: Sequence[object], like: torch.Tensor | None = None) -> torch.Tensor:
+    """Parameters (numbers or 0-dim tensors) stacked into one vector."""
+    tensors = [v if isinstance(v, torch.Tensor) else torch.tensor(float(v)) for v in values]
+    if not tensors:
+        return torch.zeros(0) if like is None else like.new_zeros(0)
+    if like is not None:
+        tensors = [t.to(device=like.device) for t in tensors]
+    return torch.stack([t.reshape(()) for t in tensors])
+
+
+class Activation(torch.nn.Module):
+    """Phi as an nn.Module. Trainable parameters are nn.Parameters (they move with .to() and
+    live in the state_dict); the others are buffers. Built by generated modules and by
+    ``fluxact.to_torch`` / ``Translation.to_torch``."""
+
+    def __init__(self, ops: Ops, values: Mapping[str, object], *,
+                 trainable: Sequence[str] | None = None, backend: str = "auto",
+                 formula: str = "") -> None:
+        super().__init__()
+        if backend not in BACKENDS:
+            raise ActivationError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        trainable = ops.trainable if trainable is None else tuple(trainable)
+        extra = sorted(set(trainable) - set(ops.trainable))
+        if extra:
+            raise ActivationError(
+                f"parameter {extra[0]!r} was not generated as trainable (trainable: "
+                f"{', '.join(ops.trainable) or 'none'}); generate the code with it trainable"
+            )
+        missing = [n for n in ops.params if values.get(n) is None]
+        if missing:
+            raise ActivationError(f"parameter {missing[0]!r} has no value; pass {missing[0]}=...")
+        self.ops = ops
+        self.backend = backend
+        self.formula = formula
+        for name in ops.params:
+            value = torch.tensor(float(values[name]))
+            if name in trainable:
+                self.register_parameter(name, torch.nn.Parameter(value))
+            else:
+                self.register_buffer(name, value)
+
+    def parameter_vector(self) -> torch.Tensor:
+        return torch.stack([getattr(self, n) for n in self.ops.params]) if self.ops.params \
+            else torch.zeros(0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.parameter_vector().to(x.device)
+        return apply(self.ops, x, p, self.backend)
+
+    def extra_repr(self) -> str:
+        values = ", ".join(f"{n}={float(getattr(self, n).detach()):.6g}" for n in self.ops.params)
+        formula = f"{self.formula!r}, " if self.formula else ""
+        return f"{formula}{values}, backend={self.backend!r}"

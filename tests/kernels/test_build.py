@@ -1,0 +1,134 @@
+"""`fluxact build`: a spec with three entries round-trips (build, import in a fresh process
+with SymPy made unimportable, run, compare); --check; determinism; atomic writes; errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fluxact.cli import main
+
+SPEC = """
+[[activation]]
+name = "perona_malik"
+formula = "exp(-s2/(2*lam**2))"
+kind = "diffusivity"
+convention = "s2"
+params = { lam = 1.5 }
+trainable = ["lam"]
+
+[[activation]]
+name = "charbonnier"
+catalogue = "charbonnier"
+params = { lam = 0.5 }
+
+[[activation]]
+name = "soft"
+formula = "Piecewise((0, Abs(r) <= th), (r - th*sign(r), True))"
+kind = "shrinkage"
+params = { th = 0.25 }
+trainable = ["th"]
+"""
+
+# runs in a fresh interpreter where `import sympy` (and jinja2) fails
+CHILD = r"""
+import builtins, json, sys
+real_import = builtins.__import__
+def guarded(name, *args, **kwargs):
+    if name.split(".")[0] in ("sympy", "jinja2", "mpmath"):
+        raise ImportError(f"{name} is not allowed here")
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = guarded
+sys.path.insert(0, sys.argv[1])
+import torch
+import gen
+x = torch.linspace(-3, 3, 13, dtype=torch.float64, requires_grad=True)
+out = {}
+for name in ("perona_malik", "charbonnier", "soft"):
+    y = getattr(gen, name)(x.detach())
+    act = getattr(gen, "".join(p.capitalize() for p in name.split("_")))().double()
+    y2 = act(x)
+    y2.sum().backward()
+    out[name] = [y.tolist(), y2.tolist(), [float(p.grad) for p in act.parameters()]]
+print(json.dumps(out))
+print("sympy" in sys.modules, file=sys.stderr)
+"""
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    path = tmp_path / "activations.toml"
+    path.write_text(SPEC)
+    return path
+
+
+def test_round_trip_without_sympy(spec: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pkg" / "gen"
+    assert main(["build", str(spec), "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["__init__.py", "charbonnier.py",
+                                                     "perona_malik.py", "soft.py"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    child = subprocess.run([sys.executable, "-c", CHILD, str(out.parent)], capture_output=True,
+                           text=True, env=env, timeout=300)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stderr.strip().splitlines()[-1] == "False"  # sympy never imported
+    got = json.loads(child.stdout)
+    import torch
+
+    x = torch.linspace(-3, 3, 13, dtype=torch.float64)
+    pm = x * torch.exp(-x * x / (2 * 1.5**2))
+    ch = 0.5 * x / torch.sqrt(0.25 + x * x)
+    # soft shrinkage S with tau = 1/4 gives Phi(r) = (r - sqrt2 S(r/sqrt2)) (Table 1)
+    s = torch.where(x.abs() / 2**0.5 <= 0.25, 0 * x, x / 2**0.5 - 0.25 * torch.sign(x))
+    soft = x - 2**0.5 * s
+    for name, want in (("perona_malik", pm), ("charbonnier", ch), ("soft", soft)):
+        for values in got[name][:2]:
+            torch.testing.assert_close(torch.tensor(values, dtype=torch.float64), want)
+    assert len(got["perona_malik"][2]) == 1 and len(got["charbonnier"][2]) == 0
+
+
+def test_check_and_determinism(spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                               ) -> None:
+    out = tmp_path / "gen"
+    assert main(["build", str(spec), "--check", "--out", str(out)]) == 1  # nothing built yet
+    assert main(["build", str(spec), "--out", str(out)]) == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["build", str(spec), "--check", "--out", str(out)]) == 0
+    assert main(["build", str(spec), "--out", str(out)]) == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first  # same bytes
+    assert "4 file(s) unchanged" in capsys.readouterr().out
+    spec.write_text(SPEC.replace("lam = 1.5", "lam = 2.5"))
+    assert main(["build", str(spec), "--check", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "perona_malik.py" in err and "charbonnier.py" not in err
+    assert not list(out.glob(".*.tmp"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[[activation]]\nname = 'a'\n", "exactly one of 'formula' and 'catalogue'"),
+    ("[[activation]]\nname = 'a'\nformula = 'r'\n", "'kind' is missing"),
+    ("[[activation]]\nname = 'Bad-Name'\nformula = 'r'\nkind = 'activation'\n",
+     "'name' must be a Python identifier"),
+    ("[[activation]]\nname = 'a'\nformula = 'r/(1+r**2/lam**2)'\nkind = 'activation'\n",
+     "'lam'.*has no value"),
+    ("[[activation]]\nname = 'a'\nformula = 'r'\nkind = 'activation'\ncolour = 1\n",
+     "unknown key 'colour'"),
+    ("[[activation]\n", "not valid TOML"),
+    ("[[activation]]\nname = 'a'\nformula = '__import__(\"os\")'\nkind = 'activation'\n",
+     "activation 1"),
+])
+def test_bad_specs_give_one_line(tmp_path: Path, text: str, message: str,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    assert main(["build", str(path), "--out", str(tmp_path / "gen")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "gen").exists()
