@@ -188,8 +188,9 @@ def _cmd_build(args: argparse.Namespace) -> int:
     if args.check:
         stale = check(args.spec, args.out)
         if stale:
-            print(f"fluxact: {args.out} is stale for {args.spec}: {', '.join(stale)}; "
-                  f"run `fluxact build {args.spec} --out {args.out}`", file=sys.stderr)
+            print(f"fluxact: files in {args.out} are missing or stale for {args.spec}: "
+                  f"{', '.join(stale)}; run `fluxact build {args.spec} --out {args.out}`",
+                  file=sys.stderr)
             return EXIT_REQUIREMENT_FAILED
         print(f"{args.out} is up to date")
         return EXIT_OK

@@ -74,7 +74,11 @@ class Ops:
         self.torch_backward = torch_backward
         self.compile_min_elements: int | None = COMPILE_MIN_ELEMENTS
         self._compiled: tuple[Callable[..., Any], Callable[..., Any]] | None = None
-        self._triton_ops: tuple[Any, Any] | None = None
+        # registered now where the kernels can run, not on first call: torch.compile must not
+        # trace the registration (dynamo refuses to trace torch.library.triton_op);
+        # registering compiles nothing
+        self._triton_ops: tuple[Any, Any] | None = (
+            _register_triton_ops(self) if torch.cuda.is_available() or interpreting() else None)
 
     # -- torch backend ------------------------------------------------------------------------
 
@@ -102,7 +106,7 @@ class Ops:
     # -- triton backend: custom ops -----------------------------------------------------------
 
     def triton_ops(self) -> tuple[Any, Any]:
-        """The forward and backward torch custom ops around the kernels (registered once)."""
+        """The forward and backward torch custom ops around the kernels."""
         if self._triton_ops is None:
             self._triton_ops = _register_triton_ops(self)
         return self._triton_ops

@@ -135,3 +135,16 @@ def test_generated_source_header_and_syntax() -> None:
     assert first[3].startswith("# hash: ") and len(first[3]) == len("# hash: ") + 64
     ast.parse(source)
     assert "sympy" not in source and "jinja2" not in source
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="torch.compile of the Triton custom ops needs a GPU (the interpreter "
+                    "cannot run under fake tensors)")
+def test_torch_compile_triton_gpu() -> None:
+    act = pm(1.5, backend="triton").cuda()
+    compiled = torch.compile(act, fullgraph=True)
+    x = torch.randn(4096, device="cuda", requires_grad=True)
+    y = compiled(x)
+    y.sum().backward()
+    torch.testing.assert_close(y, reference(x.detach(), 1.5))
+    assert act.lam.grad is not None

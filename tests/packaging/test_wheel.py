@@ -20,7 +20,11 @@ def test_wheel_has_subpackages(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for module in ("fluxact/__init__.py", "fluxact/cli.py", "fluxact/translator/parse.py",
                    "fluxact/translator/dictionary.py", "fluxact/codegen/__init__.py",
-                   "fluxact/templates/__init__.py"):
+                   "fluxact/templates/__init__.py", "fluxact/runtime.py",
+                   "fluxact/codegen/printers.py", "fluxact/templates/_header.j2",
+                   "fluxact/templates/module/activation.py.j2",
+                   "fluxact/templates/triton/kernels.py.j2",
+                   "fluxact/templates/torch/functions.py.j2"):
         assert module in names, module
     assert not any(n.startswith(("translator/", "tests/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
