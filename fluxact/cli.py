@@ -220,13 +220,20 @@ def _cmd_catalogue(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     print("fluxact demo: the four forms of every catalogue entry (P1 Table 1, h = 1),")
-    print("and its stability verdicts with every parameter set to 1\n")
+    print("its stability verdicts with every parameter set to 1, and generated kernels\n")
     for entry in catalogue.values():
         t = translate(entry)
         print(t)
         values = {name: 1 for name in t.free_parameters}
         print(_verdicts(translate(entry, params=values)))
         print()
+    from . import __version__
+    from .codegen import prepare, render
+
+    print("Generated Triton kernels for perona-malik with lam trainable "
+          "(`fluxact emit --name perona-malik --param lam=1 --trainable lam --target triton`):\n")
+    t = translate(lookup("perona-malik"), params={"lam": 1})
+    print(render(prepare(t, trainable=("lam",)), "triton", __version__))
     return EXIT_OK
 
 

@@ -65,6 +65,7 @@ def test_demo_prints_every_entry() -> None:
     for name in fluxact.catalogue:
         assert f"{name}  (given as" in out.stdout
     assert out.stdout.count("time steps (h = 1") == len(fluxact.catalogue)
+    assert "def _perona_malik_bwd_kernel(" in out.stdout  # the generated kernels close it
 
 
 BAD = [
