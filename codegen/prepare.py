@@ -76,12 +76,17 @@ class ActivationSpec:
         return dict(self.outputs)[name]
 
 
+#: names the generated module itself binds at top level (imports): an activation named so
+#: would shadow them
+MODULE_NAMES = frozenset({"torch", "triton", "tl", "annotations"})
+
+
 def python_name(text: str) -> str:
     """A valid, lower-case Python identifier from a catalogue or user name."""
     name = re.sub(r"\W+", "_", text.strip().lower()).strip("_") or "activation"
     if name[0].isdigit():
         name = "a_" + name
-    return name + "_" if keyword.iskeyword(name) else name
+    return name + "_" if keyword.iskeyword(name) or name in MODULE_NAMES else name
 
 
 def prepare(
@@ -120,8 +125,10 @@ def prepare(
     description = {
         "name": ident, "formula": nl.text, "kind": nl.kind, "convention": nl.convention,
         "tau": str(t.tau), "alpha": str(t.alpha), "params": list(params),
-        "defaults": list(defaults), "trainable": list(trainable),
+        "trainable": list(trainable),
     }
+    # the values are not in the hash: the kernels take them at run time, so one generated
+    # module serves every value (the files still differ in their defaults)
     digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
     return ActivationSpec(
         name=ident, formula=nl.text, kind=nl.kind, convention=nl.convention, tau=str(t.tau),

@@ -11,7 +11,7 @@ import jinja2
 import sympy as sp
 
 from .errors import CodegenError
-from .prepare import ActivationSpec
+from .prepare import REPAIR_SPLIT, ActivationSpec
 from .printers import Lowered, lower
 
 #: what `fluxact emit --target` prints -> template
@@ -54,8 +54,14 @@ def environment() -> jinja2.Environment:
 
 def identifiers(spec: ActivationSpec) -> dict[str, str]:
     """Parameter name -> identifier in the generated code."""
-    return {p: (f"p_{p}" if p in _TAKEN or p.startswith("t") and p[1:].isdigit() else p)
-            for p in spec.params}
+    out: dict[str, str] = {}
+    for p in spec.params:
+        ident = p
+        while (ident in _TAKEN or ident.startswith("t") and ident[1:].isdigit()
+               or (ident != p and ident in spec.params) or ident in out.values()):
+            ident = f"p_{ident}"
+        out[p] = ident
+    return out
 
 
 def render(spec: ActivationSpec, target: str = "module", version: str = "0") -> str:
@@ -93,7 +99,7 @@ def _lowered(spec: ActivationSpec, keys: list[str], target: str,
         raw = sp.Symbol(f"_{out}_raw")  # the unrepaired value, where a limit is unknown
         extended[raw] = out
         outputs[f"{out}_nan"] = sp.Piecewise(
-            (raw if at0 is None else at0, sp.Abs(r) < 1),
+            (raw if at0 is None else at0, sp.Abs(r) < REPAIR_SPLIT),
             (raw if at_pos is None else at_pos, r > 0),
             (raw if at_neg is None else at_neg, True),
         )
@@ -141,6 +147,9 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "bwd_kernel": f"_{spec.name}_bwd_kernel",
         "torch_forward": f"{spec.name}_forward_torch",
         "torch_backward": f"{spec.name}_backward_torch",
+        # NaN or inf in the input or a parameter makes this NaN, so that only NaNs made by
+        # floating point from finite inputs are repaired (a NaN input stays NaN)
+        "finite_inputs": " + ".join(f"({n} - {n})" for n in ["x", *param_ids]) + " == 0.0",
         "param_loads": [f"{pid} = tl.load(p_ptr + {k}).to(x.dtype)"
                         for k, pid in enumerate(param_ids)],
         "torch_args": ", ".join(["x", *param_ids]),

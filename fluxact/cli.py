@@ -251,6 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, FluxactError) as exc:
         print(f"fluxact: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except OSError as exc:  # a file the user named: cannot be read or written
+        print(f"fluxact: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("fluxact: interrupted", file=sys.stderr)
         return 130

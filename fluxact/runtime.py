@@ -271,6 +271,12 @@ class Activation(torch.nn.Module):
                 f"parameter {extra[0]!r} was not generated as trainable (trainable: "
                 f"{', '.join(ops.trainable) or 'none'}); generate the code with it trainable"
             )
+        clash = [n for n in ops.params
+                 if hasattr(torch.nn.Module, n) or n in ("ops", "backend", "formula")]
+        if clash:
+            raise ActivationError(
+                f"parameter {clash[0]!r} has the name of an nn.Module attribute; rename it in "
+                "the formula (e.g. lam, th, a)")
         missing = [n for n in ops.params if values.get(n) is None]
         if missing:
             raise ActivationError(f"parameter {missing[0]!r} has no value; pass {missing[0]}=...")

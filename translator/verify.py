@@ -465,17 +465,14 @@ def _verify_scaled(t: Translation, h: float, norm_K2: float | None) -> Stability
             condition = attempt(
                 lambda b=bound: sp.reduce_inequalities(k * _exact(rep.g_max) <= b, params)
                 if len(params) == 1 else k * _exact(rep.g_max) <= b, SIMPLIFY_SECONDS)
-            if condition is not sp.true:
+            if condition is sp.false:
+                shrink[field] = False
+                reasons[field] = f"g_max = {sp.sstr(k * _exact(rep.g_max))} > {bound} always"
+            elif condition is not sp.true:
                 shrink[field] = None
                 text = sp.sstr(k * _exact(rep.g_max) <= bound) if condition is None else (
                     sp.sstr(condition))
                 reasons[field] = f"depends on the parameters: holds iff {text}"
-        elif rep.nonnegative_diffusivity:  # numeric k: decide with the scaled bound
-            shrink[field] = bool(_scaled(rep.g_max, k, up=True) <= bound)
-            if not shrink[field]:
-                reasons[field] = f"g_max = {_fmt(_scaled(rep.g_max, k, up=True))} > {bound}"
-            else:
-                reasons.pop(field, None)
     counter = tuple(
         Counterexample(ce.property, _scaled(ce.r, c, up=True),
                        _scaled(ce.value, {"antisymmetric": found.amplitude}.get(ce.property, k),
@@ -487,7 +484,7 @@ def _verify_scaled(t: Translation, h: float, norm_K2: float | None) -> Stability
                           "tau_sign_paper", "tau_euclid_paper")}
     method = dict(rep.method)
     method["parameters"] = (
-        f"Phi(r) = {sp.sstr(found.amplitude)}*F({'r' if c == 1 else unit}), "
+        f"Phi(r) = {_factor_text(found.amplitude)}F({'r' if c == 1 else unit}), "
         f"F(x) = {sp.sstr(found.reduced)} (shown by SymPy); F verified, bounds scaled by "
         f"{sp.sstr(k)}")
     return replace(
@@ -509,6 +506,13 @@ def _verify_scaled(t: Translation, h: float, norm_K2: float | None) -> Stability
     )
 
 
+def _factor_text(a: sp.Expr) -> str:
+    """'A*' for Phi = A*F(...), with parentheses where A is a sum; '' for A = 1."""
+    if a == 1:
+        return ""
+    return f"({sp.sstr(a)})*" if isinstance(a, sp.Add) else f"{sp.sstr(a)}*"
+
+
 def _exact(value: float) -> sp.Expr:
     """A float as a SymPy number with exactly its binary value (53 bits), inf as oo."""
     if math.isinf(value):
@@ -517,17 +521,14 @@ def _exact(value: float) -> sp.Expr:
 
 
 def _scaled(value: float | None, k: sp.Expr, *, up: bool) -> float | sp.Expr | None:
-    """value * k for k > 0: a float rounded outward (up for suprema, down for time steps)
-    when k is a number, else an expression in the parameters."""
+    """value * k for k > 0: the float itself when k == 1, else an exact expression in the
+    parameters. k is never another number: F = Phi at p = 1, so A(1) = c(1) = 1 and every
+    numeric factor stays in F. (``up`` says which way a rounding would have to go.)"""
     if value is None or math.isnan(value) or math.isinf(value) or value == 0 or k == 1:
         return value
-    if k.free_symbols:
-        return _exact(value) * k
-    with mpmath.workdps(40):
-        exact = mpmath.mpf(value) * mpmath.mpf(sp.N(k, 45))
-    q = float(exact)
-    toward = math.inf if up else -math.inf
-    return math.nextafter(q, toward)  # one ulp outward covers both roundings
+    if not k.free_symbols:  # cannot happen (see above); refuse rather than round wrongly
+        raise AssertionError(f"scaling factor {k} is a number other than 1")
+    return _exact(value) * k
 
 
 def _down(exact: Fraction) -> float:

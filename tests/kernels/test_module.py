@@ -148,3 +148,35 @@ def test_torch_compile_triton_gpu() -> None:
     y.sum().backward()
     torch.testing.assert_close(y, reference(x.detach(), 1.5))
     assert act.lam.grad is not None
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_nan_input_stays_nan(backend: str, device: str) -> None:
+    # the NaN repair is for floating-point NaNs of finite inputs only
+    act = fluxact.to_torch("tanh(r)", "activation", backend=backend).to(device)
+    x = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.5], device=device,
+                     requires_grad=True)
+    y = act(x)
+    assert torch.isnan(y[0]) and y[1] == 1 and y[2] == -1
+    (g,) = torch.autograd.grad(y.sum(), [x])
+    assert torch.isnan(g[0])
+    nan_lam = fluxact.to_torch(PM, params={"lam": 1.0}, backend=backend).to(device)
+    with torch.no_grad():
+        nan_lam.lam.fill_(float("nan"))
+    assert torch.isnan(nan_lam(torch.tensor([1.0, 1e30], device=device))).all()
+
+
+def test_one_module_serves_every_value() -> None:
+    a, b = pm(1.0), pm(2.0)
+    assert a.ops is b.ops  # the values are run-time arguments, not part of the code
+
+
+def test_awkward_names() -> None:
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64)
+    act = fluxact.to_torch("x*tanh(r/p_x)", "activation", params={"x": 2, "p_x": 0.5},
+                           backend="torch").double()
+    torch.testing.assert_close(act(x), 2 * torch.tanh(x / 0.5))
+    named = fluxact.to_torch("tanh(r)", "activation", name="torch", backend="torch")
+    torch.testing.assert_close(named(x.float()), torch.tanh(x.float()))
+    with pytest.raises(fluxact.ActivationError, match="'float' has the name of an nn.Module"):
+        fluxact.to_torch("float*r", "activation", params={"float": 2.0})

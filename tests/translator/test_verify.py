@@ -170,11 +170,15 @@ def test_symbolic_intervals_and_counterexamples_scale() -> None:
     assert point * 2 * math.sin(point / 2) < 0  # r Phi(r) < 0 there for lam = 2
 
 
-def test_symbolic_numeric_factor_is_rounded_outward() -> None:
-    rep = verify("sqrt(2)*tanh(r/c)", params={})  # k = sqrt2/c: symbolic
-    assert "c" in rep.parameters
-    fixed = verify("sqrt(2)*tanh(r)")  # k = sqrt2, a number: outward-rounded floats
-    assert fixed.lipschitz >= math.sqrt(2) and fixed.tau_linf <= 1 / (2 * math.sqrt(2))
+def test_symbolic_numeric_factors_stay_in_F_and_conditions_decide() -> None:
+    rep = verify("sqrt(2)*c*tanh(r/c)")  # A = sqrt2 c = sqrt2 * c: the sqrt2 stays in F
+    assert rep.parameters == ("c",)
+    assert rep.lipschitz >= math.sqrt(2) and rep.lipschitz == pytest.approx(math.sqrt(2))
+    assert rep.tau_linf <= 1 / (2 * math.sqrt(2))
+    summed = verify("(lam + 1)*tanh(r)")
+    assert "Phi(r) = (lam/2 + 1/2)*F(r)" in dict(summed.method)["parameters"]
+    cubic = verify("lam*r**3")  # g_max = oo for every lam: the shrinkage verdict is False
+    assert cubic.shrinkage_linf is False and "always" in dict(cubic.reasons)["shrinkage_linf"]
 
 
 def test_no_closed_form_asks_for_values() -> None:
