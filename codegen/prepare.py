@@ -64,11 +64,6 @@ class ActivationSpec:
     digest: str
 
     @property
-    def symbols(self) -> dict[sp.Symbol, str]:
-        """Identifier of every symbol in the generated code (the variable is ``x``)."""
-        return {self.variable: "x", **{parameter_symbol(p): p for p in self.params}}
-
-    @property
     def class_name(self) -> str:
         return "".join(part.capitalize() or "_" for part in self.name.split("_"))
 
@@ -203,13 +198,3 @@ def _repair(expr: sp.Expr, r: sp.Symbol) -> tuple[sp.Expr | None, sp.Expr | None
     at0_left = finite_limit(0, "-")
     at0 = at0_right if at0_right is not None and at0_right == at0_left else None
     return at0, finite_limit(sp.oo, "-"), finite_limit(-sp.oo, "+")
-
-
-def spec_json(spec: ActivationSpec) -> str:
-    """The spec as JSON (for --json and for tests): expressions as SymPy text."""
-    return json.dumps({
-        "name": spec.name, "formula": spec.formula, "kind": spec.kind,
-        "convention": spec.convention, "params": list(spec.params),
-        "defaults": list(spec.defaults), "trainable": list(spec.trainable),
-        "outputs": {k: sp.sstr(v) for k, v in spec.outputs}, "digest": spec.digest,
-    }, indent=2)

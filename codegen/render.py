@@ -10,6 +10,7 @@ from importlib.resources import files
 import jinja2
 import sympy as sp
 
+from ..translator.parse import parameter_symbol
 from .errors import CodegenError
 from .prepare import REPAIR_SPLIT, ActivationSpec
 from .printers import Lowered, lower
@@ -109,7 +110,7 @@ def _lowered(spec: ActivationSpec, keys: list[str], target: str,
 
 def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
     ids = identifiers(spec)
-    names = {spec.variable: "x", **{sp.Symbol(p, positive=True): ids[p] for p in spec.params}}
+    names = {spec.variable: "x", **{parameter_symbol(p): ids[p] for p in spec.params}}
     bwd_keys = ["dphi", *(f"dphi_{p}" for p in spec.trainable)]
     fwd, fwd_repaired = _lowered(spec, ["phi"], "triton", names, ids)
     bwd, bwd_repaired = _lowered(spec, bwd_keys, "triton", names, ids)
@@ -142,7 +143,6 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "defaults": spec.defaults,
         "trainable": [ids[p] for p in spec.trainable],
         "trainable_names": spec.trainable,
-        "digest_short": spec.digest[:12],
         "fwd_kernel": f"_{spec.name}_fwd_kernel",
         "bwd_kernel": f"_{spec.name}_bwd_kernel",
         "torch_forward": f"{spec.name}_forward_torch",

@@ -474,12 +474,11 @@ def _verify_scaled(t: Translation, h: float, norm_K2: float | None) -> Stability
                     sp.sstr(condition))
                 reasons[field] = f"depends on the parameters: holds iff {text}"
     counter = tuple(
-        Counterexample(ce.property, _scaled(ce.r, c, up=True),
-                       _scaled(ce.value, {"antisymmetric": found.amplitude}.get(ce.property, k),
-                               up=True),
+        Counterexample(ce.property, _scaled(ce.r, c),
+                       _scaled(ce.value, {"antisymmetric": found.amplitude}.get(ce.property, k)),
                        at(ce.reason))
         for ce in rep.counterexamples)
-    steps = {name: _scaled(getattr(rep, name), 1 / k, up=False)
+    steps = {name: _scaled(getattr(rep, name), 1 / k)
              for name in ("tau_linf", "tau_sign", "tau_euclid", "tau_linf_paper",
                           "tau_sign_paper", "tau_euclid_paper")}
     method = dict(rep.method)
@@ -490,13 +489,13 @@ def _verify_scaled(t: Translation, h: float, norm_K2: float | None) -> Stability
     return replace(
         rep,
         formula=t.input.text,
-        decreasing_intervals=tuple((_scaled(a, c, up=False), _scaled(b, c, up=True))
+        decreasing_intervals=tuple((_scaled(a, c), _scaled(b, c))
                                    for a, b in rep.decreasing_intervals),
-        lipschitz=_scaled(rep.lipschitz, k, up=True),
+        lipschitz=_scaled(rep.lipschitz, k),
         lipschitz_at=at(rep.lipschitz_at),
-        g_max=_scaled(rep.g_max, k, up=True),
+        g_max=_scaled(rep.g_max, k),
         g_max_at=at(rep.g_max_at),
-        g_min=_scaled(rep.g_min, k, up=False),
+        g_min=_scaled(rep.g_min, k),
         **shrink,
         **steps,
         counterexamples=counter,
@@ -520,10 +519,10 @@ def _exact(value: float) -> sp.Expr:
     return sp.Integer(int(value)) if value.is_integer() and abs(value) < 1e6 else sp.Float(value)
 
 
-def _scaled(value: float | None, k: sp.Expr, *, up: bool) -> float | sp.Expr | None:
+def _scaled(value: float | None, k: sp.Expr) -> float | sp.Expr | None:
     """value * k for k > 0: the float itself when k == 1, else an exact expression in the
     parameters. k is never another number: F = Phi at p = 1, so A(1) = c(1) = 1 and every
-    numeric factor stays in F. (``up`` says which way a rounding would have to go.)"""
+    numeric factor stays in F, and no rounding is needed."""
     if value is None or math.isnan(value) or math.isinf(value) or value == 0 or k == 1:
         return value
     if not k.free_symbols:  # cannot happen (see above); refuse rather than round wrongly
