@@ -33,6 +33,7 @@ from ..translator.nonlinearity import KINDS, exact_number
 from ..translator.parse import parameter_symbol
 from ..translator.translation import Translation, _symbolic_forms
 from .errors import CodegenError
+from .stability import StabilityFacts, stability_facts
 
 #: A NaN of floating point in |r| < REPAIR_SPLIT takes the limit at 0, elsewhere the one at
 #: +-oo: NaNs come from intermediates that under- or overflow, far from this split.
@@ -62,6 +63,7 @@ class ActivationSpec:
     outputs: tuple[tuple[str, sp.Expr], ...]
     repairs: tuple[tuple[str, tuple[sp.Expr | None, sp.Expr | None, sp.Expr | None]], ...]
     digest: str
+    stability: StabilityFacts | None = None
 
     @property
     def class_name(self) -> str:
@@ -117,18 +119,22 @@ def prepare(
     outputs = _outputs(symbolic, nl.variable, trainable)
     repairs = tuple((key, _repair(expr, nl.variable)) for key, expr in outputs)
     ident = python_name(name or nl.name or "activation")
+    facts = stability_facts(t)
     description = {
         "name": ident, "formula": nl.text, "kind": nl.kind, "convention": nl.convention,
         "tau": str(t.tau), "alpha": str(t.alpha), "params": list(params),
         "trainable": list(trainable),
+        "stability": facts.source(),
     }
     # the values are not in the hash: the kernels take them at run time, so one generated
-    # module serves every value (the files still differ in their defaults)
+    # module serves every value (the files still differ in their defaults), unless the
+    # stability facts hold only at these values (then they are in ``stability``)
     digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
     return ActivationSpec(
         name=ident, formula=nl.text, kind=nl.kind, convention=nl.convention, tau=str(t.tau),
         alpha=str(t.alpha), variable=nl.variable, params=params, defaults=defaults,
         trainable=trainable, outputs=outputs, repairs=repairs, digest=digest,
+        stability=facts,
     )
 
 

@@ -27,7 +27,11 @@ _TAKEN = frozenset({
     "x", "y", "gy", "gx", "phi", "dphi", "mask", "offsets", "pid", "n_elements", "BLOCK_SIZE",
     "FP64", "tl", "triton", "torch", "x_ptr", "y_ptr", "p_ptr", "gp_ptr", "gx_ptr", "gy_ptr",
     "backend", "trainable", "self", "NAME", "FORMULA", "KIND", "CONVENTION", "PARAMS",
-    "DEFAULTS", "TRAINABLE", "DIGEST", "OPS", "_rt",
+    "DEFAULTS", "TRAINABLE", "DIGEST", "OPS", "_rt", "STABILITY",
+    # the fused step kernels (templates/triton/step.py.j2)
+    "u", "up", "um", "gyp", "gym", "gu", "rp", "dp", "dm", "zp", "zm", "kgp", "vp", "vm", "tau",
+    "inv_h", "row", "i", "ip", "im", "base", "gbase", "flux", "slot", "out", "n", "u_ptr",
+    "out_ptr", "gu_ptr", "s_ptr", "PERIODIC",
 })
 
 
@@ -58,7 +62,8 @@ def identifiers(spec: ActivationSpec) -> dict[str, str]:
     out: dict[str, str] = {}
     for p in spec.params:
         ident = p
-        while (ident in _TAKEN or ident.startswith("t") and ident[1:].isdigit()
+        while (ident in _TAKEN or ident[:1] in ("t", "_") and ident[1:].isdigit()
+               or ident.startswith("_m") and ident[2:].isdigit()
                or (ident != p and ident in spec.params) or ident in out.values()):
             ident = f"p_{ident}"
         out[p] = ident
@@ -162,4 +167,12 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "init_args": init_args,
         "init_values": ", ".join(f"{p!r}: {ids[p]}" for p in spec.params),
         "param_tuple": "".join(f"{pid}, " for pid in param_ids),
+        "stability": spec.stability.source() if spec.stability is not None else "None",
+        "phi_fn": f"_{spec.name}_phi",
+        "dphi_fn": f"_{spec.name}_dphi",
+        "step_fwd_kernel": f"_{spec.name}_step1d_fwd_kernel",
+        "step_bwd_kernel": f"_{spec.name}_step1d_bwd_kernel",
+        "param_args": ", ".join(param_ids),
+        "step_param_loads": [f"{pid} = tl.load(p_ptr + {k}).to(u.dtype)"
+                             for k, pid in enumerate(param_ids)],
     }

@@ -1,8 +1,9 @@
 """fluxact: a compiler for nonlinearities.
 
 Translate a diffusivity g, regulariser Psi, wavelet shrinkage function S or activation Phi
-into the other three (P1 Table 1), verify the stability of the activation, and generate Triton
-kernels and torch modules for it, from Python or the command line (`fluxact --help`).
+into the other three (P1 Table 1), verify the stability of the activation, generate Triton
+kernels and torch modules for it, and use it in diffusion blocks whose time step is computed
+to keep any number of them stable, from Python or the command line (`fluxact --help`).
 
 The public names load on first use: ``import fluxact.runtime`` (what generated code imports)
 must not import SymPy.
@@ -34,15 +35,30 @@ _EXPORTS = {
     "ActivationError": ".runtime",
     "to_torch": ".activation",
     "emit": ".activation",
+    **dict.fromkeys(
+        ("DiffusionBlock", "DuFortFrankelBlock", "FSIBlock", "ImplicitBlock", "ResNetBlock",
+         "SymmetricResNet"), ".blocks"),
+    "Operator": ".operators",
+    "StabilityError": ".runtime",
+    "denoise": ".denoising",
 }
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ loads them
     from .activation import emit as emit
     from .activation import to_torch as to_torch
+    from .blocks import DiffusionBlock as DiffusionBlock
+    from .blocks import DuFortFrankelBlock as DuFortFrankelBlock
+    from .blocks import FSIBlock as FSIBlock
+    from .blocks import ImplicitBlock as ImplicitBlock
+    from .blocks import ResNetBlock as ResNetBlock
+    from .blocks import SymmetricResNet as SymmetricResNet
     from .codegen import CodegenError as CodegenError
+    from .denoising import denoise as denoise
+    from .operators import Operator as Operator
     from .runtime import Activation as Activation
     from .runtime import ActivationError as ActivationError
+    from .runtime import StabilityError as StabilityError
     from .translator import KINDS as KINDS
     from .translator import CatalogueEntry as CatalogueEntry
     from .translator import FluxactError as FluxactError

@@ -1,4 +1,5 @@
-"""The command line: `fluxact translate`, `verify`, `emit`, `build`, `catalogue`, `demo`.
+"""The command line: `fluxact translate`, `verify`, `emit`, `build`, `denoise`, `catalogue`,
+`demo`.
 
 Bad input prints one line on stderr (what, where, how to fix) and exits with status 2.
 """
@@ -52,8 +53,9 @@ def _kind(text: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_formula_options(p: argparse.ArgumentParser) -> None:
-    """The formula options shared by every command that takes a nonlinearity."""
+def _add_formula_options(p: argparse.ArgumentParser, table: str = "") -> None:
+    """The formula options shared by every command that takes a nonlinearity. ``table``
+    prefixes Table 1's --tau/--alpha where the command uses --tau itself (denoise)."""
     p.add_argument("expr", nargs="?", metavar="EXPR",
                    help="formula text, e.g. 'exp(-r**2/(2*lam**2))'")
     p.add_argument("--from", "--as", dest="kind", type=_kind, metavar="KIND",
@@ -64,8 +66,10 @@ def _add_formula_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--convention", choices=("r", "s2"), default=None,
                    help="diffusivity argument: r (paper 001) or s2 = s^2 (papers 002-004)")
     p.add_argument("--variable", default="r", help="name of the variable (default r)")
-    p.add_argument("--tau", default="1/4", help="time step of Table 1 (default 1/4)")
-    p.add_argument("--alpha", default="1/4", help="regularisation weight (default 1/4)")
+    p.add_argument(f"--{table}tau", dest="table_tau", default="1/4",
+                   help="time step of Table 1 (default 1/4)")
+    p.add_argument(f"--{table}alpha", dest="table_alpha", default="1/4",
+                   help="regularisation weight of Table 1 (default 1/4)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, metavar="DIR", help="folder of the generated package")
     b.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 when files in DIR are missing or stale")
+    d = sub.add_parser("denoise", help="nonlinear diffusion of a .npy signal or image, stably")
+    d.add_argument("input", metavar="IN.npy", help="a 1D signal or 2D image (numpy .npy)")
+    d.add_argument("output", metavar="OUT.npy", help="where to write the result (float64)")
+    _add_formula_options(d, table="table-")
+    d.add_argument("--time", type=_positive, required=True, metavar="T",
+                   help="diffusion time: ceil(T/tau) steps are run")
+    d.add_argument("--tau", type=_positive, default=None, metavar="TAU",
+                   help="time step (default: the stability bound; a larger one is refused)")
+    d.add_argument("--stability", choices=REQUIREMENTS, default="linf",
+                   help="the guarantee the time step keeps (default linf: max-min principle)")
+    d.add_argument("--scheme", choices=("explicit", "fsi", "implicit"), default="explicit")
+    d.add_argument("--boundary", choices=("reflect", "periodic"), default="reflect")
+    d.add_argument("--h", type=_positive, default=1.0, help="grid size h (default 1)")
+    d.add_argument("--max-cycle", dest="max_cycle", type=int, default=10, metavar="L",
+                   help="longest FSI cycle (default 10; longer is faster and less accurate)")
+    d.add_argument("--quiet", action="store_true", help="print nothing on success")
     c = sub.add_parser("catalogue", help="list the built-in nonlinearities")
     c.add_argument("--json", action="store_true", help="print a JSON list")
     sub.add_parser("demo", help="the four forms of every catalogue entry")
@@ -113,7 +133,8 @@ def translation_from_args(args: argparse.Namespace, default_kind: str | None = N
                           ) -> Translation:
     """The Translation named by the shared formula options."""
     params = dict(args.param)
-    options = dict(params=params, tau=args.tau, alpha=args.alpha, variable=args.variable)
+    options = dict(params=params, tau=args.table_tau, alpha=args.table_alpha,
+                   variable=args.variable)
     if args.name is not None:
         if args.expr is not None:
             raise UsageError("give either EXPR or --name, not both")
@@ -202,6 +223,39 @@ def _cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_denoise(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from .denoising import denoise_run
+    from .runtime import ActivationError
+
+    t = translation_from_args(args, default_kind="activation")
+    try:
+        signal = np.load(args.input, allow_pickle=False)  # never unpickle: no code from files
+    except ValueError as exc:
+        raise UsageError(f"{args.input} is not a numeric .npy array ({exc})") from None
+    if signal.dtype.kind not in "biuf":
+        raise UsageError(f"{args.input} holds {signal.dtype} values; a numeric array is needed")
+    try:
+        run = denoise_run(signal, t, time=args.time, tau=args.tau, stability=args.stability,
+                          scheme=args.scheme, boundary=args.boundary, h=args.h,
+                          max_cycle=args.max_cycle)
+    except ActivationError as exc:
+        raise UsageError(str(exc)) from None
+    out = Path(args.output)
+    tmp = out.with_name(f".{out.name}.tmp.npy")
+    try:
+        np.save(tmp, run.output)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if not args.quiet:
+        print(f"{run.summary()}; wrote {out}")
+    return EXIT_OK
+
+
 def _cmd_catalogue(args: argparse.Namespace) -> int:
     rows = [
         {"name": e.name, "title": e.title, "kind": e.kind, "formula": e.formula,
@@ -238,7 +292,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"translate": _cmd_translate, "verify": _cmd_verify, "emit": _cmd_emit,
-            "build": _cmd_build, "catalogue": _cmd_catalogue, "demo": _cmd_demo}
+            "build": _cmd_build, "denoise": _cmd_denoise, "catalogue": _cmd_catalogue,
+            "demo": _cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,6 +44,91 @@ class ActivationError(ValueError):
     imports nothing of the translator (which needs SymPy)."""
 
 
+class StabilityError(ActivationError):
+    """A diffusion block cannot be made stable as asked (no bound for this activation, a time
+    step above the bound, a stability notion the operator has no proof for)."""
+
+
+#: a bound evaluated at run time is multiplied by this: the float64 product of a coefficient
+#: and powers of the parameters is then never below the exact value
+_ROUND_UP = 1.0 + 2.0**-40
+
+
+class Stability:
+    """The verifier's facts about Phi that diffusion blocks need (codegen/stability.py writes
+    them into generated modules; no SymPy here).
+
+    ``g_max`` and ``lipschitz`` are monomials in the parameters, (coefficient, ((name,
+    exponent), ...)), or None where the bound is infinite or unknown (``reason``,
+    ``lipschitz_reason`` say why). ``fixed``: the parameter values the facts were verified
+    at, when the verifier found no closed form in the parameters; None when they hold for
+    every positive value.
+    """
+
+    def __init__(self, *, nonnegative: bool, antisymmetric: bool, monotone: bool,
+                 g_max: tuple[float, tuple[tuple[str, float], ...]] | None,
+                 lipschitz: tuple[float, tuple[tuple[str, float], ...]] | None,
+                 reason: str | None, lipschitz_reason: str | None,
+                 fixed: tuple[tuple[str, float], ...] | None, method: str = "") -> None:
+        self.nonnegative = nonnegative
+        self.antisymmetric = antisymmetric
+        self.monotone = monotone
+        self.g_max = g_max
+        self.lipschitz = lipschitz
+        self.reason = reason
+        self.lipschitz_reason = lipschitz_reason
+        self.fixed = fixed
+        self.method = method
+
+    def check_values(self, values: Mapping[str, Any], trainable: Sequence[str] = ()) -> None:
+        """Refuse parameter values the facts were not verified for."""
+        if self.fixed is None:
+            return
+        moving = [n for n, _ in self.fixed if n in trainable]
+        where = ", ".join(f"{n} = {v:g}" for n, v in self.fixed)
+        if moving:
+            raise StabilityError(
+                f"the stability bounds of this activation hold only at {where} (the verifier "
+                f"found no closed form in the parameters), so {moving[0]!r} cannot be trainable "
+                "in a stable block; make it fixed, or pass tau=... with unsafe=True")
+        for name, value in self.fixed:
+            now = float(values[name])
+            if not abs(now - value) <= 1e-6 * abs(value):
+                raise StabilityError(
+                    f"the stability bounds of this activation were verified at {where}, but "
+                    f"{name} = {now:g} now; translate the formula with these values to verify "
+                    "them, or pass tau=... with unsafe=True")
+
+    def bound(self, which: str, values: Mapping[str, Any]) -> torch.Tensor:
+        """g_max or L at the parameter values (0-dim tensors or numbers), a float64 tensor
+        that carries gradients to trainable parameters."""
+        mono = self.g_max if which == "g_max" else self.lipschitz
+        if mono is None or (which == "g_max" and self.reason is not None):
+            raise StabilityError(self.reason if which == "g_max" else (
+                f"no Lipschitz bound: {self.lipschitz_reason}"))
+        coefficient, exponents = mono
+        # a bare coefficient is exact; a product of powers is rounded up
+        out = torch.tensor(coefficient * (_ROUND_UP if exponents else 1.0), dtype=torch.float64)
+        for name, e in exponents:
+            v = values[name]
+            v = v.to(torch.float64) if isinstance(v, torch.Tensor) else torch.tensor(
+                float(v), dtype=torch.float64)
+            out = out.to(v.device) * v**e
+        return out
+
+    def describe(self, which: str = "g_max") -> str:
+        """'1.5*lam**-1' style text of a bound, for error messages."""
+        mono = self.g_max if which == "g_max" else self.lipschitz
+        if mono is None:
+            return "inf"
+        coefficient, exponents = mono
+        return "*".join([f"{coefficient:.6g}", *(f"{n}**{e:g}" for n, e in exponents)])
+
+    def __repr__(self) -> str:
+        return (f"Stability(g_max={self.describe('g_max')}, L={self.describe('lipschitz')}, "
+                f"nonnegative={self.nonnegative}, fixed={self.fixed})")
+
+
 def interpreting() -> bool:
     """Whether Triton runs its interpreter (TRITON_INTERPRET=1): kernels run on CPU tensors."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -63,8 +148,15 @@ class Ops:
         bwd_kernel: Any,
         torch_forward: Callable[..., torch.Tensor],
         torch_backward: Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, ...]]],
+        stability: Stability | None = None,
+        step_fwd_kernel: Any = None,
+        step_bwd_kernel: Any = None,
     ) -> None:
         self.name = name
+        self.stability = stability
+        self.step_fwd_kernel = step_fwd_kernel
+        self.step_bwd_kernel = step_bwd_kernel
+        self._step_ops: Any = None
         self.digest = digest
         self.params = tuple(params)
         self.trainable = tuple(trainable)
@@ -110,6 +202,16 @@ class Ops:
         if self._triton_ops is None:
             self._triton_ops = _register_triton_ops(self)
         return self._triton_ops
+
+    def step_ops(self) -> Any:
+        """The fused 1D explicit step as a torch custom op (with autograd)."""
+        if self.step_fwd_kernel is None:
+            raise ActivationError(
+                f"activation {self.name} was generated without fused step kernels (by an older "
+                "fluxact); regenerate it, or use fused=False")
+        if self._step_ops is None:
+            self._step_ops = _register_step_ops(self)
+        return self._step_ops
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -175,6 +277,71 @@ def _register_triton_ops(ops: Ops) -> tuple[Any, Any]:
 
     register_autograd(f"{tag}_fwd", grad, setup_context=setup_context)
     return forward, backward
+
+
+def _register_step_ops(ops: Ops) -> Any:
+    import triton
+    from torch.library import register_autograd, triton_op, wrap_triton
+
+    tag = f"fluxact::{ops.name}_{ops.digest[:12]}_step1d"
+    n_train = len(ops.trainable)
+
+    @triton_op(f"{tag}_fwd", mutates_args=())
+    def forward(u: torch.Tensor, p: torch.Tensor, s: torch.Tensor, periodic: bool
+                ) -> torch.Tensor:
+        rows, n = u.shape
+        out = torch.empty_like(u)
+        grid = (triton.cdiv(n, BLOCK_SIZE), rows)
+        with _quiet():
+            wrap_triton(ops.step_fwd_kernel)[grid](u, out, p, s, n, PERIODIC=periodic,
+                                                   BLOCK_SIZE=BLOCK_SIZE,
+                                                   FP64=u.dtype == torch.float64)
+        return out
+
+    @triton_op(f"{tag}_bwd", mutates_args=())
+    def backward(u: torch.Tensor, gy: torch.Tensor, p: torch.Tensor, s: torch.Tensor,
+                 periodic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, n = u.shape
+        gu = torch.empty_like(u)
+        blocks = triton.cdiv(n, BLOCK_SIZE)
+        partial = torch.empty((rows * blocks, n_train + 1), device=u.device,
+                              dtype=torch.float64 if u.dtype == torch.float64 else torch.float32)
+        with _quiet():
+            wrap_triton(ops.step_bwd_kernel)[(blocks, rows)](u, gy, gu, p, s, partial, n,
+                                                             PERIODIC=periodic,
+                                                             BLOCK_SIZE=BLOCK_SIZE,
+                                                             FP64=u.dtype == torch.float64)
+        return gu, partial.sum(dim=0)
+
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        u, p, s, periodic = inputs
+        ctx.save_for_backward(u, p, s)
+        ctx.periodic = periodic
+
+    def grad(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
+        u, p, s = ctx.saved_tensors
+        gu, sums = backward(u, gy.contiguous(), p, s, ctx.periodic)
+        gs = torch.stack([sums[0], torch.zeros_like(sums[0])]).to(s.dtype)
+        return gu, _scatter(ops, sums[1:], p), gs, None
+
+    register_autograd(f"{tag}_fwd", grad, setup_context=setup_context)
+    return forward
+
+
+def step1d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, inv_h: float,
+           periodic: bool) -> torch.Tensor:
+    """One fused explicit step u + tau/h (Phi(D+ u) - shifted) on every row of ``u`` (any
+    leading shape, the last axis the signal), with gradients for u, the parameters and tau."""
+    _compute_dtype(u.dtype)
+    if not (u.is_cuda or interpreting()):
+        raise ActivationError("the fused step runs Triton kernels: it needs a CUDA tensor (or "
+                              "TRITON_INTERPRET=1 on the CPU); use fused=False")
+    compute = torch.float64 if u.dtype == torch.float64 else torch.float32
+    s = torch.stack([tau.reshape(()).to(device=u.device, dtype=compute),
+                     torch.tensor(inv_h, dtype=compute, device=u.device)])
+    flat = u.contiguous().reshape(-1, u.shape[-1])
+    out = ops.step_ops()(flat, p.to(device=u.device, dtype=compute), s, bool(periodic))
+    return out.reshape(u.shape)
 
 
 def _scatter(ops: Ops, grads: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -284,7 +451,8 @@ class Activation(torch.nn.Module):
         self.backend = backend
         self.formula = formula
         for name in ops.params:
-            value = torch.tensor(float(values[name]))
+            # float64, so that a value is kept as given; .to(dtype) converts as usual
+            value = torch.tensor(float(values[name]), dtype=torch.float64)
             if name in trainable:
                 self.register_parameter(name, torch.nn.Parameter(value))
             else:
@@ -297,6 +465,42 @@ class Activation(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.parameter_vector().to(x.device)
         return apply(self.ops, x, p, self.backend)
+
+    @property
+    def stability(self) -> Stability:
+        """The verifier's facts (g_max, L as functions of the parameters) for blocks."""
+        if self.ops.stability is None:
+            raise StabilityError(
+                f"activation {self.ops.name} was generated without stability facts (by an "
+                "older fluxact); regenerate it (fluxact build) to use it in a stable block")
+        return self.ops.stability
+
+    def parameter_values(self) -> dict[str, torch.Tensor]:
+        """Parameter name -> its current value (a 0-dim tensor, with gradient if trainable)."""
+        return {n: getattr(self, n) for n in self.ops.params}
+
+    def clone(self) -> Activation:
+        """A new module with the same generated code and the current values (for per-block
+        parameters); the kernels are shared, not copied."""
+        values = {n: float(v.detach()) for n, v in self.parameter_values().items()}
+        return Activation(self.ops, values, trainable=self.trainable_names(),
+                          backend=self.backend, formula=self.formula)
+
+    def trainable_names(self) -> tuple[str, ...]:
+        return tuple(n for n in self.ops.params
+                     if isinstance(getattr(self, n), torch.nn.Parameter))
+
+    def g_max(self) -> torch.Tensor:
+        """g_max = sup Phi(r)/r at the current parameter values (float64, differentiable)."""
+        facts = self.stability
+        facts.check_values(self.parameter_values(), self.trainable_names())
+        return facts.bound("g_max", self.parameter_values())
+
+    def lipschitz(self) -> torch.Tensor:
+        """L = sup |Phi'| at the current parameter values (float64, differentiable)."""
+        facts = self.stability
+        facts.check_values(self.parameter_values(), self.trainable_names())
+        return facts.bound("lipschitz", self.parameter_values())
 
     def extra_repr(self) -> str:
         values = ", ".join(f"{n}={float(getattr(self, n).detach()):.6g}" for n in self.ops.params)

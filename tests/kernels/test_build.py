@@ -58,6 +58,10 @@ for name in ("perona_malik", "charbonnier", "soft"):
     y2 = act(x)
     y2.sum().backward()
     out[name] = [y.tolist(), y2.tolist(), [float(p.grad) for p in act.parameters()]]
+from fluxact.blocks import DiffusionBlock  # stable blocks from build-time modules, no SymPy
+block = DiffusionBlock(gen.PeronaMalik().double(), "learned", train_tau=True)
+out["tau"] = [float(block.time_step().detach()), float(block.tau_max().detach())]
+block(x.detach().reshape(1, 1, -1)).sum().backward()
 print(json.dumps(out))
 print(sorted(m for m in ("fluxact.translator", "fluxact.codegen", "jinja2") if m in sys.modules),
       file=sys.stderr)
@@ -94,6 +98,8 @@ def test_round_trip_without_sympy(spec: Path, tmp_path: Path) -> None:
         for values in got[name][:2]:
             torch.testing.assert_close(torch.tensor(values, dtype=torch.float64), want)
     assert len(got["perona_malik"][2]) == 1 and len(got["charbonnier"][2]) == 0
+    tau, bound = got["tau"]  # the verifier's g_max = 1 travelled in the generated module
+    assert 0 < tau < bound
 
 
 def test_check_and_determinism(spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]

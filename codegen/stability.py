@@ -1,0 +1,116 @@
+"""stability: the verifier's facts that a diffusion block needs, as data for generated code.
+
+A block computes its time step from g_max = sup Phi(r)/r (MATH.md 2) every forward pass, so a
+trainable parameter cannot leave the stable region; the implicit block needs the Lipschitz
+constant L. Generated modules import no SymPy, so the bounds travel as monomials in the
+parameters: bound(p) = coefficient * prod p_i ** e_i. The verifier gives exactly that form
+when Phi(r) = A(p) F(r/c(p)) (translator/scaling.py: bounds scale by k = A/c, a monomial);
+otherwise the facts hold only at the parameter values given, and the record says which
+(``fixed``), so that the runtime refuses other values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import sympy as sp
+
+from ..translator.errors import FluxactError
+from ..translator.translation import Translation, translate_nonlinearity
+from ..translator.verify import StabilityReport, verify_translation
+
+Monomial = tuple[float, tuple[tuple[str, float], ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class StabilityFacts:
+    """What generated code records about Phi (rendered as ``_rt.Stability(...)``)."""
+
+    nonnegative: bool
+    antisymmetric: bool
+    monotone: bool
+    g_max: Monomial | None  # None: infinite, or no bound known (see reason)
+    lipschitz: Monomial | None
+    reason: str | None  # why no time step is safe (None: every notion has one)
+    lipschitz_reason: str | None
+    fixed: tuple[tuple[str, float], ...] | None  # the values the facts hold at, if only there
+    method: str
+
+    def source(self) -> str:
+        """The constructor call, as Python source (plain literals only)."""
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"_rt.Stability({fields})"
+
+
+def stability_facts(t: Translation) -> StabilityFacts:
+    """The facts for the activation of ``t``: in closed form in its parameters when the
+    verifier finds one, else at the values ``t`` gives them, else none (with the reason)."""
+    nl = t.input
+    names = tuple(sorted({*nl.free, *(k for k, _ in nl.values)}))
+    symbolic = t
+    if nl.values:
+        symbolic = translate_nonlinearity(
+            replace(nl, expr=nl.symbolic, values=(), free=names), tau=t.tau, alpha=t.alpha)
+    try:
+        return _facts(verify_translation(symbolic), names, None)
+    except FluxactError as exc:
+        first = str(exc)
+    if names and not nl.free:  # every parameter has a value: verify there
+        try:
+            fixed = tuple((k, float(v)) for k, v in sorted(nl.values))
+            return _facts(verify_translation(t), names, fixed)
+        except FluxactError as exc:
+            first = str(exc)
+    return StabilityFacts(
+        nonnegative=False, antisymmetric=False, monotone=False, g_max=None, lipschitz=None,
+        reason=f"the verifier gave no bound: {first}", lipschitz_reason="no bound known",
+        fixed=None, method="none")
+
+
+def _facts(rep: StabilityReport, names: tuple[str, ...],
+           fixed: tuple[tuple[str, float], ...] | None) -> StabilityFacts:
+    reasons = dict(rep.reasons)
+    g_max = _monomial(rep.g_max, names) if rep.nonnegative_diffusivity else None
+    reason = None
+    if not rep.nonnegative_diffusivity:
+        bad = [ce for ce in rep.counterexamples if ce.property == "nonnegative_diffusivity"]
+        reason = "no time step is safe: " + (
+            bad[0].reason if bad else reasons.get("nonnegative_diffusivity", "g < 0 somewhere"))
+    elif g_max is None:
+        reason = reasons.get("tau_linf", f"g_max = {rep.g_max} has no usable bound")
+    lipschitz = _monomial(rep.lipschitz, names)
+    lip_reason = None if lipschitz is not None else reasons.get(
+        "lipschitz", f"L = {rep.lipschitz}: Phi jumps or grows superlinearly")
+    method = dict(rep.method)
+    return StabilityFacts(
+        nonnegative=rep.nonnegative_diffusivity,
+        antisymmetric=rep.antisymmetric,
+        monotone=rep.monotone,
+        g_max=g_max,
+        lipschitz=lipschitz,
+        reason=reason,
+        lipschitz_reason=lip_reason,
+        fixed=fixed,
+        method=method.get("parameters", method.get("g_max", "")),
+    )
+
+
+def _monomial(value: float | sp.Expr | None, names: tuple[str, ...]) -> Monomial | None:
+    """(coefficient, exponents) of a verifier bound, None when it is infinite or not a
+    monomial in the parameters. The verifier's coefficients are floats (exact binary values,
+    already rounded outward), so the conversion loses nothing."""
+    if value is None:
+        return None
+    if isinstance(value, float | int):
+        return (float(value), ()) if math.isfinite(value) else None
+    coeff, rest = sp.sympify(value).as_coeff_Mul()
+    exponents: list[tuple[str, float]] = []
+    for base, e in sorted(rest.as_powers_dict().items(), key=lambda be: sp.sstr(be[0])):
+        if base == 1:
+            continue
+        if not (isinstance(base, sp.Symbol) and base.name in names and e.is_Rational):
+            return None
+        exponents.append((base.name, float(e)))
+    c = float(coeff)
+    return (c, tuple(exponents)) if math.isfinite(c) else None

@@ -1,0 +1,449 @@
+"""Stable diffusion blocks and the networks of paper 002 (MATH.md 2 and 3).
+
+An explicit diffusion step is a residual block (P2 11, Theorem 1):
+
+    u <- u - tau K^T Phi(K u)        (s1 = tau Phi, W1 = K, W2 = -K^T, no biases)
+
+and its time step is never a free number here: it comes from the verifier's g_max (carried by
+the activation, as a monomial in its parameters) and a bound of ||K||^2 (operators.py), both
+evaluated at every forward pass, so that training the contrast parameter or the kernel cannot
+leave the stable region:
+
+- "linf" (max-min principle) and "sign" (no new sign changes, 1D): forward-difference
+  operators, tau <= 2 / (g_max ||K||^2) and tau <= 1 / (g_max ||K||^2), i.e. h^2/(2 g_max) and
+  h^2/(4 g_max) in 1D, h^2/(4 g_max) in 2D (MATH.md 2);
+- "euclidean" (||u||_2 never grows, P2 Theorem 2 with g_max for L): any operator,
+  tau <= 2 / (g_max ||K||^2).
+
+Each needs g = Phi(r)/r >= 0; where the verifier found none (g < 0 somewhere, g_max infinite)
+a block is refused with its reason, unless the caller passes tau and unsafe=True.
+
+Nothing here imports SymPy: blocks take a generated ``Activation`` (``fluxact.to_torch``,
+``fluxact build``). Passing a formula or catalogue entry instead generates one on the spot.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .operators import Operator
+from .runtime import Activation, StabilityError, step1d
+
+NOTIONS = ("linf", "sign", "euclidean")
+SCHEMES = ("explicit", "dufort_frankel", "fsi")
+
+
+def activation_of(act: Any, params: Mapping[str, object] | None = None,
+                  trainable: tuple[str, ...] = ()) -> Activation:
+    """An Activation from an Activation, a Translation, a catalogue entry or its name."""
+    if isinstance(act, Activation):
+        if params:
+            raise StabilityError("params= applies to formulas; set an Activation's values on it")
+        return act
+    from .activation import to_torch  # generation needs SymPy; blocks themselves do not
+    from .translator import CatalogueEntry, Translation, lookup
+
+    if isinstance(act, str):
+        act = lookup(act)  # a catalogue name; formulas go through fluxact.to_torch
+    if not isinstance(act, CatalogueEntry | Translation):
+        raise StabilityError(
+            f"expected an activation (fluxact.to_torch(...)), a Translation or a catalogue "
+            f"name, got {type(act).__name__}")
+    return to_torch(act, params=params, trainable=trainable)
+
+
+def operator_of(K: Any, *, dims: int = 1, channels: int = 1, h: float = 1.0,
+                boundary: str = "reflect", width: int = 3) -> Operator:
+    """K for a block: None or "forward" (forward differences / gradient), "second" (second
+    difference, 1D), "learned" (a trainable C x C kernel), an Operator, or a fixed kernel."""
+    if isinstance(K, Operator):
+        return K
+    if K is None or K == "forward":
+        return Operator.forward_difference(dims, channels, h, boundary)
+    if K == "second":
+        if dims != 1:
+            raise StabilityError("the second difference operator is 1D; use dims=1")
+        return Operator.second_difference(channels, h, boundary)
+    if K == "learned":
+        return Operator.learned(dims, channels, width, boundary=boundary)
+    if isinstance(K, torch.Tensor):
+        return Operator([K], dims=dims, boundary=boundary)
+    raise StabilityError(
+        f"unknown operator {K!r}; use 'forward', 'second', 'learned', an Operator or a kernel")
+
+
+def _notion(stability: str | None, K: Operator) -> str:
+    if stability is None:
+        return "linf" if K.difference else "euclidean"
+    if stability not in NOTIONS:
+        raise StabilityError(f"unknown stability {stability!r}; use one of {', '.join(NOTIONS)}")
+    if stability in ("linf", "sign") and not K.difference:
+        raise StabilityError(
+            f"{stability} stability is proven for forward-difference operators only "
+            f"(MATH.md 2), not for a {K.name} operator; use stability='euclidean'")
+    if stability == "sign" and K.dims != 1:
+        raise StabilityError("sign stability (no new sign changes) is a 1D notion; use 'linf' "
+                             "or 'euclidean' in 2D")
+    return stability
+
+
+def _positive(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+            math.isfinite(value) and value > 0):
+        raise StabilityError(f"{what} must be a positive number, got {value!r}")
+    return float(value)
+
+
+class DiffusionBlock(torch.nn.Module):
+    """One explicit diffusion step u <- u - tau K^T Phi(K u) (P2 11) with its time step
+    computed from the verifier's bound (see the module docstring).
+
+    ``act``: a generated Activation (or a Translation / catalogue name). ``K``: see
+    ``operator_of``; ``dims`` and ``channels`` shape the default operators, whose input is
+    (batch, channels, length) or (batch, channels, H, W). ``stability``: "linf", "sign" or
+    "euclidean" (default: linf for difference operators, else euclidean). ``safety`` in (0, 1]
+    scales the bound; ``train_tau`` makes tau = safety * bound * sigmoid(theta) with theta
+    trainable (the paper trains tau), which stays below the bound. An explicit ``tau`` must
+    satisfy the bound at every call, unless ``unsafe=True``. ``fused``: run the whole step as
+    one generated Triton kernel (1D forward differences only; None: on CUDA tensors when
+    possible, True: always, also under TRITON_INTERPRET=1, False: never).
+    """
+
+    def __init__(self, act: Any, K: Any = None, *, stability: str | None = None,
+                 h: float = 1.0, safety: float = 1.0, tau: float | None = None,
+                 unsafe: bool = False, train_tau: bool = False, dims: int = 1,
+                 channels: int = 1, boundary: str = "reflect", width: int = 3,
+                 fused: bool | None = None) -> None:
+        super().__init__()
+        self.act = activation_of(act)
+        self.K = operator_of(K, dims=dims, channels=channels, h=h, boundary=boundary,
+                             width=width)
+        self.stability = _notion(stability, self.K)
+        self.safety = _positive(safety, "safety")
+        if self.safety > 1:
+            raise StabilityError(f"safety must be in (0, 1], got {safety}")
+        self.tau_given = None if tau is None else _positive(tau, "tau")
+        self.unsafe = bool(unsafe)
+        if self.unsafe and self.tau_given is None:
+            raise StabilityError("unsafe=True needs an explicit tau=...")
+        if train_tau and self.tau_given is not None:
+            raise StabilityError("pass either tau=... or train_tau=True, not both")
+        self.tau_logit = torch.nn.Parameter(torch.tensor(4.0)) if train_tau else None
+        self.fused = fused
+        fusable = (self.K.difference and self.K.dims == 1 and self.K.spacing is not None
+                   and self.act.backend != "torch")
+        if fused and not fusable:
+            raise StabilityError(
+                "fused=True needs the 1D forward-difference operator and an activation whose "
+                "backend is not 'torch'; use fused=False")
+        self._fusable = fusable
+        # the stored 1/h (fixed weights), so that fused and unfused steps agree to rounding
+        self._inv_h = float(self.K.weights[0][0, 0, 1]) if fusable else 1.0
+        if not self.unsafe:
+            self.time_step()  # refuses now, with the verifier's reason, what cannot be stable
+
+    def tau_max(self) -> torch.Tensor:
+        """The largest stable time step at the current parameters (float64 tensor)."""
+        g = self.act.g_max()
+        n2 = self.K.norm2_bound().to(g.device)
+        c = 1.0 if self.stability == "sign" else 2.0
+        return c / (g * n2).clamp_min(1e-300)  # g_max = 0: Phi = 0, any step is stable
+
+    def time_step(self) -> torch.Tensor:
+        """tau used by the next forward pass (float64 tensor)."""
+        if self.unsafe:
+            return torch.tensor(self.tau_given, dtype=torch.float64)
+        bound = self.tau_max()
+        if self.tau_given is not None:
+            if self.tau_given > float(bound.detach()):
+                c = "1" if self.stability == "sign" else "2"
+                raise StabilityError(
+                    f"tau = {self.tau_given:g} breaks the {self.stability} bound tau <= "
+                    f"{float(bound.detach())!r} = {c}/(g_max ||K||^2) with g_max = "
+                    f"{float(self.act.g_max().detach()):.6g} and ||K||^2 <= "
+                    f"{float(self.K.norm2_bound().detach()):.6g}; use a smaller tau, or "
+                    "unsafe=True")
+            return torch.tensor(self.tau_given, dtype=torch.float64)
+        tau = self.safety * bound
+        if self.tau_logit is not None:
+            tau = tau * torch.sigmoid(self.tau_logit.to(tau.device, torch.float64))
+        return tau
+
+    def flux(self, u: torch.Tensor) -> torch.Tensor:
+        """K^T Phi(K u)."""
+        return self.K.adjoint([self.act(v) for v in self.K(u)], u)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        if self._fusable and (self.fused or (self.fused is None and u.is_cuda)):
+            self.K._check(u)
+            return step1d(self.act.ops, u, self.act.parameter_vector(), self.time_step(),
+                          self._inv_h, self.K.boundary == "periodic")
+        tau = self.time_step().to(device=u.device, dtype=u.dtype)
+        return u - tau * self.flux(u)
+
+    def extra_repr(self) -> str:
+        tau = "unsafe" if self.unsafe else "auto" if self.tau_given is None else "given"
+        return f"stability={self.stability!r}, tau={tau}, safety={self.safety}"
+
+
+class DuFortFrankelBlock(torch.nn.Module):
+    """A Du Fort-Frankel step (P2 20) on (u^k, u^{k-1}):
+
+        u^{k+1} = (4 tau a / (1 + 2 tau a)) (u^k - (1/(2a)) K^T Phi(K u^k))
+                  + ((1 - 2 tau a) / (1 + 2 tau a)) u^{k-1}
+
+    ``forward(u, u_prev=None)`` returns (u^{k+1}, u^k); u_prev defaults to u. tau a = 1/2 is
+    the explicit step. P2 Appendix A: the step matrix has spectral radius <= 1 for every tau
+    when a > rho(K^T G K)/4, and rho <= g_max ||K||^2, so a is kept above
+    a_min = g_max ||K||^2 / 4 as a = a_min (1 + 1e-6) + softplus(theta), recomputed at every
+    call. tau (any positive value: the scheme is unconditionally stable) and theta are
+    trainable when ``train=True``. Defaults: tau the explicit Euclidean bound, a = 2 a_min.
+    """
+
+    def __init__(self, act: Any, K: Any = None, *, tau: float | None = None,
+                 alpha: float | None = None, train: bool = True, h: float = 1.0,
+                 dims: int = 1, channels: int = 1, boundary: str = "reflect",
+                 width: int = 3) -> None:
+        super().__init__()
+        self.act = activation_of(act)
+        self.K = operator_of(K, dims=dims, channels=channels, h=h, boundary=boundary,
+                             width=width)
+        a_min = float(self.alpha_min().detach())
+        tau0 = 2.0 / max(4.0 * a_min, 1e-300) if tau is None else _positive(tau, "tau")
+        excess = a_min if alpha is None else _positive(alpha, "alpha") - a_min * (1 + 1e-6)
+        if excess <= 0:
+            raise StabilityError(
+                f"alpha = {alpha:g} is not above g_max ||K||^2 / 4 = {a_min:.6g} (P2 Appendix "
+                "A); the scheme would not be stable")
+        theta = excess + math.log(-math.expm1(-excess))  # softplus^-1
+        self.log_tau = torch.nn.Parameter(torch.tensor(math.log(tau0)), requires_grad=train)
+        self.alpha_theta = torch.nn.Parameter(torch.tensor(theta), requires_grad=train)
+
+    def alpha_min(self) -> torch.Tensor:
+        return self.act.g_max() * self.K.norm2_bound().to(self.act.g_max().device) / 4
+
+    def alpha(self) -> torch.Tensor:
+        return self.alpha_min() * (1 + 1e-6) + F.softplus(self.alpha_theta.double())
+
+    def tau(self) -> torch.Tensor:
+        return self.log_tau.double().exp()
+
+    def forward(self, u: torch.Tensor, u_prev: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        u_prev = u if u_prev is None else u_prev
+        a = self.alpha().to(device=u.device, dtype=u.dtype)
+        tau = self.tau().to(device=u.device, dtype=u.dtype)
+        ta = tau * a
+        flux = self.K.adjoint([self.act(v) for v in self.K(u)], u)
+        new = ((4 * ta / (1 + 2 * ta)) * (u - flux / (2 * a))
+               + ((1 - 2 * ta) / (1 + 2 * ta)) * u_prev)
+        return new, u
+
+
+def fsi_weights(cycle: int) -> list[float]:
+    """a_l = (4l + 2) / (2l + 3), l = 0..L-1 (P2 21)."""
+    return [(4 * i + 2) / (2 * i + 3) for i in range(cycle)]
+
+
+class FSIBlock(torch.nn.Module):
+    """One cycle of Fast Semi-Iterative diffusion (P2 21), cycle length L:
+
+        u^{k+(l+1)/L} = a_l (u^{k+l/L} - tau K^T Phi(K u^{k+l/L})) + (1 - a_l) u^{k+(l-1)/L}
+
+    with u^{k-1/L} = u^k, a_l = (4l + 2)/(2l + 3), tau the explicit block's (stable) step: one
+    cycle reaches the super step L(L+1)/3 tau with L evaluations. The weights are trainable
+    with ``train_weights=True`` (the paper's FSI networks learn them). The super step's
+    stability is proven for the linear case; for nonlinear Phi each inner step is stable.
+    Other arguments as for ``DiffusionBlock``.
+    """
+
+    def __init__(self, act: Any, K: Any = None, *, cycle: int = 4,
+                 train_weights: bool = False, **block: Any) -> None:
+        super().__init__()
+        if isinstance(cycle, bool) or not isinstance(cycle, int) or cycle < 1:
+            raise StabilityError(f"cycle length must be a positive integer, got {cycle!r}")
+        self.step = DiffusionBlock(act, K, **block)
+        self.cycle = cycle
+        weights = torch.tensor(fsi_weights(cycle), dtype=torch.float64)
+        if train_weights:
+            self.weights = torch.nn.Parameter(weights)
+        else:
+            self.register_buffer("weights", weights)
+
+    @property
+    def act(self) -> Activation:
+        return self.step.act
+
+    @property
+    def K(self) -> Operator:
+        return self.step.K
+
+    def super_step(self) -> torch.Tensor:
+        """L(L+1)/3 tau: the time one cycle covers."""
+        return self.cycle * (self.cycle + 1) / 3 * self.step.time_step()
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        tau = self.step.time_step().to(device=u.device, dtype=u.dtype)
+        prev, cur = u, u
+        for i in range(self.cycle):
+            a = self.weights[i].to(device=u.device, dtype=u.dtype)
+            new = a * (cur - tau * self.step.flux(cur)) + (1 - a) * prev
+            prev, cur = cur, new
+        return cur
+
+
+class ImplicitBlock(torch.nn.Module):
+    """An implicit step u^{k+1} = u^k - tau K^T Phi(K u^{k+1}) (P2 22-23) by fixed-point
+    iteration from u^k. The iteration map has Lipschitz constant q = tau L ||K||^2, a
+    contraction for q < 1 (MATH.md 2): an explicit tau with q >= 1 is refused (unless
+    ``unsafe=True``), and by default tau = contraction / (L ||K||^2). Stops after
+    ``iterations`` or when max |v_{j+1} - v_j| <= tol (1 + max |u|); ``last_iterations`` and
+    ``last_change`` tell how it went. Gradients flow through the unrolled iterations.
+    """
+
+    def __init__(self, act: Any, K: Any = None, *, tau: float | None = None,
+                 contraction: float = 0.5, iterations: int = 200, tol: float = 1e-10,
+                 unsafe: bool = False, h: float = 1.0, dims: int = 1, channels: int = 1,
+                 boundary: str = "reflect", width: int = 3) -> None:
+        super().__init__()
+        self.act = activation_of(act)
+        self.K = operator_of(K, dims=dims, channels=channels, h=h, boundary=boundary,
+                             width=width)
+        if not 0 < contraction < 1:
+            raise StabilityError(f"contraction must be in (0, 1), got {contraction!r}")
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+            raise StabilityError(f"iterations must be a positive integer, got {iterations!r}")
+        self.contraction = contraction
+        self.tau_given = None if tau is None else _positive(tau, "tau")
+        self.unsafe = bool(unsafe)
+        if self.unsafe and self.tau_given is None:
+            raise StabilityError("unsafe=True needs an explicit tau=...")
+        self.iterations, self.tol = iterations, float(tol)
+        self.last_iterations = 0
+        self.last_change = math.nan
+        if not self.unsafe:
+            self.time_step()
+
+    def factor(self) -> torch.Tensor:
+        """L ||K||^2: tau times this is the contraction factor of the iteration."""
+        lip = self.act.lipschitz()
+        return lip * self.K.norm2_bound().to(lip.device)
+
+    def time_step(self) -> torch.Tensor:
+        if self.unsafe:
+            return torch.tensor(self.tau_given, dtype=torch.float64)
+        f = self.factor()
+        if self.tau_given is None:
+            return self.contraction / f.clamp_min(1e-300)
+        f = float(f.detach())
+        q = self.tau_given * f
+        if not q < 1:
+            raise StabilityError(
+                f"tau = {self.tau_given:g} gives tau L ||K||^2 = {q:.6g} >= 1: the fixed-point "
+                f"iteration is not a contraction; use tau < {1 / f:.6g}, or unsafe=True")
+        return torch.tensor(self.tau_given, dtype=torch.float64)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        tau = self.time_step().to(device=u.device, dtype=u.dtype)
+        scale = 1 + float(u.detach().abs().max()) if u.numel() else 1.0
+        v = u
+        self.last_iterations, self.last_change = 0, math.nan
+        for j in range(self.iterations):
+            new = u - tau * self.K.adjoint([self.act(w) for w in self.K(v)], u)
+            change = float((new - v).detach().abs().max())
+            v = new
+            self.last_iterations, self.last_change = j + 1, change
+            if change <= self.tol * scale:
+                break
+        return v
+
+
+class ResNetBlock(torch.nn.Module):
+    """The plain ResNet block of P2 6, u + W2 act(W1 u + b1) + b2, with two independent
+    trainable kernels and biases ('same' size, replicate padding); for comparisons."""
+
+    def __init__(self, act: Any, channels: int = 1, width: int = 3, dims: int = 1,
+                 bias: bool = True) -> None:
+        super().__init__()
+        conv = torch.nn.Conv1d if dims == 1 else torch.nn.Conv2d
+        self.act = act if isinstance(act, torch.nn.Module) else activation_of(act)
+        self.W1 = conv(channels, channels, width, padding="same", bias=bias,
+                       padding_mode="replicate")
+        self.W2 = conv(channels, channels, width, padding="same", bias=bias,
+                       padding_mode="replicate")
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return u + self.W2(self.act(self.W1(u)))
+
+
+class SymmetricResNet(torch.nn.Module):
+    """m stable diffusion blocks (P2 section 3): ``scheme`` "explicit" (DiffusionBlock),
+    "dufort_frankel" (DuFortFrankelBlock, two-step) or "fsi" (FSIBlock, one cycle each).
+
+    ``shared=True``: one kernel and one activation for all blocks; else each block has its
+    own (time-dynamic weights, P2 27; see ``smoothness_penalty``). ``K`` defaults to a learned
+    kernel of width ``width`` over ``channels`` channels. Explicit and FSI blocks train tau
+    within the bound (``train_tau``); other keyword arguments go to the blocks.
+    """
+
+    def __init__(self, act: Any, blocks: int, *, channels: int = 1, shared: bool = False,
+                 K: Any = "learned", width: int = 3, dims: int = 1, scheme: str = "explicit",
+                 stability: str | None = None, train_tau: bool = True,
+                 boundary: str = "reflect", **options: Any) -> None:
+        super().__init__()
+        if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
+            raise StabilityError(f"blocks must be a positive integer, got {blocks!r}")
+        if scheme not in SCHEMES:
+            raise StabilityError(f"unknown scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+        self.scheme, self.shared = scheme, shared
+        base_act = activation_of(act)
+        base_K = operator_of(K, dims=dims, channels=channels, boundary=boundary, width=width)
+        made = []
+        for k in range(blocks):
+            a = base_act if shared or k == 0 else base_act.clone()
+            op = base_K if shared or k == 0 else copy.deepcopy(base_K)
+            if scheme == "dufort_frankel":
+                made.append(DuFortFrankelBlock(a, op, **options))
+            elif scheme == "fsi":
+                made.append(FSIBlock(a, op, stability=stability, train_tau=train_tau, **options))
+            else:
+                made.append(DiffusionBlock(a, op, stability=stability, train_tau=train_tau,
+                                           **options))
+        self.blocks = torch.nn.ModuleList(made)
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        if self.scheme == "dufort_frankel":
+            prev = None
+            for block in self.blocks:
+                u, prev = block(u, prev)
+            return u
+        for block in self.blocks:
+            u = block(u)
+        return u
+
+    def _theta(self, block: torch.nn.Module) -> torch.Tensor:
+        own = [p.reshape(-1) for p in (*block.K.parameters(), *block.act.parameters())]
+        return torch.cat(own) if own else torch.zeros(0)
+
+    def _tau(self, block: torch.nn.Module) -> torch.Tensor:
+        if isinstance(block, DuFortFrankelBlock):
+            return block.tau()
+        step = block.step if isinstance(block, FSIBlock) else block
+        return step.time_step()
+
+    def smoothness_penalty(self, beta: float) -> torch.Tensor:
+        """beta * sum_k tau_k ||(theta_k - theta_{k-1}) / tau_k||^2 (P2 27), theta_k the
+        trainable kernel and activation parameters of block k; 0 for shared weights."""
+        total = torch.zeros((), dtype=torch.float64)
+        if self.shared:
+            return total
+        for prev, block in zip(self.blocks, self.blocks[1:]):
+            diff = (self._theta(block) - self._theta(prev)).double()
+            total = total + (diff**2).sum() / self._tau(block).to(diff.device)
+        return beta * total

@@ -1,0 +1,74 @@
+"""The fused explicit step (one generated Triton kernel per step, forward and backward)
+against the unfused torch block: under TRITON_INTERPRET=1 on the CPU (tests/conftest.py),
+compiled on a GPU."""
+
+from __future__ import annotations
+
+import pytest
+
+import fluxact
+from fluxact.blocks import DiffusionBlock, SymmetricResNet
+from fluxact.operators import Operator
+from fluxact.runtime import StabilityError
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def triton_activation(name: str, value: float, trainable: tuple[str, ...] = ()):
+    entry = fluxact.lookup(name)
+    params = {p: value for p in fluxact.translate(entry).free_parameters}
+    return fluxact.to_torch(entry, params=params, trainable=trainable, backend="triton")
+
+
+@pytest.mark.parametrize("name, trainable", [
+    ("perona-malik", ("lam",)), ("charbonnier", ("lam",)), ("hard", ()), ("relu", ()),
+    ("tukey", ("lam",)),
+])
+@pytest.mark.parametrize("boundary", ["reflect", "periodic"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fused_step_matches_the_block(name: str, trainable: tuple[str, ...], boundary: str,
+                                      dtype: str) -> None:
+    dt = getattr(torch, dtype)
+    torch.manual_seed(1)
+    act = triton_activation(name, 1.7, trainable).to(DEVICE, dt)
+    op = Operator.forward_difference(1, 2, 0.8, boundary).to(DEVICE, dt)
+    fused = DiffusionBlock(act, op, fused=True, train_tau=True).to(DEVICE, dt)
+    plain = DiffusionBlock(act, op, fused=False, train_tau=True).to(DEVICE, dt)
+    plain.tau_logit = fused.tau_logit
+    tol = {"float64": 1e-12, "float32": 2e-5}[dtype]
+    for length in (2, 5, 1500):  # 1500 spans two programs of 1024
+        u = (torch.randn(3, 2, length, dtype=dt, device=DEVICE) * 4).requires_grad_()
+        a, b = fused(u), plain(u)
+        torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+        g = torch.randn_like(a)
+        wrt = (u, fused.tau_logit, *(getattr(act, p) for p in trainable))
+        for x, y in zip(torch.autograd.grad(a, wrt, g), torch.autograd.grad(b, wrt, g)):
+            torch.testing.assert_close(x, y, rtol=tol * 10, atol=tol * 10)
+
+
+def test_fused_gradcheck_and_deep_network() -> None:
+    act = triton_activation("perona-malik", 1.3, ("lam",)).to(DEVICE, torch.float64)
+    block = DiffusionBlock(act, fused=True).to(DEVICE, torch.float64)
+    u = torch.randn(2, 1, 11, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    assert torch.autograd.gradcheck(block, (u,))
+    net = SymmetricResNet(act, 50, K="forward", shared=True, fused=True).to(DEVICE,
+                                                                          torch.float64)
+    f = torch.randn(4, 1, 64, dtype=torch.float64, device=DEVICE) * 10
+    with torch.no_grad():
+        out = net(f)  # 50 fused linf-stable steps
+    assert float(out.min()) >= float(f.min()) - 1e-9
+    assert float(out.max()) <= float(f.max()) + 1e-9
+
+
+def test_fused_refusals() -> None:
+    act = triton_activation("perona-malik", 1.0)
+    with pytest.raises(StabilityError, match="fused=True needs"):
+        DiffusionBlock(act, "learned", fused=True)
+    with pytest.raises(StabilityError, match="fused=True needs"):
+        DiffusionBlock(act, dims=2, fused=True)
+    torch_act = fluxact.to_torch(fluxact.lookup("perona-malik"), params={"lam": 1.0},
+                                 backend="torch")
+    with pytest.raises(StabilityError, match="backend"):
+        DiffusionBlock(torch_act, fused=True)
