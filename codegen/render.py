@@ -5,6 +5,7 @@ templates/ only place them. Every rendered file is checked with ast.parse."""
 from __future__ import annotations
 
 import ast
+import re
 from importlib.resources import files
 
 import jinja2
@@ -31,8 +32,12 @@ _TAKEN = frozenset({
     # the fused step kernels (templates/triton/step.py.j2)
     "u", "up", "um", "gyp", "gym", "gu", "rp", "dp", "dm", "zp", "zm", "kgp", "vp", "vm", "tau",
     "inv_h", "row", "i", "ip", "im", "base", "gbase", "flux", "slot", "out", "n", "u_ptr",
-    "out_ptr", "gu_ptr", "s_ptr", "PERIODIC",
+    "out_ptr", "gu_ptr", "s_ptr", "PERIODIC", "steps", "ur", "ul", "ud", "uu", "gr", "gl", "gd",
+    "gu_", "g", "rr", "rd", "dr", "dd", "dl", "du", "kgr", "kgd", "zr", "zl", "zd", "zu", "vr",
+    "vl", "vd", "vu", "xr", "xl", "yd", "yu", "H", "W", "plane", "flux_r", "flux_d", "k",
 })
+#: also taken: printer temporaries t0, t1, ..., and names the kernels bind with a prefix
+_TAKEN_PATTERN = re.compile(r"t\d+|_.*|dphi.*")
 
 
 def environment() -> jinja2.Environment:
@@ -62,8 +67,7 @@ def identifiers(spec: ActivationSpec) -> dict[str, str]:
     out: dict[str, str] = {}
     for p in spec.params:
         ident = p
-        while (ident in _TAKEN or ident[:1] in ("t", "_") and ident[1:].isdigit()
-               or ident.startswith("_m") and ident[2:].isdigit()
+        while (ident in _TAKEN or _TAKEN_PATTERN.fullmatch(ident)
                or (ident != p and ident in spec.params) or ident in out.values()):
             ident = f"p_{ident}"
         out[p] = ident
@@ -172,6 +176,9 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "dphi_fn": f"_{spec.name}_dphi",
         "step_fwd_kernel": f"_{spec.name}_step1d_fwd_kernel",
         "step_bwd_kernel": f"_{spec.name}_step1d_bwd_kernel",
+        "steps_kernel": f"_{spec.name}_steps1d_kernel",
+        "step2d_fwd_kernel": f"_{spec.name}_step2d_fwd_kernel",
+        "step2d_bwd_kernel": f"_{spec.name}_step2d_bwd_kernel",
         "param_args": ", ".join(param_ids),
         "step_param_loads": [f"{pid} = tl.load(p_ptr + {k}).to(u.dtype)"
                              for k, pid in enumerate(param_ids)],

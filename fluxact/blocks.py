@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from .operators import Operator
-from .runtime import Activation, StabilityError, step1d
+from .runtime import MAX_TEMPORAL, Activation, StabilityError, step, steps1d
 
 NOTIONS = ("linf", "sign", "euclidean")
 SCHEMES = ("explicit", "dufort_frankel", "fsi")
@@ -136,15 +136,15 @@ class DiffusionBlock(torch.nn.Module):
             raise StabilityError("pass either tau=... or train_tau=True, not both")
         self.tau_logit = torch.nn.Parameter(torch.tensor(4.0)) if train_tau else None
         self.fused = fused
-        fusable = (self.K.difference and self.K.dims == 1 and self.K.spacing is not None
+        fusable = (self.K.difference and self.K.spacing is not None
                    and self.act.backend != "torch")
         if fused and not fusable:
             raise StabilityError(
-                "fused=True needs the 1D forward-difference operator and an activation whose "
-                "backend is not 'torch'; use fused=False")
+                "fused=True needs a forward-difference operator (1D, or the 2D gradient) and "
+                "an activation whose backend is not 'torch'; use fused=False")
         self._fusable = fusable
         # the stored 1/h (fixed weights), so that fused and unfused steps agree to rounding
-        self._inv_h = float(self.K.weights[0][0, 0, 1]) if fusable else 1.0
+        self._inv_h = float(self.K.weights[0].reshape(-1)[1]) if fusable else 1.0
         if not self.unsafe:
             self.time_step()  # refuses now, with the verifier's reason, what cannot be stable
 
@@ -179,13 +179,33 @@ class DiffusionBlock(torch.nn.Module):
         """K^T Phi(K u)."""
         return self.K.adjoint([self.act(v) for v in self.K(u)], u)
 
+    def _use_fused(self, u: torch.Tensor) -> bool:
+        return self._fusable and bool(self.fused or (self.fused is None and u.is_cuda))
+
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        if self._fusable and (self.fused or (self.fused is None and u.is_cuda)):
+        if self._use_fused(u):
             self.K._check(u)
-            return step1d(self.act.ops, u, self.act.parameter_vector(), self.time_step(),
-                          self._inv_h, self.K.boundary == "periodic")
+            return step(self.act.ops, u, self.act.parameter_vector(), self.time_step(),
+                        self._inv_h, self.K.boundary == "periodic", self.K.dims)
         tau = self.time_step().to(device=u.device, dtype=u.dtype)
         return u - tau * self.flux(u)
+
+    def run(self, u: torch.Tensor, steps: int) -> torch.Tensor:
+        """``steps`` applications of the block. With the fused kernels, no gradient needed and
+        a 1D signal of at most MAX_TEMPORAL samples, all steps run in one launch per signal
+        (temporally blocked kernel); otherwise step by step."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise StabilityError(f"steps must be a non-negative integer, got {steps!r}")
+        needs_grad = torch.is_grad_enabled() and (
+            u.requires_grad or any(q.requires_grad for q in self.parameters()))
+        if (self._use_fused(u) and self.K.dims == 1 and not needs_grad and steps > 1
+                and u.shape[-1] <= MAX_TEMPORAL):
+            self.K._check(u)
+            return steps1d(self.act.ops, u, self.act.parameter_vector(), self.time_step(),
+                           self._inv_h, self.K.boundary == "periodic", steps)
+        for _ in range(steps):
+            u = self(u)
+        return u
 
     def extra_repr(self) -> str:
         tau = "unsafe" if self.unsafe else "auto" if self.tau_given is None else "given"

@@ -31,6 +31,8 @@ BACKENDS = ("auto", "triton", "torch")
 #: Elements per Triton program. Untuned: the Triton tutorials' vector-add size; to be measured
 #: on a GPU (benchmarks/activation.py) before it is changed.
 BLOCK_SIZE = 1024
+#: columns per program of the fused 2D step (one image row segment per program); untuned
+BLOCK_SIZE_2D = 256
 #: The torch backend runs through torch.compile from this many elements on (compilation costs
 #: seconds once; below this size eager torch is fast enough). Set COMPILE_MIN_ELEMENTS = None
 #: on an Ops to keep it eager.
@@ -151,11 +153,17 @@ class Ops:
         stability: Stability | None = None,
         step_fwd_kernel: Any = None,
         step_bwd_kernel: Any = None,
+        steps_kernel: Any = None,
+        step2d_fwd_kernel: Any = None,
+        step2d_bwd_kernel: Any = None,
     ) -> None:
         self.name = name
         self.stability = stability
         self.step_fwd_kernel = step_fwd_kernel
         self.step_bwd_kernel = step_bwd_kernel
+        self.steps_kernel = steps_kernel
+        self.step2d_fwd_kernel = step2d_fwd_kernel
+        self.step2d_bwd_kernel = step2d_bwd_kernel
         self._step_ops: Any = None
         self.digest = digest
         self.params = tuple(params)
@@ -203,9 +211,9 @@ class Ops:
             self._triton_ops = _register_triton_ops(self)
         return self._triton_ops
 
-    def step_ops(self) -> Any:
-        """The fused 1D explicit step as a torch custom op (with autograd)."""
-        if self.step_fwd_kernel is None:
+    def step_ops(self) -> dict[str, Any]:
+        """The fused explicit steps ("1d", "2d") as torch custom ops (with autograd)."""
+        if self.step2d_fwd_kernel is None:
             raise ActivationError(
                 f"activation {self.name} was generated without fused step kernels (by an older "
                 "fluxact); regenerate it, or use fused=False")
@@ -283,34 +291,60 @@ def _register_step_ops(ops: Ops) -> Any:
     import triton
     from torch.library import register_autograd, triton_op, wrap_triton
 
-    tag = f"fluxact::{ops.name}_{ops.digest[:12]}_step1d"
+    tag = f"fluxact::{ops.name}_{ops.digest[:12]}_step"
     n_train = len(ops.trainable)
+    fp64 = torch.float64
 
-    @triton_op(f"{tag}_fwd", mutates_args=())
-    def forward(u: torch.Tensor, p: torch.Tensor, s: torch.Tensor, periodic: bool
-                ) -> torch.Tensor:
+    def partial_sums(u: torch.Tensor, programs: int) -> torch.Tensor:
+        return torch.empty((programs, n_train + 1), device=u.device,
+                           dtype=fp64 if u.dtype == fp64 else torch.float32)
+
+    # u: (rows, n) for 1D, (planes, H, W) for 2D; s = (tau, 1/h) in the compute dtype
+    @triton_op(f"{tag}1d_fwd", mutates_args=())
+    def forward1d(u: torch.Tensor, p: torch.Tensor, s: torch.Tensor, periodic: bool
+                  ) -> torch.Tensor:
         rows, n = u.shape
         out = torch.empty_like(u)
-        grid = (triton.cdiv(n, BLOCK_SIZE), rows)
         with _quiet():
-            wrap_triton(ops.step_fwd_kernel)[grid](u, out, p, s, n, PERIODIC=periodic,
-                                                   BLOCK_SIZE=BLOCK_SIZE,
-                                                   FP64=u.dtype == torch.float64)
+            wrap_triton(ops.step_fwd_kernel)[(triton.cdiv(n, BLOCK_SIZE), rows)](
+                u, out, p, s, n, PERIODIC=periodic, BLOCK_SIZE=BLOCK_SIZE, FP64=u.dtype == fp64)
         return out
 
-    @triton_op(f"{tag}_bwd", mutates_args=())
-    def backward(u: torch.Tensor, gy: torch.Tensor, p: torch.Tensor, s: torch.Tensor,
-                 periodic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    @triton_op(f"{tag}1d_bwd", mutates_args=())
+    def backward1d(u: torch.Tensor, gy: torch.Tensor, p: torch.Tensor, s: torch.Tensor,
+                   periodic: bool) -> tuple[torch.Tensor, torch.Tensor]:
         rows, n = u.shape
         gu = torch.empty_like(u)
         blocks = triton.cdiv(n, BLOCK_SIZE)
-        partial = torch.empty((rows * blocks, n_train + 1), device=u.device,
-                              dtype=torch.float64 if u.dtype == torch.float64 else torch.float32)
+        partial = partial_sums(u, rows * blocks)
         with _quiet():
-            wrap_triton(ops.step_bwd_kernel)[(blocks, rows)](u, gy, gu, p, s, partial, n,
-                                                             PERIODIC=periodic,
-                                                             BLOCK_SIZE=BLOCK_SIZE,
-                                                             FP64=u.dtype == torch.float64)
+            wrap_triton(ops.step_bwd_kernel)[(blocks, rows)](
+                u, gy, gu, p, s, partial, n, PERIODIC=periodic, BLOCK_SIZE=BLOCK_SIZE,
+                FP64=u.dtype == fp64)
+        return gu, partial.sum(dim=0)
+
+    @triton_op(f"{tag}2d_fwd", mutates_args=())
+    def forward2d(u: torch.Tensor, p: torch.Tensor, s: torch.Tensor, periodic: bool
+                  ) -> torch.Tensor:
+        planes, H, W = u.shape
+        out = torch.empty_like(u)
+        with _quiet():
+            wrap_triton(ops.step2d_fwd_kernel)[(triton.cdiv(W, BLOCK_SIZE_2D), H, planes)](
+                u, out, p, s, H, W, PERIODIC=periodic, BLOCK_SIZE=BLOCK_SIZE_2D,
+                FP64=u.dtype == fp64)
+        return out
+
+    @triton_op(f"{tag}2d_bwd", mutates_args=())
+    def backward2d(u: torch.Tensor, gy: torch.Tensor, p: torch.Tensor, s: torch.Tensor,
+                   periodic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        planes, H, W = u.shape
+        gu = torch.empty_like(u)
+        blocks = triton.cdiv(W, BLOCK_SIZE_2D)
+        partial = partial_sums(u, planes * H * blocks)
+        with _quiet():
+            wrap_triton(ops.step2d_bwd_kernel)[(blocks, H, planes)](
+                u, gy, gu, p, s, partial, H, W, PERIODIC=periodic, BLOCK_SIZE=BLOCK_SIZE_2D,
+                FP64=u.dtype == fp64)
         return gu, partial.sum(dim=0)
 
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
@@ -318,20 +352,21 @@ def _register_step_ops(ops: Ops) -> Any:
         ctx.save_for_backward(u, p, s)
         ctx.periodic = periodic
 
-    def grad(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
-        u, p, s = ctx.saved_tensors
-        gu, sums = backward(u, gy.contiguous(), p, s, ctx.periodic)
-        gs = torch.stack([sums[0], torch.zeros_like(sums[0])]).to(s.dtype)
-        return gu, _scatter(ops, sums[1:], p), gs, None
+    def gradient(backward: Any) -> Any:
+        def grad(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
+            u, p, s = ctx.saved_tensors
+            gu, sums = backward(u, gy.contiguous(), p, s, ctx.periodic)
+            gs = torch.stack([sums[0], torch.zeros_like(sums[0])]).to(s.dtype)
+            return gu, _scatter(ops, sums[1:], p), gs, None
+        return grad
 
-    register_autograd(f"{tag}_fwd", grad, setup_context=setup_context)
-    return forward
+    register_autograd(f"{tag}1d_fwd", gradient(backward1d), setup_context=setup_context)
+    register_autograd(f"{tag}2d_fwd", gradient(backward2d), setup_context=setup_context)
+    return {"1d": forward1d, "2d": forward2d}
 
 
-def step1d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, inv_h: float,
-           periodic: bool) -> torch.Tensor:
-    """One fused explicit step u + tau/h (Phi(D+ u) - shifted) on every row of ``u`` (any
-    leading shape, the last axis the signal), with gradients for u, the parameters and tau."""
+def _step_arguments(u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, inv_h: float
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     _compute_dtype(u.dtype)
     if not (u.is_cuda or interpreting()):
         raise ActivationError("the fused step runs Triton kernels: it needs a CUDA tensor (or "
@@ -339,8 +374,44 @@ def step1d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, inv_h:
     compute = torch.float64 if u.dtype == torch.float64 else torch.float32
     s = torch.stack([tau.reshape(()).to(device=u.device, dtype=compute),
                      torch.tensor(inv_h, dtype=compute, device=u.device)])
-    flat = u.contiguous().reshape(-1, u.shape[-1])
-    out = ops.step_ops()(flat, p.to(device=u.device, dtype=compute), s, bool(periodic))
+    return p.to(device=u.device, dtype=compute), s
+
+
+def step(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, inv_h: float,
+         periodic: bool, dims: int) -> torch.Tensor:
+    """One fused explicit step with the forward difference (1D: the last axis) or the
+    forward-difference gradient (2D: the last two axes) over every leading index, with
+    gradients for u, the parameters and tau."""
+    pc, s = _step_arguments(u, p, tau, inv_h)
+    flat = u.contiguous().reshape(-1, *u.shape[u.dim() - dims:])
+    out = ops.step_ops()[f"{dims}d"](flat, pc, s, bool(periodic))
+    return out.reshape(u.shape)
+
+
+#: longest 1D signal the temporally blocked kernel keeps in registers
+MAX_TEMPORAL = 8192
+
+
+def steps1d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, inv_h: float,
+            periodic: bool, steps: int) -> torch.Tensor:
+    """``steps`` fused explicit 1D steps in one launch per row (temporal blocking; forward
+    only: no gradients). Rows up to MAX_TEMPORAL samples."""
+    if ops.steps_kernel is None:
+        raise ActivationError(f"activation {ops.name} was generated without the temporally "
+                              "blocked kernel (by an older fluxact); regenerate it")
+    n = u.shape[-1]
+    if n > MAX_TEMPORAL:
+        raise ActivationError(f"signals longer than {MAX_TEMPORAL} samples are run step by step")
+    import triton
+
+    pc, s = _step_arguments(u, p.detach(), tau.detach(), inv_h)
+    flat = u.detach().contiguous().reshape(-1, n)
+    out = torch.empty_like(flat)
+    with _quiet():
+        ops.steps_kernel[(flat.shape[0],)](flat, out, pc, s, n, int(steps),
+                                           PERIODIC=bool(periodic),
+                                           BLOCK_SIZE=triton.next_power_of_2(n),
+                                           FP64=u.dtype == torch.float64)
     return out.reshape(u.shape)
 
 

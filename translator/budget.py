@@ -1,7 +1,10 @@
 """Time budgets for symbolic steps that may run for a long time (integrate, limit, simplify).
 
 SymPy has no timeout of its own. On the main thread of a POSIX process a budget is enforced
-with SIGALRM; the exception derives from BaseException so that SymPy's internal
+with a profiling timer (ITIMER_PROF, SIGPROF): it counts the CPU time of this process, not
+wall-clock time, so a busy machine (other jobs on the same cores) does not make a step run out
+of time and a result does not depend on the load; the budget still stops a step that computes
+for too long. The exception derives from BaseException so that SymPy's internal
 ``except Exception`` clauses cannot swallow it. Elsewhere (other threads, Windows) the step
 runs unbudgeted. Budgets do not nest: an inner call under a running budget is governed by the
 outer one.
@@ -35,23 +38,24 @@ def attempt(step: Callable[[], T], seconds: float) -> T | None:
 
 
 def _can_use_alarm() -> bool:
-    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    return (hasattr(signal, "setitimer") and hasattr(signal, "SIGPROF")
+            and threading.current_thread() is threading.main_thread())
 
 
 def within_budget(step: Callable[[], T], seconds: float, fallback: Callable[[], T]) -> T:
-    """Run ``step()``; if it takes longer than ``seconds``, return ``fallback()`` instead."""
-    if not _can_use_alarm() or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+    """Run ``step()``; if it uses more than ``seconds`` of CPU time, return ``fallback()``."""
+    if not _can_use_alarm() or signal.getitimer(signal.ITIMER_PROF)[0] > 0:
         return step()
 
     def _expire(signum: int, frame: object) -> None:
         raise BudgetExceeded
 
-    previous = signal.signal(signal.SIGALRM, _expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, _expire)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         return step()
     except BudgetExceeded:
         return fallback()
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
