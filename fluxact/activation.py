@@ -9,6 +9,7 @@ from its file.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import sys
@@ -63,7 +64,10 @@ def load_spec(spec: ActivationSpec) -> ModuleType:
         module = _LOADED.get(spec.digest)
         if module is None:
             source = render(spec, "module", _version())
-            module = import_source(source, f"{spec.name}_{spec.digest[:16]}")
+            # the file is named after its own bytes: two fluxact versions (or a changed
+            # template) never read each other's files
+            tag = hashlib.sha256(source.encode()).hexdigest()[:16]
+            module = import_source(source, f"{spec.name}_{tag}")
             _LOADED[spec.digest] = module
         return module
 

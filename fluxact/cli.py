@@ -115,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="diffusion time: ceil(T/tau) steps are run")
     d.add_argument("--tau", type=_positive, default=None, metavar="TAU",
                    help="time step (default: the stability bound; a larger one is refused)")
-    d.add_argument("--stability", choices=REQUIREMENTS, default="linf",
-                   help="the guarantee the time step keeps (default linf: max-min principle)")
+    d.add_argument("--stability", choices=REQUIREMENTS, default=None,
+                   help="the guarantee the time step keeps (default linf, the max-min "
+                   "principle; euclidean for --scheme fsi)")
     d.add_argument("--scheme", choices=("explicit", "fsi", "implicit"), default="explicit")
     d.add_argument("--boundary", choices=("reflect", "periodic"), default="reflect")
     d.add_argument("--h", type=_positive, default=1.0, help="grid size h (default 1)")
@@ -245,6 +246,8 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     except ActivationError as exc:
         raise UsageError(str(exc)) from None
     out = Path(args.output)
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
     tmp = out.with_name(f".{out.name}.tmp.npy")
     try:
         np.save(tmp, run.output)

@@ -19,6 +19,7 @@ steps per launch).
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,13 +101,14 @@ def _activation(nonlinearity: Any, kind: str | None, params: Mapping[str, object
 
 def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time: float,
                 params: Mapping[str, object] | None = None, convention: str | None = None,
-                tau: float | None = None, stability: str = "linf", scheme: str = "explicit",
+                tau: float | None = None, stability: str | None = None,
+                scheme: str = "explicit",
                 boundary: str = "reflect", h: float = 1.0, unsafe: bool = False,
                 table_tau: object = "1/4", table_alpha: object = "1/4",
                 max_cycle: int = MAX_CYCLE, progress: bool | None = None,
                 device: str | torch.device = "cpu") -> DenoiseRun:
     """``denoise`` with a record of what it did (see DenoiseRun)."""
-    if isinstance(time, bool) or not isinstance(time, int | float) or not (
+    if isinstance(time, bool) or not isinstance(time, numbers.Real) or not (
             math.isfinite(time) and time > 0):
         raise StabilityError(f"time must be a positive number, got {time!r}")
     if scheme not in SCHEMES:
@@ -119,26 +121,31 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
     # float64 throughout: a copy of the activation with float64 parameters, float64 stencils
     act = _activation(nonlinearity, kind, params, convention, table_tau, table_alpha
                       ).clone().to(device, torch.float64)
-    K = Operator.forward_difference(u.dim() - 2, 1, h, boundary).to(device, torch.float64)
+    K = Operator.forward_difference(u.dim() - 2, 1, h, boundary, torch.float64).to(device)
+    # explicit steps keep the max-min principle by default; FSI cycles extrapolate and only
+    # keep the Euclidean guarantee (FSIBlock refuses the others)
+    stability = stability or ("euclidean" if scheme == "fsi" else "linf")
     cycle = None
     with torch.no_grad():
         if scheme == "implicit":
             probe = ImplicitBlock(act, K, tau=tau, unsafe=unsafe)
             step_max = float(probe.time_step())
-            n = max(1, math.ceil(time / step_max))
-            block: torch.nn.Module = ImplicitBlock(act, K, tau=time / n, unsafe=unsafe)
-            bound, steps, inner = None, n, time / n
+            n = _count(time, step_max)
+            inner = min(time / n, step_max)
+            block: torch.nn.Module = ImplicitBlock(act, K, tau=inner, unsafe=unsafe)
+            bound, steps = None, n
         else:
             probe = DiffusionBlock(act, K, stability=stability, tau=tau, unsafe=unsafe)
             step_max = float(probe.time_step())
             bound = None if unsafe else float(probe.tau_max())
             if scheme == "explicit":
-                n = max(1, math.ceil(time / step_max))
-                inner, steps = time / n, n
+                n = _count(time, step_max)
+                inner, steps = min(time / n, step_max), n  # never an ulp above the bound
                 block = DiffusionBlock(act, K, stability=stability, tau=inner, unsafe=unsafe)
             else:
                 cycles, cycle = _fsi_plan(time, step_max, max_cycle)
-                inner = time / (cycles * cycle * (cycle + 1) / 3)
+                _count(cycles * cycle, 1.0)
+                inner = min(time / (cycles * cycle * (cycle + 1) / 3), step_max)
                 steps, n = cycles * cycle, cycles
                 block = FSIBlock(act, K, cycle=cycle, stability=stability, tau=inner,
                                  unsafe=unsafe)
@@ -153,6 +160,11 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
                 bar.update(chunk * per_call)
         if bar is not None:
             bar.close()
+    if not bool(torch.isfinite(u).all()):
+        raise StabilityError(
+            f"the result is not finite: differences of a signal with max |f| = "
+            f"{float(np.abs(np.asarray(signal, dtype=np.float64)).max()):.3g} overflow float64; "
+            "rescale the signal")
     return DenoiseRun(output=u.reshape(u.shape[2:]).cpu().numpy(), scheme=scheme, steps=steps,
                       tau=inner, bound=bound, cycle=cycle, stability=stability)
 
@@ -163,13 +175,28 @@ def denoise(signal: Any, nonlinearity: Any, kind: str | None = None, *, time: fl
 
     ``nonlinearity``: a catalogue name, a formula with ``kind`` (diffusivity, regulariser,
     shrinkage, activation), a Translation or an Activation; ``params`` gives parameter values.
-    Options: ``tau`` (default: the stability bound), ``stability`` (linf, sign, euclidean),
+    Options: ``tau`` (default: the stability bound), ``stability`` (linf, sign, euclidean;
+    default linf, euclidean for FSI),
     ``scheme`` (explicit, fsi, implicit), ``boundary`` (reflect, periodic), ``h``,
     ``unsafe`` (use a tau above the bound), ``progress`` (None: a bar on a terminal for long
     runs), ``max_cycle`` (longest FSI cycle), ``device`` ("cpu", or "cuda" for the fused
     Triton kernels). Returns a float64 array of the signal's shape.
     """
     return denoise_run(signal, nonlinearity, kind, time=time, **options).output
+
+
+#: most steps (flux evaluations) a run may take
+MAX_STEPS = 10**7
+
+
+def _count(time: float, step: float) -> int:
+    """ceil(time / step), refused beyond MAX_STEPS (a tiny tau would run for days)."""
+    n = time / step
+    if not n <= MAX_STEPS:
+        raise StabilityError(
+            f"time {time:g} with steps of at most {step:.6g} needs {n:.3g} steps, more than "
+            f"{MAX_STEPS:g}; use a larger tau or a shorter time")
+    return max(1, math.ceil(n))
 
 
 def _fsi_plan(time: float, tau: float, max_cycle: int = MAX_CYCLE) -> tuple[int, int]:

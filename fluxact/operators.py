@@ -22,6 +22,7 @@ difference. For trainable kernels the bound is recomputed from the weights at ev
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -89,16 +90,23 @@ class Operator(torch.nn.Module):
 
     @classmethod
     def forward_difference(cls, dims: int = 1, channels: int = 1, h: float = 1.0,
-                           boundary: str = "reflect") -> Operator:
-        """D+ / h per channel; in 2D the gradient (x and y forward differences)."""
+                           boundary: str = "reflect", dtype: torch.dtype | None = None
+                           ) -> Operator:
+        """D+ / h per channel; in 2D the gradient (x and y forward differences). ``dtype``
+        of the stencil: torch's default unless given."""
         _positive(h, "grid size h")
+        _count(channels, "channels")
+        dtype = dtype or torch.get_default_dtype()
         d = torch.tensor([-1.0, 1.0], dtype=torch.float64) / h
         if dims == 1:
             kernels = [d.reshape(1, 1, 2).repeat(channels, 1, 1)]
         else:
             kernels = [d.reshape(1, 1, 1, 2).repeat(channels, 1, 1, 1),
                        d.reshape(1, 1, 2, 1).repeat(channels, 1, 1, 1)]
-        op = cls([k.to(torch.get_default_dtype()) for k in kernels], dims=dims,
+        if not torch.isfinite(d.to(dtype)).all():
+            raise StabilityError(f"grid size h = {h:g} gives 1/h beyond the range of {dtype}; "
+                                 "use a larger h or a wider dtype")
+        op = cls([k.to(dtype) for k in kernels], dims=dims,
                  groups=channels, boundary=boundary, difference=True,
                  name="forward difference" if dims == 1 else "forward-difference gradient")
         op.spacing = float(h)
@@ -110,6 +118,7 @@ class Operator(torch.nn.Module):
         """[1, -2, 1] / h^2 per channel (1D), the operator of the fourth-order You-Kaveh
         model: u <- u - tau L^T Phi(L u)."""
         _positive(h, "grid size h")
+        _count(channels, "channels")
         k = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64) / h**2
         return cls([k.reshape(1, 1, 3).repeat(channels, 1, 1).to(torch.get_default_dtype())],
                    dims=1, groups=channels, boundary=boundary, name="second difference")
@@ -120,6 +129,8 @@ class Operator(torch.nn.Module):
                 generator: torch.Generator | None = None) -> Operator:
         """A trainable C x C kernel of the given width (width x width in 2D). ``init``:
         "difference" (a forward difference on the diagonal plus small noise) or "random"."""
+        _count(channels, "channels")
+        _count(width, "kernel width")
         if width < 2:
             raise StabilityError(f"kernel width must be at least 2, got {width}")
         shape = (channels, channels, *([width] * dims))
@@ -205,10 +216,11 @@ class Operator(torch.nn.Module):
             raise StabilityError(
                 f"the operator has {self.in_channels} input channel(s); the input has "
                 f"{u.shape[1]} (shape {tuple(u.shape)})")
-        need = max(w.shape[-1] for w in self.weights)
-        if min(u.shape[2:]) < need:
-            raise StabilityError(
-                f"input of size {tuple(u.shape[2:])} is shorter than the kernel ({need})")
+        for w in self.weights:
+            if any(n < k for n, k in zip(u.shape[2:], w.shape[2:])):
+                raise StabilityError(
+                    f"input of size {tuple(u.shape[2:])} is smaller than a kernel of size "
+                    f"{tuple(w.shape[2:])}")
 
     def extra_repr(self) -> str:
         return (f"{self.name}, dims={self.dims}, channels={self.in_channels}, "
@@ -222,6 +234,12 @@ def _pad_to(t: torch.Tensor, dim: int, size: int) -> list[int]:
     return pads
 
 
+def _count(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise StabilityError(f"{what} must be a positive integer, got {value!r}")
+
+
 def _positive(value: float, what: str) -> None:
-    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) and math.isfinite(value)
+                                       and value > 0):
         raise StabilityError(f"{what} must be a positive number, got {value!r}")

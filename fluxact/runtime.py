@@ -108,6 +108,7 @@ class Stability:
         if mono is None or (which == "g_max" and self.reason is not None):
             raise StabilityError(self.reason if which == "g_max" else (
                 f"no Lipschitz bound: {self.lipschitz_reason}"))
+        self.check_positive(values)
         coefficient, exponents = mono
         # a bare coefficient is exact; a product of powers is rounded up
         out = torch.tensor(coefficient * (_ROUND_UP if exponents else 1.0), dtype=torch.float64)
@@ -117,6 +118,24 @@ class Stability:
                 float(v), dtype=torch.float64)
             out = out.to(v.device) * v**e
         return out
+
+    @staticmethod
+    def check_positive(values: Mapping[str, Any]) -> None:
+        """The verifier's facts hold for positive parameters: refuse others (a trained
+        parameter that crossed 0 would otherwise give a meaningless time step)."""
+        if not values:
+            return
+        numbers = torch.stack([v.detach().to("cpu", torch.float64).reshape(())
+                               if isinstance(v, torch.Tensor)
+                               else torch.tensor(float(v), dtype=torch.float64)
+                               for v in values.values()])  # one device sync for all
+        bad = ~(torch.isfinite(numbers) & (numbers > 0))
+        if bool(bad.any()):
+            name = list(values)[int(bad.nonzero()[0, 0])]
+            raise StabilityError(
+                f"parameter {name} = {float(numbers[list(values).index(name)]):g} is not "
+                "positive and finite: the stability bounds hold for positive parameters only "
+                "(a trained parameter crossed 0? lower the learning rate or parameterise it)")
 
     def describe(self, which: str = "g_max") -> str:
         """'1.5*lam**-1' style text of a bound, for error messages."""

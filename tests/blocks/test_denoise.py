@@ -132,15 +132,38 @@ def test_cli_denoise(tmp_path, capsys) -> None:
     (["--name", "hard", "--param", "th=1", "--time", "5", "--scheme", "implicit"],
      "Lipschitz"),
     (["--name", "nope", "--time", "5"], "catalogue"),
-    (["__import__('os').system('echo pwned')", "--from", "activation", "--time", "5"], ""),
+    (["__import__('os').system('echo pwned')", "--from", "activation", "--time", "5"],
+     "only calls of named functions"),
+    (["--name", "linear", "--time", "5", "--tau", "1e-300"], "more than 1e+07"),
+    (["--name", "linear", "--time", "5", "--scheme", "fsi", "--stability", "linf"],
+     "no linf guarantee"),
+    (["--name", "linear", "--time", "5", "--max-cycle", "0"], "max_cycle"),
 ])
-def test_cli_denoise_errors(tmp_path, capsys, args: list[str], message: str) -> None:
+def test_cli_denoise_errors(tmp_path, capfd, args: list[str], message: str) -> None:
     src, dst = tmp_path / "in.npy", tmp_path / "out.npy"
     np.save(src, noisy(16))
-    code, out, err = run_cli(["denoise", str(src), str(dst), *args], capsys)
+    code = main(["denoise", str(src), str(dst), *args])
+    out, err = capfd.readouterr()  # file descriptors: output of a child process shows too
     assert code == 2
     assert err.startswith("fluxact: error:") and err.count("\n") == 1 and message in err
-    assert "pwned" not in out and not dst.exists()
+    assert "pwned" not in out + err and not dst.exists()
+
+
+def test_time_step_never_above_the_bound(tmp_path, capsys) -> None:
+    f = noisy(32)
+    h = 0.015384615384615385  # T / ceil(T / bound) is an ulp above the bound here
+    run = denoise_run(f, "perona-malik", params={"lam": 1.0}, time=0.1, h=h)
+    assert run.tau <= run.bound
+    fsi = denoise_run(f, "linear", time=1.32, tau=1.32 / 376 * 3, scheme="fsi")
+    assert fsi.tau <= fsi.bound and "euclidean bound" in fsi.summary()
+    huge = np.array([1e308, -1e308, 1e308, 0.0])
+    with pytest.raises(StabilityError, match="not finite"):
+        denoise(huge, "linear", time=1.0)
+    src = tmp_path / "in.npy"
+    np.save(src, f)
+    code, _, err = run_cli(["denoise", str(src), str(tmp_path / "no" / "out.npy"), "--name",
+                            "linear", "--time", "1"], capsys)
+    assert code == 2 and "folder" in err and str(tmp_path / "no") in err
 
 
 def test_cli_denoise_bad_files(tmp_path, capsys) -> None:

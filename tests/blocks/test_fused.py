@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 import fluxact
+from fluxact import runtime
 from fluxact.blocks import DiffusionBlock, SymmetricResNet
 from fluxact.operators import Operator
 from fluxact.runtime import StabilityError
@@ -53,6 +54,12 @@ def test_fused_gradcheck_and_deep_network() -> None:
     block = DiffusionBlock(act, fused=True).to(DEVICE, torch.float64)
     u = torch.randn(2, 1, 11, dtype=torch.float64, device=DEVICE, requires_grad=True)
     assert torch.autograd.gradcheck(block, (u,))
+    p = act.parameter_vector().detach().clone().requires_grad_()
+    tau = torch.tensor(0.37, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    for dims, shape in ((1, (2, 1, 11)), (2, (1, 1, 4, 5))):
+        v = torch.randn(shape, dtype=torch.float64, device=DEVICE, requires_grad=True)
+        assert torch.autograd.gradcheck(
+            lambda v, p, tau: runtime.step(act.ops, v, p, tau, 1.25, False, dims), (v, p, tau))
     net = SymmetricResNet(act, 50, K="forward", shared=True, fused=True).to(DEVICE,
                                                                           torch.float64)
     f = torch.randn(4, 1, 64, dtype=torch.float64, device=DEVICE) * 10
