@@ -35,6 +35,8 @@ _TAKEN = frozenset({
     "out_ptr", "gu_ptr", "s_ptr", "PERIODIC", "steps", "ur", "ul", "ud", "uu", "gr", "gl", "gd",
     "gu_", "g", "rr", "rd", "dr", "dd", "dl", "du", "kgr", "kgd", "zr", "zl", "zd", "zu", "vr",
     "vl", "vd", "vu", "xr", "xl", "yd", "yu", "H", "W", "plane", "flux_r", "flux_d", "k",
+    "chan", "acc", "j", "r", "q", "idx", "kq", "v", "d", "z", "kg", "gk_ptr", "k_ptr", "nflux",
+    "C", "valid", "kslot", "gm", "m",
 })
 #: also taken: printer temporaries t0, t1, ..., and names the kernels bind with a prefix
 _TAKEN_PATTERN = re.compile(r"t\d+|_.*|dphi.*")
@@ -179,6 +181,8 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "steps_kernel": f"_{spec.name}_steps1d_kernel",
         "step2d_fwd_kernel": f"_{spec.name}_step2d_fwd_kernel",
         "step2d_bwd_kernel": f"_{spec.name}_step2d_bwd_kernel",
+        "stepk_fwd_kernel": f"_{spec.name}_stepk_fwd_kernel",
+        "stepk_bwd_kernel": f"_{spec.name}_stepk_bwd_kernel",
         "param_args": ", ".join(param_ids),
         "step_param_loads": [f"{pid} = tl.load(p_ptr + {k}).to(u.dtype)"
                              for k, pid in enumerate(param_ids)],

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 from .operators import Operator
-from .runtime import MAX_TEMPORAL, Activation, StabilityError, step, steps1d
+from .runtime import MAX_TEMPORAL, Activation, StabilityError, step, step_kernel, steps1d
 
 NOTIONS = ("linf", "sign", "euclidean")
 SCHEMES = ("explicit", "dufort_frankel", "fsi")
@@ -137,15 +137,16 @@ class DiffusionBlock(torch.nn.Module):
             raise StabilityError("pass either tau=... or train_tau=True, not both")
         self.tau_logit = torch.nn.Parameter(torch.tensor(4.0)) if train_tau else None
         self.fused = fused
-        fusable = (self.K.difference and self.K.spacing is not None
-                   and self.act.backend != "torch")
+        fusable = ((self.K.difference and self.K.spacing is not None)
+                   or self.K.per_channel_1d) and self.act.backend != "torch"
         if fused and not fusable:
             raise StabilityError(
-                "fused=True needs a forward-difference operator (1D, or the 2D gradient) and "
-                "an activation whose backend is not 'torch'; use fused=False")
+                "fused=True needs a forward-difference operator (1D, or the 2D gradient) or "
+                "one 1D kernel per channel (Operator.learned(..., depthwise=True)), and an "
+                "activation whose backend is not 'torch'; use fused=False")
         self._fusable = fusable
         # the stored 1/h (fixed weights), so that fused and unfused steps agree to rounding
-        self._inv_h = float(self.K.weights[0].reshape(-1)[1]) if fusable else 1.0
+        self._inv_h = float(self.K.weights[0].reshape(-1)[1]) if self.K.difference else 1.0
         if not self.unsafe:
             self.time_step()  # refuses now, with the verifier's reason, what cannot be stable
 
@@ -186,8 +187,13 @@ class DiffusionBlock(torch.nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if self._use_fused(u):
             self.K._check(u)
+            periodic = self.K.boundary == "periodic"
+            if not self.K.difference:  # a learned kernel per channel
+                k = self.K.weights[0]
+                return step_kernel(self.act.ops, u, k.reshape(k.shape[0], k.shape[-1]),
+                                   self.act.parameter_vector(), self.time_step(), periodic)
             return step(self.act.ops, u, self.act.parameter_vector(), self.time_step(),
-                        self._inv_h, self.K.boundary == "periodic", self.K.dims)
+                        self._inv_h, periodic, self.K.dims)
         tau = self.time_step().to(device=u.device, dtype=u.dtype)
         return u - tau * self.flux(u)
 
@@ -199,7 +205,8 @@ class DiffusionBlock(torch.nn.Module):
             raise StabilityError(f"steps must be a non-negative integer, got {steps!r}")
         needs_grad = torch.is_grad_enabled() and (
             u.requires_grad or any(q.requires_grad for q in self.parameters()))
-        if (self._use_fused(u) and self.K.dims == 1 and not needs_grad and steps > 1
+        if (self._use_fused(u) and self.K.difference and self.K.dims == 1 and not needs_grad
+                and steps > 1
                 and u.shape[-1] <= MAX_TEMPORAL):
             self.K._check(u)
             return steps1d(self.act.ops, u, self.act.parameter_vector(), self.time_step(),

@@ -126,31 +126,43 @@ class Operator(torch.nn.Module):
     @classmethod
     def learned(cls, dims: int = 1, channels: int = 1, width: int = 3, *,
                 init: str = "difference", boundary: str = "reflect",
-                generator: torch.Generator | None = None) -> Operator:
-        """A trainable C x C kernel of the given width (width x width in 2D). ``init``:
-        "difference" (a forward difference on the diagonal plus small noise) or "random"."""
+                generator: torch.Generator | None = None, depthwise: bool = False
+                ) -> Operator:
+        """A trainable C x C kernel of the given width (width x width in 2D), or with
+        ``depthwise=True`` one kernel per channel (C x 1, groups = C). ``init``: "difference"
+        (a forward difference on the diagonal plus small noise) or "random"."""
         _count(channels, "channels")
         _count(width, "kernel width")
         if width < 2:
             raise StabilityError(f"kernel width must be at least 2, got {width}")
-        shape = (channels, channels, *([width] * dims))
+        inputs = 1 if depthwise else channels
+        shape = (channels, inputs, *([width] * dims))
         noise = torch.randn(shape, generator=generator, dtype=torch.float64)
         if init == "random":
-            w = noise / math.sqrt(channels * width**dims)
+            w = noise / math.sqrt(inputs * width**dims)
         elif init == "difference":
             w = 0.01 * noise
             centre = (width - 1) // 2
             for c in range(channels):
+                d = 0 if depthwise else c
                 if dims == 1:
-                    w[c, c, centre] -= 1.0
-                    w[c, c, centre + 1] += 1.0
+                    w[c, d, centre] -= 1.0
+                    w[c, d, centre + 1] += 1.0
                 else:
-                    w[c, c, centre, centre] -= 1.0
-                    w[c, c, centre, centre + 1] += 1.0
+                    w[c, d, centre, centre] -= 1.0
+                    w[c, d, centre, centre + 1] += 1.0
         else:
             raise StabilityError(f"unknown init {init!r}; use 'difference' or 'random'")
         return cls([w.to(torch.get_default_dtype())], dims=dims, trainable=True,
-                   boundary=boundary, name=f"learned {width}-tap")
+                   groups=channels if depthwise else 1, boundary=boundary,
+                   name=f"learned {width}-tap{' depthwise' if depthwise else ''}")
+
+    @property
+    def per_channel_1d(self) -> bool:
+        """One 1D kernel per channel (what the fused learned-kernel step computes)."""
+        w = self.weights[0]
+        return (self.dims == 1 and self.parts == 1 and w.shape[1] == 1
+                and self.groups == w.shape[0] == self.in_channels)
 
     @property
     def weights(self) -> list[torch.Tensor]:

@@ -175,6 +175,8 @@ class Ops:
         steps_kernel: Any = None,
         step2d_fwd_kernel: Any = None,
         step2d_bwd_kernel: Any = None,
+        stepk_fwd_kernel: Any = None,
+        stepk_bwd_kernel: Any = None,
     ) -> None:
         self.name = name
         self.stability = stability
@@ -183,6 +185,8 @@ class Ops:
         self.steps_kernel = steps_kernel
         self.step2d_fwd_kernel = step2d_fwd_kernel
         self.step2d_bwd_kernel = step2d_bwd_kernel
+        self.stepk_fwd_kernel = stepk_fwd_kernel
+        self.stepk_bwd_kernel = stepk_bwd_kernel
         self._step_ops: Any = None
         self.digest = digest
         self.params = tuple(params)
@@ -231,8 +235,9 @@ class Ops:
         return self._triton_ops
 
     def step_ops(self) -> dict[str, Any]:
-        """The fused explicit steps ("1d", "2d") as torch custom ops (with autograd)."""
-        if self.step2d_fwd_kernel is None:
+        """The fused explicit steps ("1d", "2d", "k1d" for learned 1D kernels) as torch custom
+        ops (with autograd)."""
+        if self.stepk_fwd_kernel is None:
             raise ActivationError(
                 f"activation {self.name} was generated without fused step kernels (by an older "
                 "fluxact); regenerate it, or use fused=False")
@@ -381,7 +386,49 @@ def _register_step_ops(ops: Ops) -> Any:
 
     register_autograd(f"{tag}1d_fwd", gradient(backward1d), setup_context=setup_context)
     register_autograd(f"{tag}2d_fwd", gradient(backward2d), setup_context=setup_context)
-    return {"1d": forward1d, "2d": forward2d}
+
+    # learned 1D kernels, one per channel: u (rows = batch * C, n), k (C, W)
+    @triton_op(f"{tag}k1d_fwd", mutates_args=())
+    def forwardk(u: torch.Tensor, k: torch.Tensor, p: torch.Tensor, s: torch.Tensor,
+                 periodic: bool) -> torch.Tensor:
+        rows, n = u.shape
+        out = torch.empty_like(u)
+        with _quiet():
+            wrap_triton(ops.stepk_fwd_kernel)[(triton.cdiv(n, BLOCK_SIZE), rows)](
+                u, out, k, p, s, n, k.shape[0], W=k.shape[1], PERIODIC=periodic,
+                BLOCK_SIZE=BLOCK_SIZE, FP64=u.dtype == fp64)
+        return out
+
+    @triton_op(f"{tag}k1d_bwd", mutates_args=())
+    def backwardk(u: torch.Tensor, gy: torch.Tensor, k: torch.Tensor, p: torch.Tensor,
+                  s: torch.Tensor, periodic: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows, n = u.shape
+        channels, width = k.shape
+        gu = torch.empty_like(u)
+        blocks = triton.cdiv(n, BLOCK_SIZE)
+        partial = partial_sums(u, rows * blocks)
+        partial_k = torch.empty((rows * blocks, width), device=u.device, dtype=partial.dtype)
+        with _quiet():
+            wrap_triton(ops.stepk_bwd_kernel)[(blocks, rows)](
+                u, gy, gu, k, p, s, partial, partial_k, n, channels, W=width,
+                PERIODIC=periodic, BLOCK_SIZE=BLOCK_SIZE, FP64=u.dtype == fp64)
+        gk = partial_k.reshape(rows // channels, channels, blocks, width).sum(dim=(0, 2))
+        return gu, gk, partial.sum(dim=0)
+
+    def setup_k(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        u, k, p, s, periodic = inputs
+        ctx.save_for_backward(u, k, p, s)
+        ctx.periodic = periodic
+
+    def grad_k(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
+        u, k, p, s = ctx.saved_tensors
+        gu, gk, sums = backwardk(u, gy.contiguous(), k, p, s, ctx.periodic)
+        gs = torch.stack([sums[0], torch.zeros_like(sums[0])]).to(s.dtype)
+        return gu, gk.to(k.dtype), _scatter(ops, sums[1:], p), gs, None
+
+    register_autograd(f"{tag}k1d_fwd", grad_k, setup_context=setup_k)
+    return {"1d": forward1d, "2d": forward2d, "k1d": forwardk}
 
 
 def _step_arguments(u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, inv_h: float
@@ -404,6 +451,18 @@ def step(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, inv_h: f
     pc, s = _step_arguments(u, p, tau, inv_h)
     flat = u.contiguous().reshape(-1, *u.shape[u.dim() - dims:])
     out = ops.step_ops()[f"{dims}d"](flat, pc, s, bool(periodic))
+    return out.reshape(u.shape)
+
+
+def step_kernel(ops: Ops, u: torch.Tensor, k: torch.Tensor, p: torch.Tensor,
+                tau: torch.Tensor, periodic: bool) -> torch.Tensor:
+    """One fused explicit step u - tau K^T Phi(K u) with a learned kernel per channel: u of
+    shape (batch, C, n), k of shape (C, W); gradients for u, k, the parameters and tau."""
+    pc, s = _step_arguments(u, p, tau, 1.0)
+    compute = pc.dtype
+    flat = u.contiguous().reshape(-1, u.shape[-1])
+    out = ops.step_ops()["k1d"](flat, k.to(device=u.device, dtype=compute).contiguous(), pc, s,
+                                bool(periodic))
     return out.reshape(u.shape)
 
 

@@ -1,5 +1,6 @@
-"""The fused explicit steps (one generated Triton kernel per step, forward and backward, 1D
-and 2D; the temporally blocked 1D run) against the unfused torch block: under
+"""The fused explicit steps (one generated Triton kernel per step, forward and backward: 1D
+and 2D forward differences, learned 1D kernels per channel; the temporally blocked 1D run)
+against the unfused torch block: under
 TRITON_INTERPRET=1 on the CPU (tests/conftest.py), compiled on a GPU."""
 
 from __future__ import annotations
@@ -110,12 +111,38 @@ def test_temporally_blocked_run(boundary: str) -> None:
         fused.run(u, -1)
 
 
+@pytest.mark.parametrize("channels, width", [(1, 3), (3, 4), (2, 2)])
+@pytest.mark.parametrize("boundary", ["reflect", "periodic"])
+def test_fused_learned_kernel_step(channels: int, width: int, boundary: str) -> None:
+    torch.manual_seed(3)
+    dt = torch.float64
+    act = triton_activation("perona-malik", 2.0, ("lam",)).to(DEVICE, dt)
+    op = Operator.learned(1, channels, width, init="random", boundary=boundary,
+                          depthwise=True).to(DEVICE, dt)
+    fused = DiffusionBlock(act, op, fused=True, train_tau=True).to(DEVICE, dt)
+    plain = DiffusionBlock(act, op, fused=False, train_tau=True).to(DEVICE, dt)
+    plain.tau_logit = fused.tau_logit
+    for length in (width, 1100):  # 1100 spans two programs
+        u = (torch.randn(2, channels, length, dtype=dt, device=DEVICE) * 3).requires_grad_()
+        a, b = fused(u), plain(u)
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        g = torch.randn_like(a)
+        wrt = (u, act.lam, fused.tau_logit, op.weights[0])  # kernel weights too
+        for x, y in zip(torch.autograd.grad(a, wrt, g), torch.autograd.grad(b, wrt, g)):
+            torch.testing.assert_close(x, y, rtol=1e-11, atol=1e-11)
+
+
 def test_fused_refusals() -> None:
     act = triton_activation("perona-malik", 1.0)
     with pytest.raises(StabilityError, match="fused=True needs"):
-        DiffusionBlock(act, "learned", fused=True)
+        DiffusionBlock(act, Operator.learned(1, 2, 3), fused=True)  # full C x C kernel
     with pytest.raises(StabilityError, match="fused=True needs"):
-        DiffusionBlock(act, "second", fused=True)
+        DiffusionBlock(act, Operator.learned(2, 1, 3), fused=True)  # 2D learned kernel
+    # a fixed 1D kernel per channel (the second difference) runs on the learned-kernel step
+    second = DiffusionBlock(act.double(), "second", fused=True)
+    u = torch.randn(2, 1, 20, dtype=torch.float64, device=DEVICE)
+    expected = DiffusionBlock(act, "second", fused=False)(u)
+    torch.testing.assert_close(second(u), expected, rtol=1e-12, atol=1e-12)
     torch_act = fluxact.to_torch(fluxact.lookup("perona-malik"), params={"lam": 1.0},
                                  backend="torch")
     with pytest.raises(StabilityError, match="backend"):
