@@ -130,6 +130,10 @@ class Stability:
                                else torch.tensor(float(v), dtype=torch.float64)
                                for v in values.values()])  # one device sync for all
         bad = ~(torch.isfinite(numbers) & (numbers > 0))
+        if torch.compiler.is_compiling():  # no graph break: an assert inside the graph
+            torch._assert_async(~bad.any(), "a parameter of the activation is not positive "
+                                "and finite: the stability bounds hold for positive ones only")
+            return
         if bool(bad.any()):
             name = list(values)[int(bad.nonzero()[0, 0])]
             raise StabilityError(

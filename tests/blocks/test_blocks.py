@@ -410,3 +410,15 @@ def test_symmetric_resnet() -> None:
         assert net(u).shape == u.shape
     with pytest.raises(StabilityError, match="scheme"):
         SymmetricResNet(act, 3, scheme="rk4")
+
+
+def test_block_compiles_without_graph_breaks() -> None:
+    act = activation("perona-malik", 2.0, ("lam",))
+    block = DiffusionBlock(act, "learned", train_tau=True)
+    compiled = torch.compile(block, fullgraph=True)  # the bound and its checks are in-graph
+    u = torch.randn(4, 1, 64)
+    torch.testing.assert_close(compiled(u), block(u))
+    with torch.no_grad():
+        act.lam.fill_(-1.0)
+    with pytest.raises(RuntimeError, match="not positive"):
+        compiled(u)
