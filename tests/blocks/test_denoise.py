@@ -180,3 +180,11 @@ def test_cli_denoise_bad_files(tmp_path, capsys) -> None:
         code, _, err = run_cli(["denoise", str(path), str(dst), "--name", "linear",
                                 "--time", "1"], capsys)
         assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_progress_bar(capsys) -> None:
+    f = noisy(16)
+    quiet = denoise(f, "linear", time=10.0, progress=False)
+    shown = denoise(f, "linear", time=10.0, progress=True)
+    np.testing.assert_array_equal(quiet, shown)
+    assert "fluxact denoise" in capsys.readouterr().err  # tqdm writes to stderr
