@@ -40,6 +40,8 @@ _EXPORTS = {
          "SymmetricResNet"), ".blocks"),
     "Operator": ".operators",
     "StabilityError": ".runtime",
+    "coupled": ".translator.coupled",
+    "CoupledReport": ".translator.coupled",
     "denoise": ".denoising",
 }
 __all__ = sorted(_EXPORTS)
@@ -74,6 +76,8 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ load
     from .translator import parse_formula as parse_formula
     from .translator import translate as translate
     from .translator import verify as verify
+    from .translator.coupled import CoupledReport as CoupledReport
+    from .translator.coupled import coupled as coupled
 
 
 def __getattr__(name: str) -> Any:
