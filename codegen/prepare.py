@@ -92,12 +92,14 @@ def prepare(
     name: str | None = None,
     trainable: Sequence[str] = (),
     values: Mapping[str, object] | None = None,
+    facts: StabilityFacts | None = None,
 ) -> ActivationSpec:
     """The spec for the activation of ``t``.
 
     Parameters are those of the formula; their default values come from ``values`` or from the
     translation (parameters given numbers there). ``trainable`` names parameters whose gradient
-    the backward pass computes.
+    the backward pass computes. ``facts``: the stability facts to record, when they are not
+    those of ``t``'s activation (the diffusivity g(s2) of a coupled block records g's range).
     """
     nl = t.input
     given = dict(nl.values)
@@ -119,7 +121,7 @@ def prepare(
     outputs = _outputs(symbolic, nl.variable, trainable)
     repairs = tuple((key, _repair(expr, nl.variable)) for key, expr in outputs)
     ident = python_name(name or nl.name or "activation")
-    facts = stability_facts(t)
+    facts = stability_facts(t) if facts is None else facts
     description = {
         "name": ident, "formula": nl.text, "kind": nl.kind, "convention": nl.convention,
         "tau": str(t.tau), "alpha": str(t.alpha), "params": list(params),

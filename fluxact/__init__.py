@@ -41,6 +41,7 @@ _EXPORTS = {
     "Operator": ".operators",
     "StabilityError": ".runtime",
     "coupled": ".translator.coupled",
+    "CoupledDiffusionBlock2D": ".coupling",
     "CoupledReport": ".translator.coupled",
     "denoise": ".denoising",
 }
@@ -56,6 +57,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ load
     from .blocks import ResNetBlock as ResNetBlock
     from .blocks import SymmetricResNet as SymmetricResNet
     from .codegen import CodegenError as CodegenError
+    from .coupling import CoupledDiffusionBlock2D as CoupledDiffusionBlock2D
     from .denoising import denoise as denoise
     from .operators import Operator as Operator
     from .runtime import Activation as Activation

@@ -126,3 +126,47 @@ def to_torch(expr: object, kind: str | None = None, *,
     module = load_spec(spec)
     return Activation(module.OPS, values, trainable=spec.trainable, backend=backend,
                       formula=spec.formula)
+
+
+def diffusivity_to_torch(expr: object, *, params: Mapping[str, object] | None = None,
+                         convention: str = "s2", trainable: Sequence[str] = (),
+                         name: str | None = None, backend: str = "auto") -> Activation:
+    """The diffusivity g as a function of s2 = |s|^2, as an elementwise module G(x) = g(x)
+    (generated kernels with G' = dg/ds2 and dG/dp for the backward), for coupled blocks
+    (P3 19, 30). Its stability facts are those of g: g_max = sup g, g >= 0 (as g_min).
+
+    ``expr``: a formula in s2 (convention "s2") or in r (convention "r", even in r), a
+    Translation or a catalogue entry of a diffusivity."""
+    import sympy as sp
+
+    from .codegen.stability import stability_facts
+    from .translator.catalogue import CatalogueEntry
+    from .translator.errors import ParameterError
+    from .translator.translation import _symbolic_forms, to_s2
+
+    if isinstance(expr, Translation):
+        t = expr
+    elif isinstance(expr, CatalogueEntry):
+        t = translate(expr, params=params)
+    else:
+        t = translate(expr, "diffusivity", params=params, convention=convention)
+    if t.input.kind != "diffusivity":
+        raise ParameterError(f"a coupled block takes a diffusivity g; got a {t.input.kind}")
+    nl = t.input
+    forms, _, _ = _symbolic_forms(nl.symbolic, nl.kind, nl.variable, t.tau, t.alpha,
+                                  nl.convention)
+    g_r = forms[0].expr  # the diffusivity in r, parameters symbolic
+    g_s2 = to_s2(g_r, nl.variable)
+    if g_s2 is None:
+        raise ParameterError(f"g = {nl.text} is not even in r, so it is no function of "
+                             "s2 = |s|^2 and cannot be coupled")
+    (s2,) = [x for x in g_s2.free_symbols if x.name == "s2"] or [sp.Symbol("s2")]
+    x = sp.Symbol("x", real=True)
+    g_x = g_s2.subs(s2, x)
+    values = {k: v for k, v in nl.values}
+    fake = translate(g_x, "activation", params=values, variable="x")
+    spec = prepare(fake, name=name or f"{nl.name or 'g'}_s2", trainable=trainable,
+                   facts=stability_facts(t))
+    module = load_spec(spec)
+    return Activation(module.OPS, dict(zip(spec.params, require_defaults(spec))),
+                      trainable=spec.trainable, backend=backend, formula=nl.text)

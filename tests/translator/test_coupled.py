@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import sympy as sp
-
-import fluxact
 from fluxact.translator.coupled import OPERATORS, coupled
 from fluxact.translator.errors import ParameterError
+
+import fluxact
 
 PM = "1/(1 + s2/lam**2)"  # rational Perona-Malik, P2 (5)
 
