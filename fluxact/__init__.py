@@ -42,6 +42,7 @@ _EXPORTS = {
     "StabilityError": ".runtime",
     "coupled": ".translator.coupled",
     "CoupledDiffusionBlock2D": ".coupling",
+    "MultiscaleDiffusionBlock2D": ".coupling",
     "CoupledReport": ".translator.coupled",
     "denoise": ".denoising",
 }
@@ -58,6 +59,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ load
     from .blocks import SymmetricResNet as SymmetricResNet
     from .codegen import CodegenError as CodegenError
     from .coupling import CoupledDiffusionBlock2D as CoupledDiffusionBlock2D
+    from .coupling import MultiscaleDiffusionBlock2D as MultiscaleDiffusionBlock2D
     from .denoising import denoise as denoise
     from .operators import Operator as Operator
     from .runtime import Activation as Activation

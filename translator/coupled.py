@@ -34,7 +34,10 @@ OPERATORS: dict[str, tuple[int, int, int]] = {
     "gradient": (2, 8, 2),          # forward differences D+x, D+y: 4/h^2 each
     "central_gradient": (2, 2, 2),  # (u_{i+1} - u_{i-1}) / (2h): 1/h^2 each
     "laplacian": (1, 64, 4),        # 5-point stencil, sum |k| = 8/h^2
-    "hessian": (4, 64, 4),          # D+xD-x, D+yD-y, D+xD+y twice (Lysaker): 16/h^4 each
+    "hessian": (4, 34, 4),          # xx, yy: [1, -2, 1] (16/h^4 each); xy = yx: the centred
+                                    # mixed difference, corners +-1/4 (1/h^4 each)
+    "gaussian_gradient": (2, 2, 2),  # central gradient of a Gaussian-smoothed image (the
+                                     # normalised Gaussian has 1-norm 1)
 }
 
 

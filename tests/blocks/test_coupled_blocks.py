@@ -153,3 +153,46 @@ def test_anisotropic_activation() -> None:
     parallel = torch.zeros(1, 1, 2, 3, 3, dtype=F64)
     parallel[:, :, 0] = 1.0  # J has one zero eigenvalue and one equal to 1
     assert torch.isfinite(phi(parallel)).all()
+
+
+def test_hessian_and_gaussian_operators() -> None:
+    torch.manual_seed(4)
+    for operator, sigma, bound in (("hessian", 1.0, 34.0), ("gaussian_gradient", 0.7, 2.0),
+                                   ("gaussian_gradient", 3.0, 2.0)):
+        K = GridOperator(operator, sigma=sigma).double()
+        assert K.norm2_bound() == bound
+        u = torch.randn(1, 2, 9, 10, dtype=F64)
+        v = torch.randn_like(K(u))
+        torch.testing.assert_close((K(u) * v).sum(), (u * K.adjoint(v)).sum())
+        n = 90
+        cols = [K(torch.eye(n, dtype=F64)[k].reshape(1, 1, 9, 10)).reshape(-1)
+                for k in range(n)]
+        assert float(torch.linalg.matrix_norm(torch.stack(cols, 1), ord=2)) ** 2 <= bound
+    block = CoupledDiffusionBlock2D(g_module(), operator="hessian").double()
+    assert float(block.time_step()) == pytest.approx(2 / 34)
+
+
+@pytest.mark.parametrize("mode", ["isotropic", "anisotropic", "uncoupled"])
+def test_multiscale_block(mode: str) -> None:
+    from fluxact.coupling import MultiscaleDiffusionBlock2D
+
+    torch.manual_seed(5)
+    g = g_module(PM, 3.0, ("lam",))
+    block = MultiscaleDiffusionBlock2D(g, (0.5, 1.5, 4.0), mode=mode).double()
+    assert float(block.time_step().detach()) == pytest.approx(2 / (3 * 2.0))  # beta = 1, 2/h^2
+    with torch.no_grad():
+        block.beta.copy_(torch.tensor([1.0, 0.5, 2.0]))
+    assert float(block.time_step().detach()) == pytest.approx(2 / (2.0 * (1 + 0.25 + 4)))
+    u = torch.randn(2, 2, 16, 16, dtype=F64) * 10
+    with torch.no_grad():  # exact 90-degree rotation invariance (symmetric operators)
+        torch.testing.assert_close(block(torch.rot90(u, 1, (2, 3))),
+                                   torch.rot90(block(u), 1, (2, 3)), rtol=0, atol=1e-12)
+        v, norm = u, float(u.norm())
+        for _ in range(50):  # Euclidean stability
+            v = block(v)
+            assert float(v.norm()) <= norm * (1 + 1e-12)
+            norm = float(v.norm())
+    out = block(u)
+    (out * torch.randn_like(out)).sum().backward()
+    assert block.beta.grad is not None and torch.isfinite(block.beta.grad).all()
+    assert g.lam.grad is not None
