@@ -74,10 +74,10 @@ def main() -> None:
     for label, shape in shapes.items():
         dims = len(shape) - 2
         u = (torch.randn(shape, device=device) * 30).to(dtype).requires_grad_()
-        blocks = {"eager": DiffusionBlock(act, dims=dims, train_tau=True, fused=False)}
+        blocks = {"eager": DiffusionBlock(act, dims=dims, train_tau=True, fused=False).to(device)}
         blocks["compile"] = torch.compile(blocks["eager"])
         if device == "cuda":
-            blocks["fused"] = DiffusionBlock(act, dims=dims, train_tau=True, fused=True)
+            blocks["fused"] = DiffusionBlock(act, dims=dims, train_tau=True, fused=True).to(device)
         times = {}
         for who, block in blocks.items():
             def run(block=block) -> None:
@@ -90,10 +90,10 @@ def main() -> None:
     u = (torch.randn(rows, 1, 256, device=device) * 30).to(dtype)
     print(f"\n| 100 steps, 1D {rows} x 256, forward | ms | x eager |")
     print("| --- | --- | --- |")
-    eager = DiffusionBlock(act, fused=False)
+    eager = DiffusionBlock(act, fused=False).to(device)
     runs = {"eager, step by step": lambda: eager.run(u, 100)}
     if device == "cuda":
-        fused = DiffusionBlock(act, fused=True)
+        fused = DiffusionBlock(act, fused=True).to(device)
         runs["fused, step by step"] = lambda: _steps(fused, u)
         runs["temporal (one launch)"] = lambda: fused.run(u, 100)
     with torch.no_grad():

@@ -36,7 +36,7 @@ _TAKEN = frozenset({
     "gu_", "g", "rr", "rd", "dr", "dd", "dl", "du", "kgr", "kgd", "zr", "zl", "zd", "zu", "vr",
     "vl", "vd", "vu", "xr", "xl", "yd", "yu", "H", "W", "plane", "flux_r", "flux_d", "k",
     "chan", "acc", "j", "r", "q", "idx", "kq", "v", "d", "z", "kg", "gk_ptr", "k_ptr", "nflux",
-    "C", "valid", "kslot", "gm", "m",
+    "C", "valid", "kslot", "gm", "m", "blocks",
 })
 #: also taken: printer temporaries t0, t1, ..., and names the kernels bind with a prefix
 _TAKEN_PATTERN = re.compile(r"t\d+|_.*|dphi.*")

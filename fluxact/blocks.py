@@ -145,8 +145,6 @@ class DiffusionBlock(torch.nn.Module):
                 "one 1D kernel per channel (Operator.learned(..., depthwise=True)), and an "
                 "activation whose backend is not 'torch'; use fused=False")
         self._fusable = fusable
-        # the stored 1/h (fixed weights), so that fused and unfused steps agree to rounding
-        self._inv_h = float(self.K.weights[0].reshape(-1)[1]) if self.K.difference else 1.0
         if not self.unsafe:
             self.time_step()  # refuses now, with the verifier's reason, what cannot be stable
 
@@ -181,6 +179,11 @@ class DiffusionBlock(torch.nn.Module):
         """K^T Phi(K u)."""
         return self.K.adjoint([self.act(v) for v in self.K(u)], u)
 
+    def _inv_h(self) -> torch.Tensor:
+        """1/h as stored in the stencil now (a tensor: no device sync, follows
+        load_state_dict), so that fused and unfused steps agree to rounding."""
+        return self.K.weights[0].reshape(-1)[1]
+
     def _use_fused(self, u: torch.Tensor) -> bool:
         return self._fusable and bool(self.fused or (self.fused is None and u.is_cuda))
 
@@ -188,12 +191,12 @@ class DiffusionBlock(torch.nn.Module):
         if self._use_fused(u):
             self.K._check(u)
             periodic = self.K.boundary == "periodic"
-            if not self.K.difference:  # a learned kernel per channel
+            if self.K.spacing is None:  # one 1D kernel per channel (learned or fixed)
                 k = self.K.weights[0]
                 return step_kernel(self.act.ops, u, k.reshape(k.shape[0], k.shape[-1]),
                                    self.act.parameter_vector(), self.time_step(), periodic)
             return step(self.act.ops, u, self.act.parameter_vector(), self.time_step(),
-                        self._inv_h, periodic, self.K.dims)
+                        self._inv_h(), periodic, self.K.dims)
         tau = self.time_step().to(device=u.device, dtype=u.dtype)
         return u - tau * self.flux(u)
 
@@ -205,12 +208,13 @@ class DiffusionBlock(torch.nn.Module):
             raise StabilityError(f"steps must be a non-negative integer, got {steps!r}")
         needs_grad = torch.is_grad_enabled() and (
             u.requires_grad or any(q.requires_grad for q in self.parameters()))
-        if (self._use_fused(u) and self.K.difference and self.K.dims == 1 and not needs_grad
+        if (self._use_fused(u) and self.K.spacing is not None and self.K.dims == 1
+                and not needs_grad
                 and steps > 1
                 and u.shape[-1] <= MAX_TEMPORAL):
             self.K._check(u)
             return steps1d(self.act.ops, u, self.act.parameter_vector(), self.time_step(),
-                           self._inv_h, self.K.boundary == "periodic", steps)
+                           self._inv_h(), self.K.boundary == "periodic", steps)
         for _ in range(steps):
             u = self(u)
         return u

@@ -105,7 +105,8 @@ class GridOperator(torch.nn.Module):
         if min(hh, ww) < need:
             raise StabilityError(f"image of size {hh} x {ww} is smaller than the stencil")
         flat = self._smooth(u.reshape(b * m, 1, hh, ww))
-        parts = [F.pad(F.conv2d(flat, k.to(u.dtype)[None, None]), self._pads(k, c))
+        parts = [F.pad(F.conv2d(flat, k.to(device=u.device, dtype=u.dtype)[None, None]),
+                       self._pads(k, c))
                  for k, c in zip(self.kernels, self.centres)]
         return torch.cat(parts, 1).reshape(b, m, self.channels, hh, ww)
 
@@ -116,7 +117,7 @@ class GridOperator(torch.nn.Module):
             left, right, top, bottom = self._pads(k, centre)
             part = v[:, :, j, top:hh - bottom, left:ww - right].reshape(b * m, 1, hh - top - bottom,
                                                                        ww - left - right)
-            y = F.conv_transpose2d(part, k.to(v.dtype)[None, None])
+            y = F.conv_transpose2d(part, k.to(device=v.device, dtype=v.dtype)[None, None])
             total = y if total is None else total + y
         assert total is not None
         return self._smooth(total).reshape(b, m, hh, ww)  # the smoothing is symmetric
@@ -124,7 +125,7 @@ class GridOperator(torch.nn.Module):
     def _smooth(self, x: torch.Tensor) -> torch.Tensor:
         if self.sigma is None:
             return x
-        k = self.smooth.to(x.dtype)
+        k = self.smooth.to(device=x.device, dtype=x.dtype)
         r = (k.numel() - 1) // 2
         x = F.conv2d(x, k.reshape(1, 1, -1, 1), padding=(r, 0))
         return F.conv2d(x, k.reshape(1, 1, 1, -1), padding=(0, r))

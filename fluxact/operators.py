@@ -68,6 +68,16 @@ class Operator(torch.nn.Module):
                 raise StabilityError(f"kernel {k} has non-finite entries")
             weights.append(w)
         self.dims, self.groups, self.boundary = dims, groups, boundary
+        if difference:  # the max-min proofs need exactly a [-1, 1]/h stencil per channel
+            for w in weights:
+                flat = w.reshape(w.shape[0], -1)
+                nonzero = (flat != 0).sum(1)
+                if (trainable or groups != w.shape[0] or not bool((nonzero == 2).all())
+                        or not torch.equal(flat.sum(1), torch.zeros_like(flat.sum(1)))
+                        or not bool((flat.reshape(-1)[flat.reshape(-1) != 0][1::2] > 0).all())):
+                    raise StabilityError(
+                        "difference=True needs a fixed forward difference [-a, a] per channel "
+                        "(use Operator.forward_difference)")
         self.difference = difference and not trainable
         self.spacing: float | None = None  # h of a forward-difference operator
         self.trainable = trainable
@@ -175,7 +185,7 @@ class Operator(torch.nn.Module):
         self._check(u)
         out = []
         for w in self.weights:
-            w = w.to(u.dtype)
+            w = w.to(device=u.device, dtype=u.dtype)
             if self.boundary == "periodic":
                 pads = []
                 for size in reversed(w.shape[2:]):
@@ -192,7 +202,7 @@ class Operator(torch.nn.Module):
         total = None
         transpose = F.conv_transpose1d if self.dims == 1 else F.conv_transpose2d
         for w, part in zip(self.weights, v):
-            y = transpose(part, w.to(part.dtype), groups=self.groups)
+            y = transpose(part, w.to(device=part.device, dtype=part.dtype), groups=self.groups)
             if self.boundary == "periodic":  # fold the wrapped-around entries back
                 for axis, size in enumerate(like.shape[2:]):
                     dim = 2 + axis

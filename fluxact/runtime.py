@@ -119,27 +119,37 @@ class Stability:
             out = out.to(v.device) * v**e
         return out
 
+    _checked: tuple[Any, ...] | None = None  # the last values found positive
+
     @staticmethod
     def check_positive(values: Mapping[str, Any]) -> None:
         """The verifier's facts hold for positive parameters: refuse others (a trained
         parameter that crossed 0 would otherwise give a meaningless time step)."""
         if not values:
             return
+        if torch.compiler.is_compiling():  # no graph break: an assert inside the graph
+            numbers = torch.stack([v.to(torch.float64).reshape(()) for v in values.values()])
+            torch._assert_async(torch.all(torch.isfinite(numbers) & (numbers > 0)),
+                                "a parameter of the activation is not positive and finite: "
+                                "the stability bounds hold for positive ones only")
+            return
+        # checked already at these very tensors and versions: no device synchronisation
+        key = tuple((id(v), v.data_ptr(), v._version) if isinstance(v, torch.Tensor)
+                    else (None, float(v), None) for v in values.values())
+        if key == Stability._checked:
+            return
         numbers = torch.stack([v.detach().to("cpu", torch.float64).reshape(())
                                if isinstance(v, torch.Tensor)
                                else torch.tensor(float(v), dtype=torch.float64)
                                for v in values.values()])  # one device sync for all
         bad = ~(torch.isfinite(numbers) & (numbers > 0))
-        if torch.compiler.is_compiling():  # no graph break: an assert inside the graph
-            torch._assert_async(~bad.any(), "a parameter of the activation is not positive "
-                                "and finite: the stability bounds hold for positive ones only")
-            return
         if bool(bad.any()):
             name = list(values)[int(bad.nonzero()[0, 0])]
             raise StabilityError(
                 f"parameter {name} = {float(numbers[list(values).index(name)]):g} is not "
                 "positive and finite: the stability bounds hold for positive parameters only "
                 "(a trained parameter crossed 0? lower the learning rate or parameterise it)")
+        Stability._checked = key
 
     def describe(self, which: str = "g_max") -> str:
         """'1.5*lam**-1' style text of a bound, for error messages."""
@@ -333,9 +343,10 @@ def _register_step_ops(ops: Ops) -> Any:
                   ) -> torch.Tensor:
         rows, n = u.shape
         out = torch.empty_like(u)
+        block = row_block(n)
         with _quiet():
-            wrap_triton(ops.step_fwd_kernel)[(triton.cdiv(n, BLOCK_SIZE), rows)](
-                u, out, p, s, n, PERIODIC=periodic, BLOCK_SIZE=BLOCK_SIZE, FP64=u.dtype == fp64)
+            wrap_triton(ops.step_fwd_kernel)[(rows * triton.cdiv(n, block),)](
+                u, out, p, s, n, PERIODIC=periodic, BLOCK_SIZE=block, FP64=u.dtype == fp64)
         return out
 
     @triton_op(f"{tag}1d_bwd", mutates_args=())
@@ -343,11 +354,12 @@ def _register_step_ops(ops: Ops) -> Any:
                    periodic: bool) -> tuple[torch.Tensor, torch.Tensor]:
         rows, n = u.shape
         gu = torch.empty_like(u)
-        blocks = triton.cdiv(n, BLOCK_SIZE)
-        partial = partial_sums(u, rows * blocks)
+        block = row_block(n)
+        programs = rows * triton.cdiv(n, block)
+        partial = partial_sums(u, programs)
         with _quiet():
-            wrap_triton(ops.step_bwd_kernel)[(blocks, rows)](
-                u, gy, gu, p, s, partial, n, PERIODIC=periodic, BLOCK_SIZE=BLOCK_SIZE,
+            wrap_triton(ops.step_bwd_kernel)[(programs,)](
+                u, gy, gu, p, s, partial, n, PERIODIC=periodic, BLOCK_SIZE=block,
                 FP64=u.dtype == fp64)
         return gu, partial.sum(dim=0)
 
@@ -356,9 +368,10 @@ def _register_step_ops(ops: Ops) -> Any:
                   ) -> torch.Tensor:
         planes, H, W = u.shape
         out = torch.empty_like(u)
+        block = row_block(W, BLOCK_SIZE_2D)
         with _quiet():
-            wrap_triton(ops.step2d_fwd_kernel)[(triton.cdiv(W, BLOCK_SIZE_2D), H, planes)](
-                u, out, p, s, H, W, PERIODIC=periodic, BLOCK_SIZE=BLOCK_SIZE_2D,
+            wrap_triton(ops.step2d_fwd_kernel)[(planes * H * triton.cdiv(W, block),)](
+                u, out, p, s, H, W, PERIODIC=periodic, BLOCK_SIZE=block,
                 FP64=u.dtype == fp64)
         return out
 
@@ -367,11 +380,12 @@ def _register_step_ops(ops: Ops) -> Any:
                    periodic: bool) -> tuple[torch.Tensor, torch.Tensor]:
         planes, H, W = u.shape
         gu = torch.empty_like(u)
-        blocks = triton.cdiv(W, BLOCK_SIZE_2D)
-        partial = partial_sums(u, planes * H * blocks)
+        block = row_block(W, BLOCK_SIZE_2D)
+        programs = planes * H * triton.cdiv(W, block)
+        partial = partial_sums(u, programs)
         with _quiet():
-            wrap_triton(ops.step2d_bwd_kernel)[(blocks, H, planes)](
-                u, gy, gu, p, s, partial, H, W, PERIODIC=periodic, BLOCK_SIZE=BLOCK_SIZE_2D,
+            wrap_triton(ops.step2d_bwd_kernel)[(programs,)](
+                u, gy, gu, p, s, partial, H, W, PERIODIC=periodic, BLOCK_SIZE=block,
                 FP64=u.dtype == fp64)
         return gu, partial.sum(dim=0)
 
@@ -397,10 +411,11 @@ def _register_step_ops(ops: Ops) -> Any:
                  periodic: bool) -> torch.Tensor:
         rows, n = u.shape
         out = torch.empty_like(u)
+        block = row_block(n)
         with _quiet():
-            wrap_triton(ops.stepk_fwd_kernel)[(triton.cdiv(n, BLOCK_SIZE), rows)](
+            wrap_triton(ops.stepk_fwd_kernel)[(rows * triton.cdiv(n, block),)](
                 u, out, k, p, s, n, k.shape[0], W=k.shape[1], PERIODIC=periodic,
-                BLOCK_SIZE=BLOCK_SIZE, FP64=u.dtype == fp64)
+                BLOCK_SIZE=block, FP64=u.dtype == fp64)
         return out
 
     @triton_op(f"{tag}k1d_bwd", mutates_args=())
@@ -410,13 +425,14 @@ def _register_step_ops(ops: Ops) -> Any:
         rows, n = u.shape
         channels, width = k.shape
         gu = torch.empty_like(u)
-        blocks = triton.cdiv(n, BLOCK_SIZE)
+        block = row_block(n)
+        blocks = triton.cdiv(n, block)
         partial = partial_sums(u, rows * blocks)
         partial_k = torch.empty((rows * blocks, width), device=u.device, dtype=partial.dtype)
         with _quiet():
-            wrap_triton(ops.stepk_bwd_kernel)[(blocks, rows)](
+            wrap_triton(ops.stepk_bwd_kernel)[(rows * blocks,)](
                 u, gy, gu, k, p, s, partial, partial_k, n, channels, W=width,
-                PERIODIC=periodic, BLOCK_SIZE=BLOCK_SIZE, FP64=u.dtype == fp64)
+                PERIODIC=periodic, BLOCK_SIZE=block, FP64=u.dtype == fp64)
         gk = partial_k.reshape(rows // channels, channels, blocks, width).sum(dim=(0, 2))
         return gu, gk, partial.sum(dim=0)
 
@@ -435,20 +451,29 @@ def _register_step_ops(ops: Ops) -> Any:
     return {"1d": forward1d, "2d": forward2d, "k1d": forwardk}
 
 
-def _step_arguments(u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, inv_h: float
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def row_block(n: int, most: int = BLOCK_SIZE) -> int:
+    """Elements per program along a row of length n: a power of two from 16 up to ``most``,
+    so that short rows (the paper's signals have 256 samples) waste no lanes."""
+    import triton
+
+    return max(16, min(most, triton.next_power_of_2(n)))
+
+
+def _step_arguments(u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
+                    inv_h: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     _compute_dtype(u.dtype)
     if not (u.is_cuda or interpreting()):
         raise ActivationError("the fused step runs Triton kernels: it needs a CUDA tensor (or "
                               "TRITON_INTERPRET=1 on the CPU); use fused=False")
     compute = torch.float64 if u.dtype == torch.float64 else torch.float32
+    h1 = inv_h if isinstance(inv_h, torch.Tensor) else torch.tensor(inv_h)
     s = torch.stack([tau.reshape(()).to(device=u.device, dtype=compute),
-                     torch.tensor(inv_h, dtype=compute, device=u.device)])
+                     h1.detach().reshape(()).to(device=u.device, dtype=compute)])
     return p.to(device=u.device, dtype=compute), s
 
 
-def step(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, inv_h: float,
-         periodic: bool, dims: int) -> torch.Tensor:
+def step(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
+         inv_h: float | torch.Tensor, periodic: bool, dims: int) -> torch.Tensor:
     """One fused explicit step with the forward difference (1D: the last axis) or the
     forward-difference gradient (2D: the last two axes) over every leading index, with
     gradients for u, the parameters and tau."""
@@ -474,10 +499,12 @@ def step_kernel(ops: Ops, u: torch.Tensor, k: torch.Tensor, p: torch.Tensor,
 MAX_TEMPORAL = 8192
 
 
-def steps1d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, inv_h: float,
-            periodic: bool, steps: int) -> torch.Tensor:
+def steps1d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
+            inv_h: float | torch.Tensor, periodic: bool, steps: int) -> torch.Tensor:
     """``steps`` fused explicit 1D steps in one launch per row (temporal blocking; forward
-    only: no gradients). Rows up to MAX_TEMPORAL samples."""
+    only: no gradients). Rows up to MAX_TEMPORAL samples. fp16/bf16 signals stay in fp32
+    between the steps (rounded once at the end), so the result is more accurate than, and not
+    bitwise equal to, ``steps`` separate steps."""
     if ops.steps_kernel is None:
         raise ActivationError(f"activation {ops.name} was generated without the temporally "
                               "blocked kernel (by an older fluxact); regenerate it")
@@ -489,11 +516,12 @@ def steps1d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor, inv_h
     pc, s = _step_arguments(u, p.detach(), tau.detach(), inv_h)
     flat = u.detach().contiguous().reshape(-1, n)
     out = torch.empty_like(flat)
-    with _quiet():
+    block = triton.next_power_of_2(n)
+    with _quiet():  # warps grow with the row held in registers (no spills up to 8192)
         ops.steps_kernel[(flat.shape[0],)](flat, out, pc, s, n, int(steps),
-                                           PERIODIC=bool(periodic),
-                                           BLOCK_SIZE=triton.next_power_of_2(n),
-                                           FP64=u.dtype == torch.float64)
+                                           PERIODIC=bool(periodic), BLOCK_SIZE=block,
+                                           FP64=u.dtype == torch.float64,
+                                           num_warps=max(4, min(16, block // 256)))
     return out.reshape(u.shape)
 
 

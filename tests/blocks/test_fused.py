@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 import fluxact
+from fluxact import blocks as blocks_module
 from fluxact import runtime
 from fluxact.blocks import DiffusionBlock, SymmetricResNet
 from fluxact.operators import Operator
@@ -98,17 +99,53 @@ def test_temporally_blocked_run(boundary: str) -> None:
     op = Operator.forward_difference(1, 1, 1.0, boundary).to(DEVICE, torch.float64)
     fused = DiffusionBlock(act, op, fused=True).to(DEVICE, torch.float64)
     plain = DiffusionBlock(act, op, fused=False).to(DEVICE, torch.float64)
-    for length in (3, 256, 1000):
-        u = torch.randn(5, 1, length, dtype=torch.float64, device=DEVICE) * 10
-        with torch.no_grad():
-            torch.testing.assert_close(fused.run(u, 40), plain.run(u, 40), rtol=0, atol=1e-10)
-            assert torch.equal(fused.run(u, 0), u)
-    # with gradients the fused run goes step by step (autograd through each fused step)
-    u = torch.randn(2, 1, 30, dtype=torch.float64, device=DEVICE, requires_grad=True)
-    fused.run(u, 3).sum().backward()
-    assert u.grad is not None and u.grad.shape == u.shape
+    calls = []
+    real = blocks_module.steps1d
+
+    def counting(*args, **kwargs):
+        calls.append(args[-1])
+        return real(*args, **kwargs)
+
+    blocks_module.steps1d = counting  # the temporally blocked kernel must really run
+    try:
+        for length in (3, 256, 1000):
+            u = torch.randn(5, 1, length, dtype=torch.float64, device=DEVICE) * 10
+            with torch.no_grad():
+                torch.testing.assert_close(fused.run(u, 40), plain.run(u, 40), rtol=0,
+                                           atol=1e-10)
+        assert calls == [40, 40, 40]
+        # with gradients the fused run goes step by step (autograd through each fused step)
+        u = torch.randn(2, 1, 30, dtype=torch.float64, device=DEVICE, requires_grad=True)
+        w = torch.randn(2, 1, 30, dtype=torch.float64, device=DEVICE)
+        (grad,) = torch.autograd.grad((fused.run(u, 3) * w).sum(), u)
+        (expected,) = torch.autograd.grad((plain.run(u, 3) * w).sum(), u)
+        torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
+        assert calls == [40, 40, 40]
+    finally:
+        blocks_module.steps1d = real
     with pytest.raises(StabilityError, match="steps"):
         fused.run(u, -1)
+
+
+def test_kernels_use_one_grid_axis() -> None:
+    # CUDA limits grid axes 1 and 2 to 65535: batch x channels can exceed that
+    source = fluxact.emit(fluxact.lookup("perona-malik"), target="triton",
+                          params={"lam": 1.0}, trainable=("lam",))
+    assert "program_id(0)" in source
+    assert "program_id(1)" not in source and "program_id(2)" not in source
+
+
+def test_fused_step_follows_a_loaded_grid_size() -> None:
+    act = triton_activation("charbonnier", 1.0).to(DEVICE, torch.float64)
+    fused = DiffusionBlock(act, h=1.0, fused=True).to(DEVICE, torch.float64)
+    other = DiffusionBlock(act, h=0.5).to(DEVICE, torch.float64)
+    fused.load_state_dict(other.state_dict())  # the stencil now says h = 0.5
+    plain = DiffusionBlock(act, h=0.5, fused=False).to(DEVICE, torch.float64)
+    u = torch.randn(2, 1, 40, dtype=torch.float64, device=DEVICE) * 5
+    torch.testing.assert_close(fused(u), plain(u), rtol=1e-12, atol=1e-12)
+    assert float(fused.time_step()) == pytest.approx(0.125)  # h^2 / (2 g_max)
+    with pytest.raises(StabilityError, match="difference=True needs"):
+        Operator([torch.tensor([-1.0, 3.0])], difference=True)
 
 
 @pytest.mark.parametrize("channels, width", [(1, 3), (3, 4), (2, 2)])
