@@ -21,30 +21,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from activation import timer  # benchmarks/activation.py, beside this script
 
 import fluxact
 from fluxact.blocks import DiffusionBlock
-
-
-def timer(device: str, fn: Callable[[], object], reps: int) -> float:
-    """Median seconds of fn over reps runs (after two warm-up runs)."""
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(reps):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

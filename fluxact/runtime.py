@@ -23,7 +23,8 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
@@ -56,6 +57,7 @@ class StabilityError(ActivationError):
 _ROUND_UP = 1.0 + 2.0**-40
 
 
+@dataclass(frozen=True)
 class Stability:
     """The verifier's facts about Phi that diffusion blocks need (codegen/stability.py writes
     them into generated modules; no SymPy here).
@@ -67,20 +69,15 @@ class Stability:
     every positive value.
     """
 
-    def __init__(self, *, nonnegative: bool, antisymmetric: bool, monotone: bool,
-                 g_max: tuple[float, tuple[tuple[str, float], ...]] | None,
-                 lipschitz: tuple[float, tuple[tuple[str, float], ...]] | None,
-                 reason: str | None, lipschitz_reason: str | None,
-                 fixed: tuple[tuple[str, float], ...] | None, method: str = "") -> None:
-        self.nonnegative = nonnegative
-        self.antisymmetric = antisymmetric
-        self.monotone = monotone
-        self.g_max = g_max
-        self.lipschitz = lipschitz
-        self.reason = reason
-        self.lipschitz_reason = lipschitz_reason
-        self.fixed = fixed
-        self.method = method
+    nonnegative: bool
+    antisymmetric: bool
+    monotone: bool
+    g_max: tuple[float, tuple[tuple[str, float], ...]] | None
+    lipschitz: tuple[float, tuple[tuple[str, float], ...]] | None
+    reason: str | None
+    lipschitz_reason: str | None
+    fixed: tuple[tuple[str, float], ...] | None
+    method: str = ""
 
     def check_values(self, values: Mapping[str, Any], trainable: Sequence[str] = ()) -> None:
         """Refuse parameter values the facts were not verified for."""
@@ -119,7 +116,7 @@ class Stability:
             out = out.to(v.device) * v**e
         return out
 
-    _checked: tuple[Any, ...] | None = None  # the last values found positive
+    _checked: ClassVar[tuple[Any, ...] | None] = None  # the last values found positive
 
     @staticmethod
     def check_positive(values: Mapping[str, Any]) -> None:
