@@ -63,7 +63,8 @@ def gaussian_kernel(sigma: float, h: float) -> torch.Tensor:
 class GridOperator(torch.nn.Module):
     """K: u (B, M, H, W) -> (B, M, c, H, W), each channel a stencil on the pixel grid (zero
     where it does not fit); ``adjoint`` is K^T; ``norm2_bound`` the sum of squared kernel
-    1-norms (Young): 8/h^2 for the gradient, 2/h^2 central, 64/h^4 Laplacian."""
+    1-norms (Young): 8/h^2 for the gradient, 2/h^2 for the central and the Gaussian-smoothed
+    gradient (smoothing has norm <= 1), 64/h^4 for the Laplacian, 34/h^4 for the Hessian."""
 
     def __init__(self, operator: str = "gradient", h: float = 1.0, sigma: float = 1.0) -> None:
         super().__init__()
