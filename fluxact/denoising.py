@@ -144,7 +144,7 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
                 block = DiffusionBlock(act, K, stability=stability, tau=inner, unsafe=unsafe)
             else:
                 cycles, cycle = _fsi_plan(time, step_max, max_cycle)
-                _count(cycles * cycle, 1.0)
+                _cap(cycles * cycle, time, step_max)
                 inner = min(time / (cycles * cycle * (cycle + 1) / 3), step_max)
                 steps, n = cycles * cycle, cycles
                 block = FSIBlock(act, K, cycle=cycle, stability=stability, tau=inner,
@@ -190,13 +190,18 @@ MAX_STEPS = 10**7
 
 
 def _count(time: float, step: float) -> int:
-    """ceil(time / step), refused beyond MAX_STEPS (a tiny tau would run for days)."""
+    """ceil(time / step) steps, refused beyond MAX_STEPS."""
     n = time / step
-    if not n <= MAX_STEPS:
-        raise StabilityError(
-            f"time {time:g} with steps of at most {step:.6g} needs {n:.3g} steps, more than "
-            f"{MAX_STEPS:g}; use a larger tau or a shorter time")
+    _cap(n, time, step)
     return max(1, math.ceil(n))
+
+
+def _cap(steps: float, time: float, step: float) -> None:
+    """Refuse a run of more than MAX_STEPS flux evaluations (a tiny tau would run for days)."""
+    if not steps <= MAX_STEPS:
+        raise StabilityError(
+            f"time {time:g} with steps of at most {step:.6g} needs {steps:.3g} evaluations, "
+            f"more than {MAX_STEPS:g}; use a larger tau or a shorter time")
 
 
 def _fsi_plan(time: float, tau: float, max_cycle: int = MAX_CYCLE) -> tuple[int, int]:

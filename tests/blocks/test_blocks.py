@@ -57,25 +57,20 @@ def test_explicit_step_is_a_residual_block_1d() -> None:
     torch.testing.assert_close(block(u), residual, rtol=0, atol=1e-13)
 
 
-def test_explicit_step_is_a_residual_block_learned_multichannel() -> None:
+@pytest.mark.parametrize("dims, name, lam, shape", [
+    (1, "charbonnier", 0.7, (2, 3, 20)), (2, "perona-malik", 1.0, (2, 2, 9, 11)),
+])
+def test_explicit_step_is_a_residual_block_learned(dims: int, name: str, lam: float,
+                                                   shape: tuple[int, ...]) -> None:
     torch.manual_seed(3)
-    act = activation("charbonnier", 0.7).double()
-    op = Operator.learned(1, channels=3, width=3, init="random").double()
+    act = activation(name, lam).double()
+    op = Operator.learned(dims, channels=shape[1], width=3, init="random").double()
     block = DiffusionBlock(act, op).double()
-    u = torch.randn(2, 3, 20, dtype=torch.float64)
+    u = torch.randn(shape, dtype=torch.float64)
     w = op.weights[0]
-    expected = u - block.time_step() * F.conv_transpose1d(act(F.conv1d(u, w)), w)
-    torch.testing.assert_close(block(u), expected, rtol=0, atol=1e-13)
-
-
-def test_explicit_step_is_a_residual_block_2d() -> None:
-    torch.manual_seed(4)
-    act = activation("perona-malik", 1.0).double()
-    op = Operator.learned(2, channels=2, width=3, init="random").double()
-    block = DiffusionBlock(act, op).double()
-    u = torch.randn(2, 2, 9, 11, dtype=torch.float64)
-    w = op.weights[0]
-    expected = u - block.time_step() * F.conv_transpose2d(act(F.conv2d(u, w)), w)
+    conv, transpose = ((F.conv1d, F.conv_transpose1d) if dims == 1
+                       else (F.conv2d, F.conv_transpose2d))
+    expected = u - block.time_step() * transpose(act(conv(u, w)), w)
     torch.testing.assert_close(block(u), expected, rtol=0, atol=1e-13)
 
 
