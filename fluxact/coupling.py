@@ -7,7 +7,9 @@ exact transpose. The activation couples channels inside a rotation invariant:
 
 - isotropic (P3 19, 29): Phi(s) = g(sum |s|^2) s, the sum over the c operator channels and,
   with ``couple_images``, over the M image channels;
-- anisotropic (P3 30, gradient only): Phi(s_m) = g(J) s_m, J = sum_m s_m s_m^T (2 x 2), g(J)
+- anisotropic (P3 30, 40; operators made of gradient vectors: the gradients, www, the
+  Hessian's rows): Phi(s_k) = g(J) s_k, J = sum_k s_k s_k^T (2 x 2) over the operator's
+  vectors (and image channels, scales), g(J)
   from the closed-form eigen-decomposition, written as g(J) = g(nu_2) I + D (J - nu_2 I)
   with D the divided difference (g(nu_1) - g(nu_2)) / (nu_1 - nu_2), and g'(nu) where the
   eigenvalues coincide: no division by zero, no NaN, also for J = 0;
@@ -30,10 +32,14 @@ import torch.nn.functional as F
 from .runtime import Activation, StabilityError
 
 MODES = ("isotropic", "anisotropic", "uncoupled")
+#: the parameter of the nonstandard discretisation used in P3 section 6
+WWW_ALPHA = 0.41
 
 
-def _stencils(operator: str, h: float) -> list[tuple[torch.Tensor, tuple[int, int]]]:
-    """(kernel (kh, kw), centre (ci, cj)) per operator channel, float64."""
+def _stencils(operator: str, h: float, alpha: float = WWW_ALPHA
+              ) -> list[tuple[torch.Tensor, tuple[int, int]]]:
+    """(kernel (kh, kw), centre (ci, cj)) per operator channel, float64. Channels that form
+    gradient vectors come in (x, y) pairs: rows are y, columns x."""
     t = lambda rows: torch.tensor(rows, dtype=torch.float64)  # noqa: E731
     if operator == "gradient":  # forward differences D+x, D+y
         return [(t([[-1.0, 1.0]]) / h, (0, 0)), (t([[-1.0], [1.0]]) / h, (0, 0))]
@@ -45,10 +51,44 @@ def _stencils(operator: str, h: float) -> list[tuple[torch.Tensor, tuple[int, in
         mixed = t([[0.25, 0.0, -0.25], [0.0, 0.0, 0.0], [-0.25, 0.0, 0.25]]) / h**2
         return [(t([[1.0, -2.0, 1.0]]) / h**2, (0, 1)), (mixed, (1, 1)), (mixed, (1, 1)),
                 (t([[1.0], [-2.0], [1.0]]) / h**2, (1, 0))]
+    if operator == "www":
+        return _www_stencils(h, alpha)
     raise StabilityError(f"unknown operator {operator!r}; use {', '.join(OPERATORS)}")
 
 
-OPERATORS = ("gradient", "central_gradient", "laplacian", "hessian", "gaussian_gradient")
+def _www_stencils(h: float, alpha: float) -> list[tuple[torch.Tensor, tuple[int, int]]]:
+    """The 3 x 3 nonstandard discretisation of Weickert, Welk and Wickert (2013), used by P3
+    section 6, as five gradient vectors on each 2 x 2 cell of pixels (a, b / c, d):
+
+    - the four one-sided gradients at the cell's corners, (b - a, c - a), (b - a, d - b),
+      (d - c, c - a), (d - c, d - b), each weighted sqrt((1 - alpha) / 4): the mean of their
+      products is Mickens' nonstandard approximation of grad u grad u^T;
+    - the averaged gradient ((b - a + d - c) / 2, (c - a + d - b) / 2), weighted sqrt(alpha):
+      the standard one.
+
+    sum_k s_k s_k^T is then (1 - alpha) x nonstandard + alpha x standard structure tensor, and
+    K^T diag(g) K with one g per cell is, for constant g, g x the 9-point Laplacian
+    (1 - alpha) x 5-point + alpha x diagonal 5-point / 2, whose h^2 error is rotation
+    invariant near alpha = 1/3. ||K||^2 = 8 (1 - alpha) / h^2 exactly (the symbol's maximum,
+    at the checkerboard) for alpha in [0, 1/2].
+    """
+    corner = math.sqrt((1 - alpha) / 4) / h
+    dx_top, dx_bottom = [[-1.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [-1.0, 1.0]]
+    dy_left, dy_right = [[-1.0, 0.0], [1.0, 0.0]], [[0.0, -1.0], [0.0, 1.0]]
+    pairs = [(dx_top, dy_left), (dx_top, dy_right), (dx_bottom, dy_left),
+             (dx_bottom, dy_right)]
+    out = []
+    for kx, ky in pairs:
+        out += [(torch.tensor(kx, dtype=torch.float64) * corner, (0, 0)),
+                (torch.tensor(ky, dtype=torch.float64) * corner, (0, 0))]
+    mean = math.sqrt(alpha) / h / 2
+    out += [(torch.tensor([[-1.0, 1.0], [-1.0, 1.0]], dtype=torch.float64) * mean, (0, 0)),
+            (torch.tensor([[-1.0, -1.0], [1.0, 1.0]], dtype=torch.float64) * mean, (0, 0))]
+    return out
+
+
+OPERATORS = ("gradient", "central_gradient", "laplacian", "hessian", "gaussian_gradient",
+             "www")
 
 
 def gaussian_kernel(sigma: float, h: float) -> torch.Tensor:
@@ -62,30 +102,44 @@ def gaussian_kernel(sigma: float, h: float) -> torch.Tensor:
 
 class GridOperator(torch.nn.Module):
     """K: u (B, M, H, W) -> (B, M, c, H, W), each channel a stencil on the pixel grid (zero
-    where it does not fit); ``adjoint`` is K^T; ``norm2_bound`` the sum of squared kernel
-    1-norms (Young): 8/h^2 for the gradient, 2/h^2 for the central and the Gaussian-smoothed
-    gradient (smoothing has norm <= 1), 64/h^4 for the Laplacian, 34/h^4 for the Hessian."""
+    where it does not fit); ``adjoint`` is K^T; ``norm2_bound`` a bound of ||K||^2: the sum of
+    squared kernel 1-norms (Young), 8/h^2 for the gradient, 2/h^2 for the central and the
+    Gaussian-smoothed gradient (smoothing has norm <= 1), 64/h^4 for the Laplacian, 34/h^4 for
+    the Hessian; the exact 8 (1 - alpha)/h^2 for ``www`` (Weickert, Welk and Wickert, with
+    ``alpha`` in [0, 1/2], default 0.41 as in P3 section 6).
 
-    def __init__(self, operator: str = "gradient", h: float = 1.0, sigma: float = 1.0) -> None:
+    ``sigma``: smooth the image with a sampled Gaussian of that standard deviation first (the
+    Gaussian-smoothed operators of P3 36-38); ``gaussian_gradient`` is the central gradient
+    with sigma = 1 unless given.
+    """
+
+    def __init__(self, operator: str = "gradient", h: float = 1.0, sigma: float | None = None,
+                 alpha: float = WWW_ALPHA) -> None:
         super().__init__()
         if not (isinstance(h, int | float) and math.isfinite(h) and h > 0):
             raise StabilityError(f"grid size h must be a positive number, got {h!r}")
+        if operator == "gaussian_gradient" and sigma is None:
+            sigma = 1.0
         self.sigma = None
-        if operator == "gaussian_gradient":
+        if sigma is not None:
             if not (isinstance(sigma, int | float) and math.isfinite(sigma) and sigma > 0):
                 raise StabilityError(f"sigma must be a positive number, got {sigma!r}")
             self.sigma = float(sigma)
             # smoothing: zero-padded 'same' correlation with the symmetric, normalised
             # Gaussian: a symmetric matrix of norm <= 1 (Young), its own transpose
-            self.register_buffer("smooth", gaussian_kernel(sigma, h).to(
-                torch.get_default_dtype()))
-            stencils = _stencils("central_gradient", h)
-        else:
-            stencils = _stencils(operator, h)
+            self.register_buffer("smooth", gaussian_kernel(sigma, h))
+        if not (isinstance(alpha, int | float) and 0 <= alpha <= 0.5):
+            raise StabilityError(f"alpha of the www operator must be in [0, 1/2], got "
+                                 f"{alpha!r}")
+        self.alpha = float(alpha)
+        stencils = _stencils("central_gradient" if operator == "gaussian_gradient" else operator,
+                             h, self.alpha)
         self.operator, self.h = operator, float(h)
         self.centres = [c for _, c in stencils]
         for k, (w, _) in enumerate(stencils):
-            self.register_buffer(f"kernel{k}", w.to(torch.get_default_dtype()))
+            # float64 (cast to the input's dtype on use): a .double() block gets weights
+            # such as sqrt((1 - alpha) / 4) exact, not rounded through float32
+            self.register_buffer(f"kernel{k}", w)
         self.channels = len(stencils)
 
     @property
@@ -132,7 +186,10 @@ class GridOperator(torch.nn.Module):
         return F.conv2d(x, k.reshape(1, 1, 1, -1), padding=(0, r))
 
     def norm2_bound(self) -> float:
-        """Sum over channels of the squared kernel 1-norms; smoothing has norm <= 1."""
+        """Sum over channels of the squared kernel 1-norms (Young); the exact 8 (1 - alpha)/h^2
+        for www (below Young's 8/h^2). Smoothing has norm <= 1."""
+        if self.operator == "www":
+            return 8 * (1 - self.alpha) / self.h**2
         return float(sum(float(k.double().abs().sum()) ** 2 for k in self.kernels))
 
 
@@ -153,14 +210,18 @@ class CoupledActivation(torch.nn.Module):
         if self.mode == "isotropic":
             dims = (1, 2) if self.couple_images else (2,)
             return self.g((s * s).sum(dim=dims, keepdim=True)) * s
-        if s.shape[2] != 2:
-            raise StabilityError("the anisotropic activation needs a 2-channel operator (a "
-                                 "gradient); use mode='isotropic' for this one")
-        sx, sy = s[:, :, 0], s[:, :, 1]
-        dims = 1 if self.couple_images else None
-        a = (sx * sx).sum(dim=1, keepdim=True) if dims else sx * sx
-        bb = (sx * sy).sum(dim=1, keepdim=True) if dims else sx * sy
-        d = (sy * sy).sum(dim=1, keepdim=True) if dims else sy * sy
+        b, m, c, hh, ww = s.shape
+        if c % 2:
+            raise StabilityError(
+                f"the anisotropic activation needs an operator made of gradient vectors (an "
+                f"even number of channels, 2-channel gradients, www, the Hessian's rows); this "
+                f"one has {c}: use mode='isotropic'")
+        v = s.reshape(b, m, c // 2, 2, hh, ww)  # the (x, y) pairs: gradient vectors
+        sx, sy = v[:, :, :, 0], v[:, :, :, 1]
+        dims = (1, 2) if self.couple_images else (2,)
+        a = (sx * sx).sum(dim=dims, keepdim=True)
+        bb = (sx * sy).sum(dim=dims, keepdim=True)
+        d = (sy * sy).sum(dim=dims, keepdim=True)
         half = (a - d) / 2
         q = half * half + bb * bb
         positive = q > 0
@@ -178,7 +239,7 @@ class CoupledActivation(torch.nn.Module):
         # g(J) s = g2 s + dd (J - nu2 I) s
         jx = a * sx + bb * sy - nu2 * sx
         jy = bb * sx + d * sy - nu2 * sy
-        return torch.stack([g2 * sx + dd * jx, g2 * sy + dd * jy], dim=2)
+        return torch.stack([g2 * sx + dd * jx, g2 * sy + dd * jy], dim=3).reshape(s.shape)
 
 
 def _derivative(g: Activation, x: torch.Tensor) -> torch.Tensor:
@@ -195,30 +256,35 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
 
     ``g``: an Activation of g(s2) (``fluxact.activation.diffusivity_to_torch``), or a formula
     / Translation / catalogue entry of a diffusivity with ``params`` and ``trainable``.
-    ``stability``: "euclidean" (any mode) or "linf" (max-min principle: forward-difference
-    gradient with a scalar g, i.e. isotropic without image coupling, or uncoupled). tau as for
-    DiffusionBlock: ``safety``, ``tau`` (checked), ``unsafe``.
+    ``operator``: one of OPERATORS (``alpha`` for www, ``sigma`` to smooth first).
+    ``stability``: "euclidean" (any mode) or "linf" (max-min principle: the forward-difference
+    gradient with a scalar g, i.e. isotropic without image coupling, or uncoupled; www with
+    isotropic g without image coupling). tau as for DiffusionBlock: ``safety``, ``tau``
+    (checked), ``unsafe``.
     """
 
     def __init__(self, g: Any, *, mode: str = "isotropic", operator: str = "gradient",
                  stability: str = "euclidean", h: float = 1.0, couple_images: bool = True,
                  safety: float = 1.0, tau: float | None = None, unsafe: bool = False,
-                 params: dict[str, object] | None = None, trainable: tuple[str, ...] = ()
-                 ) -> None:
+                 params: dict[str, object] | None = None, trainable: tuple[str, ...] = (),
+                 alpha: float = WWW_ALPHA, sigma: float | None = None) -> None:
         super().__init__()
         if not isinstance(g, Activation):
             from .activation import diffusivity_to_torch
 
             g = diffusivity_to_torch(g, params=params, trainable=trainable)
-        self.K = GridOperator(operator, h)
+        self.K = GridOperator(operator, h, sigma=sigma, alpha=alpha)
         self.phi = CoupledActivation(g, mode, couple_images)
         if stability not in ("euclidean", "linf"):
             raise StabilityError(f"unknown stability {stability!r}; use 'euclidean' or 'linf'")
-        if stability == "linf" and not (operator == "gradient" and (
-                mode == "uncoupled" or (mode == "isotropic" and not couple_images))):
+        scalar = mode == "isotropic" and not couple_images
+        if stability == "linf" and not (sigma is None and (
+                (operator == "gradient" and (scalar or mode == "uncoupled"))
+                or (operator == "www" and scalar))):
             raise StabilityError(
-                "the max-min principle is proven for the forward-difference gradient with a "
-                "scalar g per image channel (isotropic with couple_images=False, or uncoupled); "
+                "the max-min principle is proven for a scalar g per image channel with the "
+                "forward-difference gradient (isotropic with couple_images=False, or "
+                "uncoupled) or www (isotropic with couple_images=False), without smoothing; "
                 "use stability='euclidean'")
         if not (0 < safety <= 1):
             raise StabilityError(f"safety must be in (0, 1], got {safety!r}")
@@ -235,7 +301,9 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
     def tau_max(self) -> torch.Tensor:
         g_max = self.g.g_max()
         if self.stability == "linf":
-            return self.K.h**2 / (4 * g_max).clamp_min(1e-300)
+            # h^2 / (g_max max_i A_ii), A = K^T K: 4 for the gradient, 4 - 2 alpha for www
+            diagonal = 4 - 2 * self.K.alpha if self.K.operator == "www" else 4
+            return self.K.h**2 / (diagonal * g_max).clamp_min(1e-300)
         return 2 / (g_max * self.K.norm2_bound()).clamp_min(1e-300)
 
     def time_step(self) -> torch.Tensor:
@@ -256,18 +324,23 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
 
 
 class MultiscaleDiffusionBlock2D(torch.nn.Module):
-    """The ResNeXt form of P3 36-38: u <- u - tau sum_l K_l^T Phi_l with K_l = beta_l
-    grad_sigma_l (central gradients of Gaussian-smoothed images at the scales ``sigmas``,
-    beta_l trainable scale weights) and one activation coupling all scales (Design Principle
-    3): isotropic g(sum_l sum_m |K_l u_m|^2) K_l u_m, anisotropic g(sum_{l,m} (K_l u_m)
-    (K_l u_m)^T) K_l u_m, or uncoupled. tau = safety * 2 / (g_max sum_l ||K_l||^2) with
-    ||K_l||^2 <= beta_l^2 2/h^2, recomputed at every call (beta trains). ``scales``: P3 uses 8
-    scales exponentially spaced from 0.4 to 10.
+    """The ResNeXt form of P3 36-38: u <- u - tau sum_l K_l^T Phi_l with K_l = beta_l D G_l,
+    D the ``operator`` (default www, the nonstandard 3 x 3 discretisation P3 section 6 uses,
+    with ``alpha``; or central_gradient, gradient) applied to the image smoothed by a Gaussian
+    G_l of standard deviation sigma_l (``sigmas``), beta_l trainable scale weights, and one
+    activation coupling all scales (Design Principle 3): isotropic g(sum_l sum_m |K_l u_m|^2)
+    K_l u_m, anisotropic g(sum_{l,m} (K_l u_m)(K_l u_m)^T) K_l u_m (P3 40), or uncoupled.
+    tau = safety * 2 / (g_max sum_l beta_l^2 ||D||^2) (smoothing has norm <= 1), recomputed
+    at every call (beta trains); ``train_tau``: tau = that bound * sigmoid(theta) with theta
+    trainable (P3 trains tau), which never leaves it. P3 uses 8 scales exponentially spaced
+    from 0.4 to 10.
     """
 
     def __init__(self, g: Any, sigmas: Any = (0.5, 1.0, 2.0), *, mode: str = "isotropic",
-                 h: float = 1.0, safety: float = 1.0, params: dict[str, object] | None = None,
-                 trainable: tuple[str, ...] = (), beta: float = 1.0) -> None:
+                 operator: str = "www", alpha: float = WWW_ALPHA, h: float = 1.0,
+                 safety: float = 1.0, params: dict[str, object] | None = None,
+                 trainable: tuple[str, ...] = (), beta: float = 1.0, train_tau: bool = False
+                 ) -> None:
         super().__init__()
         if not isinstance(g, Activation):
             from .activation import diffusivity_to_torch
@@ -276,30 +349,41 @@ class MultiscaleDiffusionBlock2D(torch.nn.Module):
         sigmas = [float(x) for x in sigmas]
         if not sigmas:
             raise StabilityError("give at least one scale")
+        if operator not in ("www", "central_gradient", "gradient"):
+            raise StabilityError(f"a multiscale block takes a gradient operator (www, "
+                                 f"central_gradient, gradient), got {operator!r}")
         self.operators = torch.nn.ModuleList(
-            [GridOperator("gaussian_gradient", h, sigma) for sigma in sigmas])
+            [GridOperator(operator, h, sigma=sigma, alpha=alpha) for sigma in sigmas])
         self.beta = torch.nn.Parameter(torch.full((len(sigmas),), float(beta),
                                                   dtype=torch.float64))
         self.phi = CoupledActivation(g, mode, couple_images=True)
         if not (0 < safety <= 1):
             raise StabilityError(f"safety must be in (0, 1], got {safety!r}")
         self.safety = safety
+        self.tau_logit = torch.nn.Parameter(torch.tensor(4.0, dtype=torch.float64)
+                                            ) if train_tau else None
         self.time_step()
 
     @property
     def g(self) -> Activation:
         return self.phi.g
 
-    def time_step(self) -> torch.Tensor:
+    def tau_max(self) -> torch.Tensor:
         norms = torch.tensor([op.norm2_bound() for op in self.operators], dtype=torch.float64)
         total = (self.beta.double() ** 2 * norms.to(self.beta.device)).sum()
-        return self.safety * 2 / (self.g.g_max() * total).clamp_min(1e-300)
+        return 2 / (self.g.g_max() * total).clamp_min(1e-300)
+
+    def time_step(self) -> torch.Tensor:
+        tau = self.safety * self.tau_max()
+        if self.tau_logit is not None:
+            tau = tau * torch.sigmoid(self.tau_logit.double())
+        return tau
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         b, m, hh, ww = u.shape
         beta = self.beta.to(u.dtype)
         s = torch.cat([beta[k] * op(u) for k, op in enumerate(self.operators)], dim=1)
-        flux = self.phi(s)  # (B, L*M, 2, H, W): all scales and image channels coupled
+        flux = self.phi(s)  # (B, L*M, c, H, W): all scales and image channels coupled
         total = torch.zeros_like(u)
         for k, op in enumerate(self.operators):
             total = total + beta[k] * op.adjoint(flux[:, k * m:(k + 1) * m])

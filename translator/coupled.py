@@ -38,6 +38,8 @@ OPERATORS: dict[str, tuple[int, int, int]] = {
                                     # mixed difference, corners +-1/4 (1/h^4 each)
     "gaussian_gradient": (2, 2, 2),  # central gradient of a Gaussian-smoothed image (the
                                      # normalised Gaussian has 1-norm 1)
+    "www": (10, 8, 2),  # Weickert-Welk-Wickert (2013), P3 section 6: five gradient vectors per
+                        # 2 x 2 cell; ||K||^2 = 8 (1 - alpha) / h^2 exactly (times 1 - alpha)
 }
 
 
@@ -93,13 +95,15 @@ class CoupledReport:
 
 def coupled(g: object, *, mode: str = "isotropic", operator: str | Sequence[str] = "gradient",
             params: Mapping[str, object] | None = None, convention: str = "s2",
-            h: float = 1.0, weights: Sequence[float] | None = None) -> CoupledReport:
+            h: float = 1.0, weights: Sequence[float] | None = None, alpha: float = 0.41
+            ) -> CoupledReport:
     """Report on the coupled nonlinearity with diffusivity ``g`` (a formula in s2 = |s|^2, or
     in r with convention "r"; a Translation or catalogue entry of a diffusivity).
 
     ``mode``: isotropic (g(|s|^2) s, P3 19), anisotropic (g of the structure tensor, P3 30)
     or uncoupled (g per channel). ``operator``: one of OPERATORS, or several (scales / paths
-    of a ResNeXt block, P3 36-38) with ``weights`` w_l (default 1 each).
+    of a ResNeXt block, P3 36-38) with ``weights`` w_l (default 1 each). ``alpha``: the
+    parameter of the www operator, in [0, 1/2] (0.41 as in P3 section 6).
     """
     if mode not in MODES:
         raise ParameterError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
@@ -110,6 +114,8 @@ def coupled(g: object, *, mode: str = "isotropic", operator: str | Sequence[str]
                              f"{', '.join(OPERATORS)}")
     if not (isinstance(h, int | float) and math.isfinite(h) and h > 0):
         raise ParameterError(f"grid size h must be a positive number, got {h!r}")
+    if not (isinstance(alpha, int | float) and 0 <= alpha <= 0.5):
+        raise ParameterError(f"alpha of the www operator must be in [0, 1/2], got {alpha!r}")
     w = [1.0] * len(ops) if weights is None else [float(x) for x in weights]
     if len(w) != len(ops) or not all(math.isfinite(x) and x > 0 for x in w):
         raise ParameterError(f"weights must be {len(ops)} positive numbers, got {weights!r}")
@@ -123,7 +129,8 @@ def coupled(g: object, *, mode: str = "isotropic", operator: str | Sequence[str]
         raise ParameterError(f"a coupled nonlinearity is given by its diffusivity g; got a "
                              f"{t.input.kind}")
     rep: StabilityReport = verify_translation(t)
-    norm = sum(wl * OPERATORS[o][1] / h ** OPERATORS[o][2] for wl, o in zip(w, ops))
+    norm = sum(wl * OPERATORS[o][1] * (1 - alpha if o == "www" else 1) / h ** OPERATORS[o][2]
+               for wl, o in zip(w, ops))
     reasons: dict[str, str] = {}
     if mode == "uncoupled":
         invariant, why = False, ("g acts on each operator channel separately (violates Design "
@@ -136,6 +143,8 @@ def coupled(g: object, *, mode: str = "isotropic", operator: str | Sequence[str]
                                 + " (Design Principle 1)")
     if any(o == "gradient" for o in ops) and invariant:
         why += "; the forward-difference gradient is rotation invariant only up to O(h)"
+    if any(o == "www" for o in ops) and invariant:
+        why += "; www is rotation invariant up to O(h^2), best near alpha = 0.41 (P3 section 6)"
     in_range = rep.nonnegative_diffusivity
     g_max = rep.g_max
     finite = not (isinstance(g_max, float) and math.isinf(g_max))
@@ -148,11 +157,15 @@ def coupled(g: object, *, mode: str = "isotropic", operator: str | Sequence[str]
         tau_e = _step(2, g_max, norm)
         if ops == ["gradient"] and mode in ("isotropic", "uncoupled"):
             tau_m = _step(1, g_max, 4 / h**2)  # h^2 / (4 g_max)
+        elif ops == ["www"] and mode == "isotropic":
+            # the stencil's off-diagonal weights are >= 0 for a scalar g: a convex
+            # combination while tau (4 - 2 alpha) g_max / h^2 <= 1
+            tau_m = _step(1, g_max, (4 - 2 * alpha) / h**2)
         elif mode == "anisotropic":
             reasons["max-min"] = "tensor diffusivities have no max-min principle in general"
         else:
             reasons["max-min"] = ("the max-min principle is proven for the forward-difference "
-                                  "gradient only")
+                                  "gradient and for www with an isotropic g only")
     return CoupledReport(
         formula=t.input.text, mode=mode, operator="+".join(ops), channels=c,
         rotation_invariant=invariant, why=why, g_min=rep.g_min, g_max=g_max,

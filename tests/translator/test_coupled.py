@@ -36,12 +36,25 @@ def test_modes() -> None:
 @pytest.mark.parametrize("operator", sorted(OPERATORS))
 def test_operator_norms_and_grid_size(operator: str) -> None:
     c, norm, power = OPERATORS[operator]
+    if operator == "www":
+        norm *= 1 - 0.41  # the exact ||K||^2 of the default alpha
     for h in (1.0, 0.5):
         rep = coupled("exp(-s2/(2*lam**2))", params={"lam": 1.0}, operator=operator, h=h)
         assert rep.channels == c and rep.norm_K2 == pytest.approx(norm / h**power)
         assert rep.tau_euclid == pytest.approx(2 / (norm / h**power))
         assert rep.tau_euclid <= 2 / (norm / h**power)  # never rounded up
-        assert (rep.tau_maxmin is not None) == (operator == "gradient")
+        assert (rep.tau_maxmin is not None) == (operator in ("gradient", "www"))
+        if operator == "www":
+            assert rep.tau_maxmin == pytest.approx(h**2 / (4 - 2 * 0.41))
+            assert "O(h^2)" in rep.why
+
+
+def test_www_alpha() -> None:
+    rep = coupled(PM, params={"lam": 1.0}, operator="www", alpha=0.25, mode="anisotropic")
+    assert rep.norm_K2 == pytest.approx(6.0) and rep.tau_euclid == pytest.approx(1 / 3)
+    assert rep.tau_maxmin is None and rep.channels == 10
+    with pytest.raises(ParameterError, match="alpha"):
+        coupled(PM, operator="www", alpha=0.6)
 
 
 def test_scales_with_weights() -> None:
