@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from . import runtime
 from .runtime import Activation, StabilityError
 
 MODES = ("isotropic", "anisotropic", "uncoupled")
@@ -204,18 +205,18 @@ class CoupledActivation(torch.nn.Module):
         self.g, self.mode, self.couple_images = g, mode, couple_images
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        """s: (B, M, c, H, W)."""
+        """s: (B, M, c, H, W). Triton kernels where g's backend resolves to Triton (CUDA
+        tensors with backend "auto"; backend "triton" under TRITON_INTERPRET=1), torch
+        otherwise."""
+        if runtime.resolve_backend(self.g.backend, s) == "triton":
+            return self._triton(s)
         if self.mode == "uncoupled":
             return self.g(s * s) * s
         if self.mode == "isotropic":
             dims = (1, 2) if self.couple_images else (2,)
             return self.g((s * s).sum(dim=dims, keepdim=True)) * s
         b, m, c, hh, ww = s.shape
-        if c % 2:
-            raise StabilityError(
-                f"the anisotropic activation needs an operator made of gradient vectors (an "
-                f"even number of channels, 2-channel gradients, www, the Hessian's rows); this "
-                f"one has {c}: use mode='isotropic'")
+        self._check_vectors(c)
         v = s.reshape(b, m, c // 2, 2, hh, ww)  # the (x, y) pairs: gradient vectors
         sx, sy = v[:, :, :, 0], v[:, :, :, 1]
         dims = (1, 2) if self.couple_images else (2,)
@@ -228,11 +229,11 @@ class CoupledActivation(torch.nn.Module):
         root = torch.where(positive, torch.sqrt(torch.where(positive, q, torch.ones_like(q))),
                            torch.zeros_like(q))  # no infinite gradient of sqrt at 0
         mean = (a + d) / 2
-        nu1, nu2 = mean + root, mean - root
+        nu1, nu2 = mean + root, (mean - root).clamp_min(0)  # J >= 0: no rounding below 0
         g1, g2 = self.g(nu1), self.g(nu2)
         gap = nu1 - nu2  # = 2 root >= 0
         # divided difference; where the eigenvalues (nearly) coincide, g'(nu) instead
-        close = gap <= 1e-6 * (1 + mean.abs())
+        close = gap <= (1e-6 if s.dtype == torch.float64 else 3e-4) * mean
         safe_gap = torch.where(close, torch.ones_like(gap), gap)
         slope = _derivative(self.g, mean)
         dd = torch.where(close, slope, (g1 - g2) / safe_gap)
@@ -240,6 +241,29 @@ class CoupledActivation(torch.nn.Module):
         jx = a * sx + bb * sy - nu2 * sx
         jy = bb * sx + d * sy - nu2 * sy
         return torch.stack([g2 * sx + dd * jx, g2 * sy + dd * jy], dim=3).reshape(s.shape)
+
+
+    def _check_vectors(self, c: int) -> None:
+        if c % 2:
+            raise StabilityError(
+                f"the anisotropic activation needs an operator made of gradient vectors (an "
+                f"even number of channels, 2-channel gradients, www, the Hessian's rows); this "
+                f"one has {c}: use mode='isotropic'")
+
+    def _triton(self, s: torch.Tensor) -> torch.Tensor:
+        """The generated kernels (templates/triton/coupled.py.j2) on a view of s."""
+        b, m, c, hh, ww = s.shape
+        groups = b if self.couple_images else b * m
+        p = self.g.parameter_vector().to(s.device)
+        s = s.contiguous()
+        if self.mode == "uncoupled":
+            view, kind = s.reshape(b * m * c, 1, hh * ww), "iso"
+        elif self.mode == "isotropic":
+            view, kind = s.reshape(groups, -1, hh * ww), "iso"
+        else:
+            self._check_vectors(c)
+            view, kind = s.reshape(groups, -1, 2, hh * ww), "aniso"
+        return runtime.coupled_activation(self.g.ops, view, p, kind).reshape(s.shape)
 
 
 def _derivative(g: Activation, x: torch.Tensor) -> torch.Tensor:
@@ -260,14 +284,17 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
     ``stability``: "euclidean" (any mode) or "linf" (max-min principle: the forward-difference
     gradient with a scalar g, i.e. isotropic without image coupling, or uncoupled; www with
     isotropic g without image coupling). tau as for DiffusionBlock: ``safety``, ``tau``
-    (checked), ``unsafe``.
+    (checked), ``unsafe``. ``fused``: run the whole step as one generated Triton kernel
+    (the forward-difference gradient with the isotropic activation, no smoothing; None: on
+    CUDA tensors when possible, True: always, also under TRITON_INTERPRET=1, False: never).
     """
 
     def __init__(self, g: Any, *, mode: str = "isotropic", operator: str = "gradient",
                  stability: str = "euclidean", h: float = 1.0, couple_images: bool = True,
                  safety: float = 1.0, tau: float | None = None, unsafe: bool = False,
                  params: dict[str, object] | None = None, trainable: tuple[str, ...] = (),
-                 alpha: float = WWW_ALPHA, sigma: float | None = None) -> None:
+                 alpha: float = WWW_ALPHA, sigma: float | None = None,
+                 fused: bool | None = None) -> None:
         super().__init__()
         if not isinstance(g, Activation):
             from .activation import diffusivity_to_torch
@@ -291,6 +318,13 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
         if unsafe and tau is None:
             raise StabilityError("unsafe=True needs an explicit tau=...")
         self.stability, self.safety, self.tau_given, self.unsafe = stability, safety, tau, unsafe
+        self.fusable = (operator == "gradient" and mode == "isotropic" and sigma is None
+                        and g.backend != "torch")
+        if fused and not self.fusable:
+            raise StabilityError(
+                "fused=True needs the forward-difference gradient with the isotropic activation, "
+                "no smoothing, and an activation whose backend is not 'torch'")
+        self.fused = fused
         if not unsafe:
             self.time_step()
 
@@ -319,6 +353,12 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
         return self.safety * bound
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        if self.fused or (self.fused is None and self.fusable and u.is_cuda):
+            if u.dim() != 4:
+                raise StabilityError(f"a 2D block takes (batch, channels, H, W); got shape "
+                                     f"{tuple(u.shape)}")
+            return runtime.coupled_step2d(self.g.ops, u, self.g.parameter_vector().to(u.device),
+                                          self.time_step(), 1 / self.K.h, self.phi.couple_images)
         tau = self.time_step().to(device=u.device, dtype=u.dtype)
         return u - tau * self.K.adjoint(self.phi(self.K(u)))
 

@@ -188,6 +188,7 @@ class Ops:
         step2d_bwd_kernel: Any = None,
         stepk_fwd_kernel: Any = None,
         stepk_bwd_kernel: Any = None,
+        coupled_kernels: Mapping[str, tuple[Any, Any]] | None = None,
     ) -> None:
         self.name = name
         self.stability = stability
@@ -199,6 +200,8 @@ class Ops:
         self.stepk_fwd_kernel = stepk_fwd_kernel
         self.stepk_bwd_kernel = stepk_bwd_kernel
         self._step_ops: Any = None
+        self.coupled_kernels = coupled_kernels
+        self._coupled_ops: Any = None
         self.digest = digest
         self.params = tuple(params)
         self.trainable = tuple(trainable)
@@ -255,6 +258,17 @@ class Ops:
         if self._step_ops is None:
             self._step_ops = _register_step_ops(self)
         return self._step_ops
+
+    def coupled_ops(self) -> dict[str, Any]:
+        """The coupled activations ("iso", "aniso") and the fused coupled 2D step ("c2d") as
+        torch custom ops with autograd; Phi of this module is read as g(s2)."""
+        if self.coupled_kernels is None:
+            raise ActivationError(
+                f"activation {self.name} was generated without the coupled kernels (by an older "
+                "fluxact); regenerate it, or use backend='torch'")
+        if self._coupled_ops is None:
+            self._coupled_ops = _register_coupled_ops(self)
+        return self._coupled_ops
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -448,6 +462,125 @@ def _register_step_ops(ops: Ops) -> Any:
     return {"1d": forward1d, "2d": forward2d, "k1d": forwardk}
 
 
+def _register_coupled_ops(ops: Ops) -> dict[str, Any]:
+    import triton
+    from torch.library import register_autograd, triton_op, wrap_triton
+
+    assert ops.coupled_kernels is not None
+    tag = f"fluxact::{ops.name}_{ops.digest[:12]}_coupled"
+    n_train = len(ops.trainable)
+    fp64 = torch.float64
+    made: dict[str, Any] = {}
+
+    def partial_sums(u: torch.Tensor, programs: int, columns: int) -> torch.Tensor:
+        return torch.zeros((programs, max(columns, 1)), device=u.device,
+                           dtype=fp64 if u.dtype == fp64 else torch.float32)
+
+    # the activations: s (groups, C, N) for "iso", (groups, V, 2, N) for "aniso"
+    for kind in ("iso", "aniso"):
+        fwd_kernel, bwd_kernel = ops.coupled_kernels[kind]
+
+        def make(kind: str, fwd_kernel: Any, bwd_kernel: Any) -> Any:
+            @triton_op(f"{tag}_{kind}_fwd", mutates_args=())
+            def forward(s: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+                groups, channels, n = s.shape[0], s.shape[1], s.shape[-1]
+                out = torch.empty_like(s)
+                block = row_block(n)
+                with _quiet():
+                    wrap_triton(fwd_kernel)[(groups * triton.cdiv(n, block),)](
+                        s, out, p, channels, n, BLOCK_SIZE=block, FP64=s.dtype == fp64)
+                return out
+
+            @triton_op(f"{tag}_{kind}_bwd", mutates_args=())
+            def backward(s: torch.Tensor, gy: torch.Tensor, p: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+                groups, channels, n = s.shape[0], s.shape[1], s.shape[-1]
+                gs = torch.empty_like(s)
+                block = row_block(n)
+                programs = groups * triton.cdiv(n, block)
+                partial = partial_sums(s, programs, n_train)
+                with _quiet():
+                    wrap_triton(bwd_kernel)[(programs,)](
+                        s, gy, gs, p, partial, channels, n, BLOCK_SIZE=block,
+                        FP64=s.dtype == fp64)
+                return gs, partial.sum(dim=0)[:n_train].clone()
+
+            def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+                ctx.save_for_backward(*inputs)
+
+            def grad(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
+                s, p = ctx.saved_tensors
+                gs, gp = backward(s, gy.contiguous(), p)
+                return gs, _scatter(ops, gp, p)
+
+            register_autograd(f"{tag}_{kind}_fwd", grad, setup_context=setup_context)
+            return forward
+
+        made[kind] = make(kind, fwd_kernel, bwd_kernel)
+
+    # the fused coupled step: u (groups, M, H, W), st = (tau, 1/h)
+    c2d_fwd, c2d_bwd = ops.coupled_kernels["c2d"]
+
+    @triton_op(f"{tag}_c2d_fwd", mutates_args=())
+    def step_forward(u: torch.Tensor, p: torch.Tensor, st: torch.Tensor) -> torch.Tensor:
+        groups, m, H, W = u.shape
+        out = torch.empty_like(u)
+        block = row_block(W, BLOCK_SIZE_2D)
+        with _quiet():
+            wrap_triton(c2d_fwd)[(groups * H * triton.cdiv(W, block),)](
+                u, out, p, st, m, H, W, BLOCK_SIZE=block, FP64=u.dtype == fp64)
+        return out
+
+    @triton_op(f"{tag}_c2d_bwd", mutates_args=())
+    def step_backward(u: torch.Tensor, gy: torch.Tensor, p: torch.Tensor, st: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        groups, m, H, W = u.shape
+        gu = torch.empty_like(u)
+        block = row_block(W, BLOCK_SIZE_2D)
+        programs = groups * H * triton.cdiv(W, block)
+        partial = partial_sums(u, programs, n_train + 1)
+        with _quiet():
+            wrap_triton(c2d_bwd)[(programs,)](
+                u, gy, gu, p, st, partial, m, H, W, BLOCK_SIZE=block, FP64=u.dtype == fp64)
+        return gu, partial.sum(dim=0)
+
+    def setup_step(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.save_for_backward(*inputs)
+
+    def grad_step(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
+        u, p, st = ctx.saved_tensors
+        gu, sums = step_backward(u, gy.contiguous(), p, st)
+        gst = torch.stack([sums[0], torch.zeros_like(sums[0])]).to(st.dtype)
+        return gu, _scatter(ops, sums[1:], p), gst
+
+    register_autograd(f"{tag}_c2d_fwd", grad_step, setup_context=setup_step)
+    made["c2d"] = step_forward
+    return made
+
+
+def coupled_activation(ops: Ops, s: torch.Tensor, p: torch.Tensor, kind: str) -> torch.Tensor:
+    """The coupled activation with g = this module's Phi, as Triton kernels: ``kind`` "iso"
+    for s of shape (groups, C, N) (g(sum over C of s^2) s), "aniso" for (groups, V, 2, N)
+    (g(J) s, J the 2 x 2 sum over the V vectors); gradients for s and the parameters."""
+    _compute_dtype(s.dtype)
+    if not (s.is_cuda or interpreting()):
+        raise ActivationError("the coupled kernels run Triton: they need a CUDA tensor (or "
+                              "TRITON_INTERPRET=1 on the CPU); use backend='torch'")
+    compute = torch.float64 if s.dtype == torch.float64 else torch.float32
+    return ops.coupled_ops()[kind](s.contiguous(), p.to(device=s.device, dtype=compute))
+
+
+def coupled_step2d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
+                   inv_h: float, couple_images: bool) -> torch.Tensor:
+    """One fused coupled isotropic step u - tau K^T g(S) K u on u (batch, M, H, W), K the
+    forward-difference gradient with zero flux across the boundary, S summed over the M image
+    channels (``couple_images``) or per channel; gradients for u, the parameters and tau."""
+    pc, st = _step_arguments(u, p, tau, inv_h)
+    b, m, hh, ww = u.shape
+    flat = u.contiguous().reshape((b, m, hh, ww) if couple_images else (b * m, 1, hh, ww))
+    return ops.coupled_ops()["c2d"](flat, pc, st).reshape(u.shape)
+
+
 def row_block(n: int, most: int = BLOCK_SIZE) -> int:
     """Elements per program along a row of length n: a power of two from 16 up to ``most``,
     so that short rows (the paper's signals have 256 samples) waste no lanes."""
@@ -463,7 +596,8 @@ def _step_arguments(u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
         raise ActivationError("the fused step runs Triton kernels: it needs a CUDA tensor (or "
                               "TRITON_INTERPRET=1 on the CPU); use fused=False")
     compute = torch.float64 if u.dtype == torch.float64 else torch.float32
-    h1 = inv_h if isinstance(inv_h, torch.Tensor) else torch.tensor(inv_h)
+    # float64: a Python float is not rounded through float32 on its way to an fp64 kernel
+    h1 = inv_h if isinstance(inv_h, torch.Tensor) else torch.tensor(inv_h, dtype=torch.float64)
     s = torch.stack([tau.reshape(()).to(device=u.device, dtype=compute),
                      h1.detach().reshape(()).to(device=u.device, dtype=compute)])
     return p.to(device=u.device, dtype=compute), s
