@@ -45,6 +45,7 @@ _EXPORTS = {
     "MultiscaleDiffusionBlock2D": ".coupling",
     "CoupledReport": ".translator.coupled",
     "denoise": ".denoising",
+    "plot": ".plotting",
 }
 __all__ = sorted(_EXPORTS)
 
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ load
     from .coupling import MultiscaleDiffusionBlock2D as MultiscaleDiffusionBlock2D
     from .denoising import denoise as denoise
     from .operators import Operator as Operator
+    from .plotting import plot as plot
     from .runtime import Activation as Activation
     from .runtime import ActivationError as ActivationError
     from .runtime import StabilityError as StabilityError

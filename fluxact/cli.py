@@ -1,5 +1,5 @@
-"""The command line: `fluxact translate`, `verify`, `emit`, `build`, `denoise`, `catalogue`,
-`demo`.
+"""The command line: `fluxact translate`, `verify`, `emit`, `build`, `denoise`, `plot`,
+`catalogue`, `demo`.
 
 Bad input prints one line on stderr (what, where, how to fix) and exits with status 2.
 """
@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-cycle", dest="max_cycle", type=int, default=10, metavar="L",
                    help="longest FSI cycle (default 10; longer is faster and less accurate)")
     d.add_argument("--quiet", action="store_true", help="print nothing on success")
+    pl = sub.add_parser("plot", help="plot g, Psi, S and Phi side by side (P1 Table 2)")
+    _add_formula_options(pl)
+    pl.add_argument("-o", "--output", required=True, metavar="FILE",
+                    help="the image to write (.png, .pdf or .svg)")
+    pl.add_argument("--range", dest="r_max", type=_positive, default=None, metavar="R",
+                    help="plot r in [-R, R] (default 4 x the largest parameter value, >= 4)")
     c = sub.add_parser("catalogue", help="list the built-in nonlinearities")
     c.add_argument("--json", action="store_true", help="print a JSON list")
     sub.add_parser("demo", help="the four forms of every catalogue entry")
@@ -259,6 +265,17 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .plotting import plot
+
+    suffix = args.output.rpartition(".")[2].lower()
+    if suffix not in ("png", "pdf", "svg"):
+        raise UsageError(f"-o {args.output}: the file name must end in .png, .pdf or .svg")
+    plot(translation_from_args(args), out=args.output, r_max=args.r_max)
+    print(f"wrote {args.output}")
+    return EXIT_OK
+
+
 def _cmd_catalogue(args: argparse.Namespace) -> int:
     rows = [
         {"name": e.name, "title": e.title, "kind": e.kind, "formula": e.formula,
@@ -295,8 +312,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"translate": _cmd_translate, "verify": _cmd_verify, "emit": _cmd_emit,
-            "build": _cmd_build, "denoise": _cmd_denoise, "catalogue": _cmd_catalogue,
-            "demo": _cmd_demo}
+            "build": _cmd_build, "denoise": _cmd_denoise, "plot": _cmd_plot,
+            "catalogue": _cmd_catalogue, "demo": _cmd_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,3 +26,11 @@ def test_wavelets_and_variational() -> None:
     grad = float(text.split("at the implicit step's result =")[1].split()[0])
     assert wave <= 1e-10 and grad <= 1e-8
     assert "Phi(r) = 10*r/sqrt(r**2 + 100)" in text  # Charbonnier's activation, P1 Table 3
+
+
+def test_dictionary_figure(tmp_path: Path) -> None:
+    out = tmp_path / "dictionary.png"
+    text = run_example("examples/dictionary_figure.py", "--out", str(out))
+    assert "ok: monotone, L and g_max as P1 section 4.2 states them" in text
+    assert "truncated quadratic / hard shrinkage        nonmonotone     inf" in text
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,123 @@
+"""Plots of a nonlinearity's four forms, as in P1 Table 2: the diffusivity g, the regulariser
+Psi, the shrinkage function S and the activation Phi side by side (Table 1 with tau = alpha
+= 1/4, h = 1 by default), each panel annotated with the verifier's facts: g_max, convex or
+not, the shrinkage conditions, monotone or not and the Lipschitz constant L.
+
+matplotlib is imported only here, and only when a plot is drawn (``pip install matplotlib``);
+figures are drawn without pyplot's global state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .translator import FluxactError, Translation, translate
+from .translator.verify import StabilityReport, verify_translation
+
+#: (kind, axis label) per column, in the order of P1 Table 2
+COLUMNS = (("diffusivity", "g(r)"), ("regulariser", "Psi(r)"), ("shrinkage", "S(r)"),
+           ("activation", "Phi(r)"))
+
+
+class PlotError(FluxactError):
+    """A plot that cannot be drawn: matplotlib missing, parameters without values."""
+
+
+def _figure(rows: int) -> Any:
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise PlotError("plotting needs matplotlib: pip install matplotlib") from None
+    fig = Figure(figsize=(13, 2.6 * rows + 0.6), layout="constrained")
+    return fig, fig.subplots(rows, 4, squeeze=False)
+
+
+def default_range(t: Translation) -> float:
+    """Half-width of the plotted interval: 4 times the largest parameter value (the contrast
+    lam or threshold th sets the scale of every catalogue entry), at least 4."""
+    values = []
+    for _, v in t.input.values:
+        try:
+            values.append(abs(float(v)))
+        except (TypeError, ValueError):
+            continue
+    return 4 * max([1.0, *values])
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.4g}"
+    return str(value)
+
+
+def annotations(report: StabilityReport) -> dict[str, str]:
+    """The facts written on each panel, by kind."""
+    def yes(flag: object, true: str, false: str) -> str:
+        return true if flag is True else false if flag is False else f"{true}: not proven"
+
+    return {
+        "diffusivity": f"g_max = {_fmt(report.g_max)}"
+                       + ("" if report.nonnegative_diffusivity else ", g < 0 somewhere"),
+        "regulariser": yes(report.regulariser_convex, "convex", "nonconvex"),
+        "shrinkage": yes(report.shrinkage_sign, "0 <= S(r) <= r for r > 0",
+                         "S(r) leaves [0, r] for some r > 0"),
+        "activation": yes(report.monotone, "monotone", "nonmonotone")
+                      + f", L = {_fmt(report.lipschitz)}",
+    }
+
+
+def draw_row(axes: Sequence[Any], t: Translation, *, label: str = "", r_max: float | None = None,
+             points: int = 400) -> StabilityReport:
+    """Draw the four forms of ``t`` into four matplotlib axes; returns the verifier's report.
+    Every parameter needs a value."""
+    if t.free_parameters:
+        name = t.free_parameters[0]
+        raise PlotError(f"parameter {name!r} needs a value to be plotted; pass {name}=... "
+                        f"(--param {name}=1 on the command line)")
+    report = verify_translation(t)
+    notes = annotations(report)
+    half = default_range(t) if r_max is None else float(r_max)
+    if not (math.isfinite(half) and half > 0):
+        raise PlotError(f"the plotted range must be a positive number, got {r_max!r}")
+    # an even number of points: r = 0, where some diffusivities are undefined, is not sampled
+    rs = [-half + 2 * half * (k + 0.5) / points for k in range(points)]
+    for ax, (kind, ylabel) in zip(axes, COLUMNS):
+        f = t.numeric(kind)
+        ax.plot(rs, [f(r) for r in rs], linewidth=1.6)
+        ax.axhline(0, color="0.7", linewidth=0.6)
+        ax.axvline(0, color="0.7", linewidth=0.6)
+        ax.set_xlabel("r")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{label}\n{notes[kind]}" if label else notes[kind], fontsize=9)
+    return report
+
+
+def plot(expr: object, kind: str | None = None, *, params: Mapping[str, object] | None = None,
+         convention: str | None = None, out: str | Path | None = None,
+         r_max: float | None = None, title: str | None = None) -> Any:
+    """The four forms of one nonlinearity in one row (a matplotlib Figure, saved to ``out``
+    when given: PNG, PDF or SVG by its suffix). ``expr``: a Translation, formula text (with
+    ``kind``) or catalogue entry; every parameter needs a value."""
+    t = expr if isinstance(expr, Translation) else translate(expr, kind, params=params,
+                                                             convention=convention)
+    fig, axes = _figure(1)
+    draw_row(axes[0], t, label=title or t.input.text, r_max=r_max)
+    if out is not None:
+        fig.savefig(out, dpi=120)
+    return fig
+
+
+def dictionary_figure(rows: Sequence[tuple[str, Translation]], out: str | Path | None = None
+                      ) -> tuple[Any, list[StabilityReport]]:
+    """The analogue of P1 Table 2: one row per (label, translation), columns g, Psi, S, Phi,
+    each row on its own scale. Returns the figure and the reports."""
+    fig, axes = _figure(len(rows))
+    reports = [draw_row(axes[k], t, label=label) for k, (label, t) in enumerate(rows)]
+    if out is not None:
+        fig.savefig(out, dpi=100)
+    return fig, reports
