@@ -196,13 +196,16 @@ def _check_real(phi: sp.Expr, r: sp.Symbol) -> Callable[[float], float]:
 
 def _negative_g_point(phi_at: Callable[[float], float], g_min: Extreme) -> Counterexample:
     """A point where r Phi(r) < 0, checked by evaluation; where the infimum is a limit
-    (r -> p+), a point next to p is tried."""
+    (r -> p+), a point next to p is tried, and r = +-2^k where it is a limit at infinity."""
     at = g_min.where
     tries = [] if at is None else [at]
     if at is not None and "->" in g_min.where_text:
         step = 1e-6 * (1 + abs(at))
         tries = [at + step, at - step] if g_min.where_text.endswith("+") else [at - step,
                                                                                at + step]
+    if "oo" in g_min.where_text:  # the infimum is a limit at infinity: a finite witness
+        sign = -1.0 if "-oo" in g_min.where_text else 1.0
+        tries += [sign * 2.0**k for k in range(-4, 64)]
     for x in tries:
         if x != 0:
             value = phi_at(x) / x

@@ -73,6 +73,14 @@ def test_sin_has_no_safe_step_and_a_counterexample() -> None:
     assert "g < 0" in dict(rep.reasons)["tau_linf"]
 
 
+def test_negative_g_at_infinity_gets_a_finite_counterexample() -> None:
+    for formula, g in (("r*(1 - r**2)", lambda x: 1 - x * x),
+                       ("r - r**3/8", lambda x: 1 - x * x / 8)):
+        rep = verify(formula)  # inf g = -inf as r -> +-oo
+        ce = next(c for c in rep.counterexamples if c.property == "nonnegative_diffusivity")
+        assert math.isfinite(ce.r) and g(ce.r) < 0 and ce.value == pytest.approx(g(ce.r))
+
+
 @pytest.mark.parametrize(("expr", "kind"), [("r**3", "activation"),
                                             ("1/Abs(r)", "diffusivity")])
 def test_no_finite_step(expr: str, kind: str) -> None:
