@@ -183,9 +183,12 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "step2d_bwd_kernel": f"_{spec.name}_step2d_bwd_kernel",
         "stepk_fwd_kernel": f"_{spec.name}_stepk_fwd_kernel",
         "stepk_bwd_kernel": f"_{spec.name}_stepk_bwd_kernel",
+        "stepc_fwd_kernel": f"_{spec.name}_stepc_fwd_kernel",
+        "stepc_bwd_kernel": f"_{spec.name}_stepc_bwd_kernel",
         # the coupled activations and the fused coupled 2D step (templates/triton/coupled.py.j2)
         "iso_fwd_kernel": f"_{spec.name}_iso_fwd_kernel",
         "iso_bwd_kernel": f"_{spec.name}_iso_bwd_kernel",
+        "eig_fn": f"_{spec.name}_eig2",
         "aniso_fwd_kernel": f"_{spec.name}_aniso_fwd_kernel",
         "aniso_bwd_kernel": f"_{spec.name}_aniso_bwd_kernel",
         "c2d_fwd_kernel": f"_{spec.name}_c2d_fwd_kernel",

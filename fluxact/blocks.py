@@ -34,7 +34,15 @@ import torch
 import torch.nn.functional as F
 
 from .operators import Operator
-from .runtime import MAX_TEMPORAL, Activation, StabilityError, step, step_kernel, steps1d
+from .runtime import (
+    MAX_TEMPORAL,
+    Activation,
+    StabilityError,
+    step,
+    step_kernel,
+    step_mixing,
+    steps1d,
+)
 
 NOTIONS = ("linf", "sign", "euclidean")
 SCHEMES = ("explicit", "dufort_frankel", "fsi")
@@ -112,8 +120,9 @@ class DiffusionBlock(torch.nn.Module):
     scales the bound; ``train_tau`` makes tau = safety * bound * sigmoid(theta) with theta
     trainable (the paper trains tau), which stays below the bound. An explicit ``tau`` must
     satisfy the bound at every call, unless ``unsafe=True``. ``fused``: run the whole step as
-    one generated Triton kernel (1D forward differences only; None: on CUDA tensors when
-    possible, True: always, also under TRITON_INTERPRET=1, False: never).
+    one generated Triton kernel (forward differences in 1D and 2D, and any single kernel: C x C
+    or per channel, 1D or 2D; None: on CUDA tensors when possible, True: always, also under
+    TRITON_INTERPRET=1, False: never).
     """
 
     def __init__(self, act: Any, K: Any = None, *, stability: str | None = None,
@@ -138,11 +147,11 @@ class DiffusionBlock(torch.nn.Module):
         self.tau_logit = torch.nn.Parameter(torch.tensor(4.0)) if train_tau else None
         self.fused = fused
         fusable = ((self.K.difference and self.K.spacing is not None)
-                   or self.K.per_channel_1d) and self.act.backend != "torch"
+                   or self.K.single_kernel) and self.act.backend != "torch"
         if fused and not fusable:
             raise StabilityError(
                 "fused=True needs a forward-difference operator (1D, or the 2D gradient) or "
-                "one 1D kernel per channel (Operator.learned(..., depthwise=True)), and an "
+                "a single kernel (C x C or one per channel, e.g. Operator.learned), and an "
                 "activation whose backend is not 'torch'; use fused=False")
         self._fusable = fusable
         if not self.unsafe:
@@ -191,9 +200,12 @@ class DiffusionBlock(torch.nn.Module):
         if self._use_fused(u):
             self.K._check(u)
             periodic = self.K.boundary == "periodic"
-            if self.K.spacing is None:  # one 1D kernel per channel (learned or fixed)
+            if self.K.spacing is None and self.K.per_channel_1d:  # one 1D kernel per channel
                 k = self.K.weights[0]
                 return step_kernel(self.act.ops, u, k.reshape(k.shape[0], k.shape[-1]),
+                                   self.act.parameter_vector(), self.time_step(), periodic)
+            if self.K.spacing is None:  # C x C (or per channel in 2D), learned or fixed
+                return step_mixing(self.act.ops, u, self.K.full_kernel(),
                                    self.act.parameter_vector(), self.time_step(), periodic)
             return step(self.act.ops, u, self.act.parameter_vector(), self.time_step(),
                         self._inv_h(), periodic, self.K.dims)

@@ -10,9 +10,9 @@ exact transpose. The activation couples channels inside a rotation invariant:
 - anisotropic (P3 30, 40; operators made of gradient vectors: the gradients, www, the
   Hessian's rows): Phi(s_k) = g(J) s_k, J = sum_k s_k s_k^T (2 x 2) over the operator's
   vectors (and image channels, scales), g(J)
-  from the closed-form eigen-decomposition, written as g(J) = g(nu_2) I + D (J - nu_2 I)
-  with D the divided difference (g(nu_1) - g(nu_2)) / (nu_1 - nu_2), and g'(nu) where the
-  eigenvalues coincide: no division by zero, no NaN, also for J = 0;
+  from the closed-form eigen-decomposition of J / tr J (no overflow) as g(nu_1) (v_1 . s) v_1
+  + g(nu_2) (v_2 . s) v_2 (no cancellation), and g(mean) s + g'(mean) (J - mean I) s where
+  the eigenvalues coincide: no division by zero, no NaN, also for J = 0;
 - uncoupled: g(s^2) s per channel (for comparisons: not rotation invariant).
 
 g is a generated module of g(s2) (``fluxact.activation.diffusivity_to_torch``) whose
@@ -152,14 +152,20 @@ class GridOperator(torch.nn.Module):
         ci, cj = centre
         return [cj, kw - 1 - cj, ci, kh - 1 - ci]  # F.pad order: left, right, top, bottom
 
-    def forward(self, u: torch.Tensor) -> torch.Tensor:
+    def check(self, u: torch.Tensor) -> None:
+        """Refuse what the operator cannot take: not (batch, channels, H, W), or an image
+        smaller than a stencil."""
         if u.dim() != 4:
             raise StabilityError(f"a 2D block takes (batch, channels, H, W); got shape "
                                  f"{tuple(u.shape)}")
-        b, m, hh, ww = u.shape
         need = max(max(k.shape) for k in self.kernels)
-        if min(hh, ww) < need:
-            raise StabilityError(f"image of size {hh} x {ww} is smaller than the stencil")
+        if min(u.shape[2:]) < need:
+            raise StabilityError(f"image of size {u.shape[2]} x {u.shape[3]} is smaller than "
+                                 f"the stencil ({need} x {need})")
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        self.check(u)
+        b, m, hh, ww = u.shape
         flat = self._smooth(u.reshape(b * m, 1, hh, ww))
         parts = [F.pad(F.conv2d(flat, k.to(device=u.device, dtype=u.dtype)[None, None]),
                        self._pads(k, c))
@@ -223,25 +229,32 @@ class CoupledActivation(torch.nn.Module):
         a = (sx * sx).sum(dim=dims, keepdim=True)
         bb = (sx * sy).sum(dim=dims, keepdim=True)
         d = (sy * sy).sum(dim=dims, keepdim=True)
-        half = (a - d) / 2
-        q = half * half + bb * bb
+        # the eigen-decomposition of J / tr J (no overflow); the where()s keep the branch not
+        # taken finite, so that no NaN leaks into the gradient
+        t = a + d
+        inv = 1 / torch.where(t > 0, t, torch.ones_like(t))
+        half, b1 = (a - d) / 2 * inv, bb * inv
+        q = half * half + b1 * b1
         positive = q > 0
         root = torch.where(positive, torch.sqrt(torch.where(positive, q, torch.ones_like(q))),
-                           torch.zeros_like(q))  # no infinite gradient of sqrt at 0
-        mean = (a + d) / 2
-        nu1, nu2 = mean + root, (mean - root).clamp_min(0)  # J >= 0: no rounding below 0
-        g1, g2 = self.g(nu1), self.g(nu2)
-        gap = nu1 - nu2  # = 2 root >= 0
-        # divided difference; where the eigenvalues (nearly) coincide, g'(nu) instead
-        close = gap <= (1e-6 if s.dtype == torch.float64 else 3e-4) * mean
-        safe_gap = torch.where(close, torch.ones_like(gap), gap)
-        slope = _derivative(self.g, mean)
-        dd = torch.where(close, slope, (g1 - g2) / safe_gap)
-        # g(J) s = g2 s + dd (J - nu2 I) s
-        jx = a * sx + bb * sy - nu2 * sx
-        jy = bb * sx + d * sy - nu2 * sy
-        return torch.stack([g2 * sx + dd * jx, g2 * sy + dd * jy], dim=3).reshape(s.shape)
-
+                           torch.zeros_like(q))
+        mean = t / 2
+        nu1, nu2 = mean + t * root, (mean - t * root).clamp_min(0)  # J >= 0
+        close = 2 * root <= (2e-8 if s.dtype == torch.float64 else 3e-4) / 2
+        # a unit eigenvector of nu1 from the column without cancellation; v2 = (-y1, x1)
+        vx = torch.where(half >= 0, half + root, b1)
+        vy = torch.where(half >= 0, b1, root - half)
+        n2 = vx * vx + vy * vy
+        length = torch.sqrt(torch.where(n2 > 0, n2, torch.ones_like(n2)))
+        x1, y1 = vx / length, vy / length
+        # g(J) s = g(nu1) (v1 . s) v1 + g(nu2) (v2 . s) v2: no cancellation
+        p1 = self.g(nu1) * (x1 * sx + y1 * sy)
+        p2 = self.g(nu2) * (x1 * sy - y1 * sx)
+        # where the eigenvalues coincide: g(mean) s + g'(mean) (J - mean I) s
+        gm, slope = self.g(mean), _derivative(self.g, mean)
+        ox = torch.where(close, gm * sx + slope * ((a - mean) * sx + bb * sy), p1 * x1 - p2 * y1)
+        oy = torch.where(close, gm * sy + slope * (bb * sx + (d - mean) * sy), p1 * y1 + p2 * x1)
+        return torch.stack([ox, oy], dim=3).reshape(s.shape)
 
     def _check_vectors(self, c: int) -> None:
         if c % 2:
@@ -354,9 +367,7 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if self.fused or (self.fused is None and self.fusable and u.is_cuda):
-            if u.dim() != 4:
-                raise StabilityError(f"a 2D block takes (batch, channels, H, W); got shape "
-                                     f"{tuple(u.shape)}")
+            self.K.check(u)  # the same inputs as the unfused path
             return runtime.coupled_step2d(self.g.ops, u, self.g.parameter_vector().to(u.device),
                                           self.time_step(), 1 / self.K.h, self.phi.couple_images)
         tau = self.time_step().to(device=u.device, dtype=u.dtype)

@@ -175,6 +175,23 @@ class Operator(torch.nn.Module):
                 and self.groups == w.shape[0] == self.in_channels)
 
     @property
+    def single_kernel(self) -> bool:
+        """One part with as many output as input channels, full (C x C, groups = 1) or one
+        kernel per channel (groups = C): what the fused channel-mixing step computes."""
+        w = self.weights[0]
+        return self.parts == 1 and w.shape[0] == self.in_channels and (
+            self.groups == 1 or (self.groups == w.shape[0] and w.shape[1] == 1))
+
+    def full_kernel(self) -> torch.Tensor:
+        """The single kernel as a C x C kernel (C, C, *size): a per-channel kernel on the
+        diagonal (differentiable in the weights)."""
+        w = self.weights[0]
+        if self.groups == 1:
+            return w
+        eye = torch.eye(w.shape[0], dtype=w.dtype, device=w.device)
+        return eye.reshape(*eye.shape, *([1] * self.dims)) * w
+
+    @property
     def weights(self) -> list[torch.Tensor]:
         return [getattr(self, f"kernel{k}") for k in range(self.parts)]
 

@@ -148,3 +148,59 @@ def test_fused_refusals() -> None:
         CoupledDiffusionBlock2D(ref, mode="anisotropic", fused=True)
     with pytest.raises(StabilityError, match="fused=True needs"):
         CoupledDiffusionBlock2D(ref, fused=True)  # a torch-backend g
+
+
+def test_anisotropic_accuracy_far_from_the_contrast() -> None:
+    """One gradient vector makes J of rank one and g(J) s = g(|s|^2) s: the eigenvector form
+    has no cancellation, so |s| >> lam keeps float32 accuracy; J is scaled by its trace, so
+    |s| = 1e10 (J = 1e20) does not overflow into Phi(s) = s."""
+    tri, ref = pair(PM, 1.5)
+    for g in (tri, ref):
+        aniso = CoupledActivation(g.float(), "anisotropic")
+        iso = CoupledActivation(g.float(), "isotropic")
+        for scale in (1.0, 1e2, 1e3, 1e4, 1e10):
+            s = torch.tensor([0.6, 0.8], device=DEVICE).reshape(1, 1, 2, 1, 1) * scale
+            torch.testing.assert_close(aniso(s), iso(s), rtol=2e-6, atol=0)
+        g.double()
+
+
+def test_anisotropic_gradients_near_coinciding_eigenvalues() -> None:
+    """Against the exact matrix function g(J) = (I + J / lam^2)^-1 of rational Perona-Malik,
+    differentiated by autograd, on J whose relative eigenvalue gap runs across the threshold
+    (2e-8 in float64)."""
+    tri, _ = pair(PM, 1.5)
+    phi = CoupledActivation(tri, "anisotropic")
+    lam = torch.tensor(1.5, dtype=F64, device=DEVICE, requires_grad=True)
+    for gap in (1e-3, 1e-6, 3e-8, 1e-8, 1e-10, 0.0):
+        # two vectors: J = diag(1 + gap, 1) rotated by 0.3
+        c, s_ = torch.cos(torch.tensor(0.3, dtype=F64)), torch.sin(torch.tensor(0.3, dtype=F64))
+        e1 = torch.stack([c, s_]) * (1 + gap) ** 0.5
+        e2 = torch.stack([-s_, c])
+        s = torch.stack([e1, e2]).reshape(1, 2, 2, 1, 1).to(DEVICE).requires_grad_()
+        w = torch.tensor([0.3, -1.1, 0.7, 0.2], dtype=F64, device=DEVICE).reshape(1, 2, 2, 1, 1)
+        got = torch.autograd.grad((phi(s) * w).sum(), (s, tri.lam))
+        vec = s.reshape(2, 2)
+        J = vec.T @ vec
+        exact = torch.linalg.solve(torch.eye(2, dtype=F64, device=DEVICE) + J / lam**2, vec.T).T
+        want = torch.autograd.grad((exact.reshape(1, 2, 2, 1, 1) * w).sum(), (s, lam))
+        for x, y in zip(got, want):
+            torch.testing.assert_close(x, y, rtol=1e-7, atol=1e-7)
+
+
+def test_kernels_use_64_bit_channel_offsets() -> None:
+    """channel * pixels can exceed 2^31 (240 coupled channels of a 3000 x 3000 image): the
+    kernels scale channel indices by a 64-bit copy of the pixel count."""
+    import fluxact
+
+    source = fluxact.emit("1/(1 + x/lam**2)", "activation", target="triton",
+                          params={"lam": 1.0}, trainable=("lam",))
+    for kernel in ("iso_fwd", "iso_bwd", "aniso_fwd", "aniso_bwd"):
+        body = source.split(f"_{kernel}_kernel(")[1].split("@triton.jit")[0]
+        code = "\n".join(line.split("#")[0] for line in body.splitlines())
+        assert "_n = _N + 0 * _pid" in code and "* _N" not in code.replace("_N +", "")
+
+
+def test_fused_step_refuses_what_the_unfused_step_refuses() -> None:
+    tri, _ = pair()
+    with pytest.raises(StabilityError, match="smaller than the stencil"):
+        CoupledDiffusionBlock2D(tri, fused=True)(torch.zeros(1, 2, 1, 6, dtype=F64))

@@ -1,5 +1,6 @@
 """The fused explicit steps (one generated Triton kernel per step, forward and backward: 1D
-and 2D forward differences, learned 1D kernels per channel; the temporally blocked 1D run)
+and 2D forward differences, learned 1D kernels per channel, learned C x C kernels in 1D and
+2D; the temporally blocked 1D run)
 against the unfused torch block: under
 TRITON_INTERPRET=1 on the CPU (tests/conftest.py), compiled on a GPU."""
 
@@ -169,12 +170,51 @@ def test_fused_learned_kernel_step(channels: int, width: int, boundary: str) -> 
             torch.testing.assert_close(x, y, rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.parametrize("dims, channels, width, depthwise, boundary", [
+    (1, 3, 3, False, "reflect"), (1, 2, 2, False, "periodic"), (2, 2, 3, False, "reflect"),
+    (2, 1, 2, False, "periodic"), (2, 3, 2, True, "reflect"),
+])
+def test_fused_channel_mixing_step(dims: int, channels: int, width: int, depthwise: bool,
+                                   boundary: str) -> None:
+    """Learned C x C kernels (and per-channel 2D ones) that the fused step computes, against
+    the unfused block: values, and gradients of u, lam, tau and the kernel weights."""
+    torch.manual_seed(4)
+    dt = torch.float64
+    act = triton_activation("charbonnier", 1.5, ("lam",)).to(DEVICE, dt)
+    op = Operator.learned(dims, channels, width, init="random", boundary=boundary,
+                          depthwise=depthwise).to(DEVICE, dt)
+    fused = DiffusionBlock(act, op, fused=True, train_tau=True).to(DEVICE, dt)
+    plain = DiffusionBlock(act, op, fused=False, train_tau=True).to(DEVICE, dt)
+    plain.tau_logit = fused.tau_logit
+    # 300 and 260 columns span two programs of 256
+    shapes = [(2, channels, 300)] if dims == 1 else [(1, channels, 3, 260), (1, channels, 4, 3)]
+    for shape in shapes:
+        u = (torch.randn(*shape, dtype=dt, device=DEVICE) * 3).requires_grad_()
+        a, b = fused(u), plain(u)
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        g = torch.randn_like(a)
+        wrt = (u, act.lam, fused.tau_logit, op.weights[0])
+        for x, y in zip(torch.autograd.grad(a, wrt, g), torch.autograd.grad(b, wrt, g)):
+            torch.testing.assert_close(x, y, rtol=1e-11, atol=1e-11)
+
+
+def test_fused_channel_mixing_gradcheck() -> None:
+    act = triton_activation("perona-malik", 1.2, ("lam",)).to(DEVICE, torch.float64)
+    op = Operator.learned(1, 2, 2, init="random").to(DEVICE, torch.float64)
+    u = torch.randn(1, 2, 4, dtype=torch.float64, device=DEVICE)
+    k = op.full_kernel().detach().clone().requires_grad_()
+    p = act.parameter_vector().detach().clone().requires_grad_()
+    tau = torch.tensor(0.3, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, kk, pp, t: runtime.step_mixing(act.ops, x, kk, pp, t, False),
+        (u.requires_grad_(), k, p, tau))
+
+
 def test_fused_refusals() -> None:
     act = triton_activation("perona-malik", 1.0)
-    with pytest.raises(StabilityError, match="fused=True needs"):
-        DiffusionBlock(act, Operator.learned(1, 2, 3), fused=True)  # full C x C kernel
-    with pytest.raises(StabilityError, match="fused=True needs"):
-        DiffusionBlock(act, Operator.learned(2, 1, 3), fused=True)  # 2D learned kernel
+    with pytest.raises(StabilityError, match="fused=True needs"):  # two parts, not a gradient
+        DiffusionBlock(act, Operator([torch.tensor([[1.0, -1.0]]), torch.tensor([[0.5, 0.5]])],
+                                     dims=2), fused=True)
     # a fixed 1D kernel per channel (the second difference) runs on the learned-kernel step
     second = DiffusionBlock(act.double(), "second", fused=True)
     u = torch.randn(2, 1, 20, dtype=torch.float64, device=DEVICE)
