@@ -45,6 +45,9 @@ from .runtime import (
 )
 
 NOTIONS = ("linf", "sign", "euclidean")
+#: names of the numerical parameters of blocks: tau (explicit, FSI), the Du Fort-Frankel
+#: tau and alpha, the FSI extrapolation weights
+NUMERICAL = frozenset({"tau_logit", "log_tau", "alpha_theta", "weights"})
 SCHEMES = ("explicit", "dufort_frankel", "fsi")
 
 
@@ -450,8 +453,9 @@ class SymmetricResNet(torch.nn.Module):
     """m stable diffusion blocks (P2 section 3): ``scheme`` "explicit" (DiffusionBlock),
     "dufort_frankel" (DuFortFrankelBlock, two-step) or "fsi" (FSIBlock, one cycle each).
 
-    ``shared=True``: one kernel and one activation for all blocks; else each block has its
-    own (time-dynamic weights, P2 27; see ``smoothness_penalty``). ``K`` defaults to a learned
+    ``shared=True``: one kernel, one activation and one set of numerical parameters (tau,
+    the Du Fort-Frankel alpha, the FSI weights) for all blocks; else each block has its own
+    (time-dynamic weights, P2 27; see ``smoothness_penalty``). ``K`` defaults to a learned
     kernel of width ``width`` over ``channels`` channels. Explicit and FSI blocks train tau
     within the bound (``train_tau``); other keyword arguments go to the blocks.
     """
@@ -480,6 +484,12 @@ class SymmetricResNet(torch.nn.Module):
             else:
                 made.append(DiffusionBlock(a, op, stability=stability, train_tau=train_tau,
                                            **options))
+        if shared:  # the same time step and extrapolation parameters in every block
+            for block in made[1:]:
+                for name, _ in list(block.named_parameters()):
+                    owner, _, leaf = name.rpartition(".")
+                    if leaf in NUMERICAL:
+                        setattr(block.get_submodule(owner), leaf, made[0].get_parameter(name))
         self.blocks = torch.nn.ModuleList(made)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
@@ -493,8 +503,10 @@ class SymmetricResNet(torch.nn.Module):
         return u
 
     def _theta(self, block: torch.nn.Module) -> torch.Tensor:
-        """Every trainable parameter of a block: kernel, activation, tau, alpha, weights."""
-        own = [p.reshape(-1).double() for p in block.parameters() if p.requires_grad]
+        """The trainable model parameters of a block (kernel, activation), not its numerical
+        ones (tau, alpha, extrapolation weights), which P2 7.1.4 leaves unregularised."""
+        own = [p.reshape(-1).double() for name, p in block.named_parameters()
+               if p.requires_grad and name.rpartition(".")[2] not in NUMERICAL]
         return torch.cat(own) if own else torch.zeros(0, dtype=torch.float64)
 
     def _tau(self, block: torch.nn.Module) -> torch.Tensor:
@@ -504,13 +516,14 @@ class SymmetricResNet(torch.nn.Module):
         return step.time_step()
 
     def smoothness_penalty(self, beta: float) -> torch.Tensor:
-        """beta * sum_k tau_k ||(theta_k - theta_{k-1}) / tau_k||^2 (P2 27), theta_k all
-        trainable parameters of block k (kernel, activation, tau, extrapolation weights); 0
-        for shared weights."""
+        """beta * sum_k tau_k ||(theta_k - theta_{k-1}) / tau_k||^2 (P2 27), theta_k the
+        kernel and activation parameters of block k; tau_k enters as a value (no gradient):
+        numerical parameters are not affected by the regulariser (P2 7.1.4). 0 for shared
+        weights."""
         total = torch.zeros((), dtype=torch.float64)
         if self.shared:
             return total
         for prev, block in zip(self.blocks, self.blocks[1:]):
             diff = (self._theta(block) - self._theta(prev)).double()
-            total = total + (diff**2).sum() / self._tau(block).to(diff.device)
+            total = total + (diff**2).sum() / self._tau(block).detach().to(diff.device)
         return beta * total

@@ -383,6 +383,11 @@ def test_symmetric_resnet() -> None:
     shared = SymmetricResNet(act, 4, shared=True)
     assert len(shared.blocks) == 4
     assert shared.blocks[0].K is shared.blocks[3].K and shared.blocks[0].act is shared.blocks[3].act
+    assert shared.blocks[0].tau_logit is shared.blocks[3].tau_logit  # one tau
+    assert sum(p.numel() for p in shared.parameters()) == 3 + 1 + 1  # kernel, lam, tau
+    for scheme in ("dufort_frankel", "fsi"):
+        tied = SymmetricResNet(act, 3, shared=True, scheme=scheme)
+        assert len(list(tied.parameters())) == len(list(tied.blocks[0].parameters()))
     assert val(shared.smoothness_penalty(10.0)) == 0.0
     dynamic = SymmetricResNet(act, 3)
     kernels = {id(b.K.weights[0]) for b in dynamic.blocks}
@@ -396,6 +401,13 @@ def test_symmetric_resnet() -> None:
     taus = [b.time_step() for b in dynamic.blocks]
     expected = 10.0 * (0.03 / taus[2])  # only block 2 differs: 3 entries of 0.1, squared
     assert val(dynamic.smoothness_penalty(10.0)) == pytest.approx(val(expected), rel=1e-5)
+    with torch.no_grad():  # tau is a numerical parameter: not regularised (P2 7.1.4)
+        dynamic.blocks[1].tau_logit.add_(1.0)
+    taus = [b.time_step() for b in dynamic.blocks]
+    penalty = dynamic.smoothness_penalty(10.0)
+    assert val(penalty) == pytest.approx(val(10.0 * (0.03 / taus[2])), rel=1e-5)
+    penalty.backward()
+    assert all(b.tau_logit.grad is None for b in dynamic.blocks)
     u = torch.randn(2, 1, 32)
     out = dynamic(u)
     out.sum().backward()

@@ -3,6 +3,8 @@ they promise; each example ends with its own check, so exit status 0 is part of 
 
 from __future__ import annotations
 
+import csv
+import math
 import os
 import subprocess
 import sys
@@ -50,3 +52,28 @@ def test_readme_tour_training_snippet(tmp_path: Path) -> None:
     assert "outputs stay in [min f, max f]: True" in text
     tau, bound = text.split("tau = ")[1].split(" <= bound ")
     assert float(tau) <= float(bound.split()[0])
+
+
+def test_denoise_1d_smoke(tmp_path: Path) -> None:
+    """P2 7.1 in its smoke mode: every architecture, activation and study trains a few steps;
+    the table, the parameter counts, the CSV and one plot per study come out."""
+    text = run_example("examples/denoise_1d.py", "--smoke", "--out", str(tmp_path))
+    assert "check passed (smoke: finite and better than noisy only)" in text
+    noisy = float(text.split("noisy input ")[1].split()[0])
+    assert 27.5 < noisy < 28.7  # sigma = 10 on [0, 255]: 20 log10(25.5) = 28.13 dB
+    table = text.split("P2 in brackets\n")[1]
+    for arch in ("symmetric", "dufort_frankel", "fsi", "resnet"):
+        for act in ("relu", "charbonnier", "perona-malik"):
+            assert table.count(f"{arch:15}{act:14}") == 3  # one line per study
+    # one channel, shared: 3 kernel weights + tau + lam against 2 x (3 + 1) + lam
+    assert "shared   perona-malik  m=2   C=1        5 (     3) vs      9 (     8)" in text
+    with open(tmp_path / "denoise_1d.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 4 * 3
+    for r in rows:
+        assert math.isfinite(float(r["test_psnr"]))
+        if r["arch"] != "resnet":
+            assert float(r["test_psnr"]) > noisy
+    for study in ("shared", "dynamic", "channels"):
+        png = tmp_path / f"denoise_1d_{study}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
