@@ -124,8 +124,9 @@ class DiffusionBlock(torch.nn.Module):
     trainable (the paper trains tau), which stays below the bound. An explicit ``tau`` must
     satisfy the bound at every call, unless ``unsafe=True``. ``fused``: run the whole step as
     one generated Triton kernel (forward differences in 1D and 2D, and any single kernel: C x C
-    or per channel, 1D or 2D; None: on CUDA tensors when possible, True: always, also under
-    TRITON_INTERPRET=1, False: never).
+    or per channel, 1D or 2D; None: on CUDA tensors for forward differences and 1D kernels per
+    channel, True: always, also under TRITON_INTERPRET=1 and for the channel-mixing kernel,
+    False: never).
     """
 
     def __init__(self, act: Any, K: Any = None, *, stability: str | None = None,
@@ -157,6 +158,9 @@ class DiffusionBlock(torch.nn.Module):
                 "a single kernel (C x C or one per channel, e.g. Operator.learned), and an "
                 "activation whose backend is not 'torch'; use fused=False")
         self._fusable = fusable
+        # fused=None fuses only where the kernels are known to be lean: the channel-mixing
+        # step spills registers on sm_90 (a reviewer's ptxas -v), so it runs on request
+        self._auto_fuse = fusable and (self.K.difference or self.K.per_channel_1d)
         if not self.unsafe:
             self.time_step()  # refuses now, with the verifier's reason, what cannot be stable
 
@@ -197,7 +201,9 @@ class DiffusionBlock(torch.nn.Module):
         return self.K.weights[0].reshape(-1)[1]
 
     def _use_fused(self, u: torch.Tensor) -> bool:
-        return self._fusable and bool(self.fused or (self.fused is None and u.is_cuda))
+        if self.fused is None:
+            return self._auto_fuse and u.is_cuda
+        return self._fusable and bool(self.fused)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if self._use_fused(u):
