@@ -17,12 +17,12 @@ uncoupled).
 
 --full is the paper's recipe: 256 x 256 images, rectangles of 140 x 70, 100 training and 50
 test images per angle, sigma from 0.4 to 10, 400 epochs, Adam lr 1e-3, batches of 10 (P3
-gives none), on CUDA when there is one. The default is a reduced run on one CPU thread (7-8
-minutes on a 2-core machine): every length scaled by 64/256 (64 x 64 images, rectangles of
-35 x 17.5, sigma from 0.1 to 2.5), 8 training and 10 test images per angle, 20 epochs with
-batches of 2 (80 Adam steps), lr 3e-2: Adam moves a parameter by about lr per step, and the
-trained beta move by more than 1, out of reach of 80 steps at 1e-3. --quick is a smoke test
-(24 x 24, 2 images, 3 angles, 1 epoch).
+gives none), on CUDA when there is one. The default is a reduced run on one CPU thread (8.6
+minutes on a 2-core machine; docs/results.md): every length scaled by 64/256 (64 x 64 images,
+rectangles of 35 x 17.5, sigma from 0.1 to 2.5), 8 training and 10 test images per angle, 20
+epochs with batches of 2 (80 Adam steps), lr 3e-2: Adam moves a parameter by about lr per
+step, and a trained beta moves from 1 to 2.7, out of reach of 80 steps at 1e-3. --quick is a
+smoke test (24 x 24, 2 images, 3 angles, 1 epoch).
 
 Choices P3 leaves open, the same in every mode:
 - a scene is 20 axis-aligned rectangles with centres uniform in the image; the image at angle
@@ -256,7 +256,7 @@ def plot(angles: tuple[int, ...], table: dict[str, list[float]], path: Path) -> 
         ax.plot(angles, table[m], marker="o", label=m)
     ax.axvline(TRAIN_ANGLE, color="grey", linestyle=":", label="training angle")
     ax.set(xlabel="rotation angle (degrees)", ylabel="PSNR (dB)", xticks=angles)
-    ax.legend(loc="best", fontsize="small")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4, fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
