@@ -1,32 +1,53 @@
-"""Time budgets for symbolic steps that may run for a long time (integrate, limit, simplify).
+"""Time budgets for steps that may run for a long time (integrate, limit, simplify, a whole
+verification).
 
 SymPy has no timeout of its own. On the main thread of a POSIX process a budget is enforced
 with a profiling timer (ITIMER_PROF, SIGPROF): it counts the CPU time of this process, not
 wall-clock time, so a busy machine (other jobs on the same cores) does not make a step run out
 of time and a result does not depend on the load; the budget still stops a step that computes
 for too long. The exception derives from BaseException so that SymPy's internal
-``except Exception`` clauses cannot swallow it. Elsewhere (other threads, Windows) the step
-runs unbudgeted. Budgets do not nest: an inner call under a running budget is governed by the
-outer one.
+``except Exception`` clauses cannot swallow it.
+
+Budgets nest: an inner budget is cut to what is left of the outer one, and when the outer one
+runs out inside an inner step, the inner step gives up and the outer one takes its fallback
+(a whole verification answers "unknown" even when one of its SymPy steps was running).
+Elsewhere (other threads, Windows) a step runs unbudgeted.
 """
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
+import time
+import types
 from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
 
+#: the timer is re-armed with at least this much, so that it always fires
+_MIN_ARM = 1e-4
+
 
 class BudgetExceeded(BaseException):
-    """Raised inside a budgeted step when its time is up (never escapes ``within_budget``)."""
+    """Raised inside a budgeted step when its time is up (never escapes ``within_budget``).
+    ``level`` is the depth of the budget that ran out (0 = outermost)."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__(level)
+        self.level = level
+
+
+# absolute CPU-time deadlines (time.process_time()) of the running budgets, outermost first;
+# each is already cut to the ones outside it
+_deadlines: list[float] = []
 
 
 def attempt(step: Callable[[], T], seconds: float) -> T | None:
     """Run a symbolic step under a time budget; None when it fails (SymPy raises many kinds of
-    errors on inputs it cannot handle) or runs out of time."""
+    errors on inputs it cannot handle, MemoryError and RecursionError included) or runs out
+    of time."""
 
     def guarded() -> T | None:
         try:
@@ -42,20 +63,60 @@ def _can_use_alarm() -> bool:
             and threading.current_thread() is threading.main_thread())
 
 
+#: code running here swallows exceptions (Python reports them as "unraisable"): a budget's
+#: exception raised there would be lost, so it waits for the next tick
+_SWALLOWING = ("__del__", "gc_callback", "_remove", "__exit__")
+_RETRY = 0.01  # seconds of CPU time until the timer fires again
+
+
+def _expire(signum: int, frame: types.FrameType | None) -> None:
+    now = time.process_time()
+    # the outermost budget whose deadline has passed: every budget inside it is cut to it
+    for level, deadline in enumerate(_deadlines):
+        if deadline <= now + 1e-3:
+            # fire again soon in any case: should the exception be swallowed after all (a
+            # weakref callback), the budget still ends
+            signal.setitimer(signal.ITIMER_PROF, _RETRY)
+            if frame is not None and frame.f_code.co_name in _SWALLOWING:
+                return
+            raise BudgetExceeded(level)
+    if _deadlines:  # fired a little early (timer granularity): wait for the innermost
+        signal.setitimer(signal.ITIMER_PROF, max(_deadlines[-1] - now, _MIN_ARM))
+
+
+def remaining() -> float:
+    """CPU seconds left to the innermost running budget (inf when none runs)."""
+    if not _deadlines:
+        return math.inf
+    return max(_deadlines[-1] - time.process_time(), 0.0)
+
+
 def within_budget(step: Callable[[], T], seconds: float, fallback: Callable[[], T]) -> T:
-    """Run ``step()``; if it uses more than ``seconds`` of CPU time, return ``fallback()``."""
-    if not _can_use_alarm() or signal.getitimer(signal.ITIMER_PROF)[0] > 0:
+    """Run ``step()``; if it uses more than ``seconds`` of CPU time, return ``fallback()``.
+    Inside another budget, ``seconds`` is cut to what that one has left, and the outer budget
+    running out ends this step too (the outer fallback is taken, not this one)."""
+    if not _can_use_alarm():
         return step()
-
-    def _expire(signum: int, frame: object) -> None:
-        raise BudgetExceeded
-
-    previous = signal.signal(signal.SIGPROF, _expire)
-    signal.setitimer(signal.ITIMER_PROF, seconds)
+    now = time.process_time()
+    level = len(_deadlines)
+    if level and _deadlines[-1] <= now:  # the enclosing budget is already used up
+        raise BudgetExceeded(level - 1)
+    deadline = min(now + seconds, _deadlines[-1]) if level else now + seconds
+    if level == 0:
+        previous = signal.signal(signal.SIGPROF, _expire)
+    _deadlines.append(deadline)
+    signal.setitimer(signal.ITIMER_PROF, max(deadline - now, _MIN_ARM))
     try:
         return step()
-    except BudgetExceeded:
+    except BudgetExceeded as exc:
+        if exc.level < level:  # an enclosing budget ran out: it takes its own fallback
+            raise
         return fallback()
     finally:
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        signal.signal(signal.SIGPROF, previous)
+        del _deadlines[level:]
+        if level == 0:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, previous)
+        else:  # the enclosing budget's timer again (at once if its time is up)
+            signal.setitimer(signal.ITIMER_PROF,
+                             max(_deadlines[-1] - time.process_time(), _MIN_ARM))

@@ -27,3 +27,33 @@ def test_computing_runs_out() -> None:
     assert within_budget(spin, 0.2, lambda: "expired") == "expired"
     assert time.process_time() - start < 2.0
     assert attempt(spin, 0.2) is None
+
+
+def spin(seconds: float) -> str:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+    return "finished"
+
+
+def test_an_inner_budget_is_cut_to_the_outer_one() -> None:
+    """The outer budget running out inside an inner step ends both: the outer fallback is
+    taken, not the inner one (a whole verification answers "unknown" even while one of its
+    SymPy steps runs)."""
+    inner_fallbacks = []
+
+    def outer() -> str:
+        return within_budget(lambda: spin(5.0), 10.0, lambda: inner_fallbacks.append(1) or "inner")
+
+    start = time.process_time()
+    assert within_budget(outer, 0.2, lambda: "outer") == "outer"
+    assert not inner_fallbacks and time.process_time() - start < 2.0
+
+
+def test_an_inner_budget_that_runs_out_first_leaves_the_outer_running() -> None:
+    def outer() -> tuple[str, str]:
+        first = within_budget(lambda: spin(5.0), 0.1, lambda: "inner expired")
+        return first, spin(0.05)
+
+    assert within_budget(outer, 3.0, lambda: ("outer expired", "")) == ("inner expired",
+                                                                        "finished")
