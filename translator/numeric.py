@@ -12,12 +12,17 @@ import sympy as sp
 from .errors import missing_value
 
 DIGITS = 30
-HUGE = 10**300  # exp of more than this is +inf: mpmath would take forever on exp(exp(..))
+HUGE = 2**64  # exp beyond +-HUGE is +inf or 0 here: mpmath needs about |x| bits for exp(x)
 
 
 def safe_exp(x):
-    """mpmath exp, but +inf above HUGE instead of an astronomically slow exact power."""
-    return mpmath.inf if mpmath.re(x) > HUGE else mpmath.exp(x)
+    """mpmath exp, but +inf above HUGE and 0 below -HUGE instead of an astronomically slow
+    exact power (values for plots and messages; bounds come from interval.py)."""
+    if mpmath.re(x) > HUGE:
+        return mpmath.inf
+    if mpmath.re(x) < -HUGE:
+        return mpmath.mpf(0)
+    return mpmath.exp(x)
 
 
 #: lambdify modules for point evaluation that cannot stall on exp(exp(..))
