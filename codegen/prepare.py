@@ -121,7 +121,7 @@ def prepare(
     outputs = _outputs(symbolic, nl.variable, trainable)
     repairs = tuple((key, _repair(expr, nl.variable)) for key, expr in outputs)
     ident = python_name(name or nl.name or "activation")
-    facts = stability_facts(t) if facts is None else facts
+    facts = stability_facts(t, trainable) if facts is None else facts
     description = {
         "name": ident, "formula": nl.text, "kind": nl.kind, "convention": nl.convention,
         "tau": str(t.tau), "alpha": str(t.alpha), "params": list(params),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import sympy as sp
 
 from ..translator.errors import FluxactError
+from ..translator.parse import parameter_symbol
 from ..translator.translation import Translation, translate_nonlinearity
 from ..translator.verify import StabilityReport, verify_translation
 
@@ -43,19 +44,31 @@ class StabilityFacts:
         return f"_rt.Stability({fields})"
 
 
-def stability_facts(t: Translation) -> StabilityFacts:
-    """The facts for the activation of ``t``: in closed form in its parameters when the
-    verifier finds one, else at the values ``t`` gives them, else none (with the reason)."""
+def stability_facts(t: Translation, trainable: tuple[str, ...] = ()) -> StabilityFacts:
+    """The facts for the activation of ``t``: in closed form in all its parameters when the
+    verifier finds one, else in the trainable ones with the others fixed at their values
+    (r/(1 + (r/a)^2)^b with b given: L = g_max = 1 for every a), else at the values ``t``
+    gives them, else none (with the reason)."""
     nl = t.input
     names = tuple(sorted({*nl.free, *(k for k, _ in nl.values)}))
-    symbolic = t
-    if nl.values:
-        symbolic = translate_nonlinearity(
-            replace(nl, expr=nl.symbolic, values=(), free=names), tau=t.tau, alpha=t.alpha)
-    try:
-        return _facts(verify_translation(symbolic), names, None)
-    except FluxactError as exc:
-        first = str(exc)
+    first = ""
+    given = dict(nl.values)
+    tries = [names]
+    moving = tuple(n for n in names if n in trainable or n in nl.free)
+    if moving and moving != names:
+        tries.append(moving)
+    for free in tries:
+        keep = tuple((k, v) for k, v in sorted(given.items()) if k not in free)
+        symbolic = t
+        if set(free) != set(nl.free):
+            symbolic = translate_nonlinearity(
+                replace(nl, expr=nl.symbolic.subs({parameter_symbol(k): v for k, v in keep}),
+                        values=keep, free=free), tau=t.tau, alpha=t.alpha)
+        try:
+            fixed = tuple((k, float(v)) for k, v in keep) or None
+            return _facts(verify_translation(symbolic), names, fixed)
+        except FluxactError as exc:
+            first = first or str(exc)
     if names and not nl.free:  # every parameter has a value: verify there
         try:
             fixed = tuple((k, float(v)) for k, v in sorted(nl.values))
@@ -70,23 +83,26 @@ def stability_facts(t: Translation) -> StabilityFacts:
 
 def _facts(rep: StabilityReport, names: tuple[str, ...],
            fixed: tuple[tuple[str, float], ...] | None) -> StabilityFacts:
+    """The record from a report. A g_max is recorded only where the report gives a time step
+    (g >= 0 proven, Phi(0) = 0, g_max finite): blocks derive their step from it."""
     reasons = dict(rep.reasons)
-    g_max = _monomial(rep.g_max, names) if rep.nonnegative_diffusivity else None
+    steps = rep.tau_euclid is not None
+    g_max = _monomial(rep.g_max, names) if steps else None
     reason = None
-    if not rep.nonnegative_diffusivity:
+    if rep.nonnegative_diffusivity is False:
         bad = [ce for ce in rep.counterexamples if ce.property == "nonnegative_diffusivity"]
         reason = "no time step is safe: " + (
             bad[0].reason if bad else reasons.get("nonnegative_diffusivity", "g < 0 somewhere"))
     elif g_max is None:
-        reason = reasons.get("tau_linf", f"g_max = {rep.g_max} has no usable bound")
+        reason = reasons.get("tau_euclid", f"g_max = {rep.g_max} has no usable bound")
     lipschitz = _monomial(rep.lipschitz, names)
     lip_reason = None if lipschitz is not None else reasons.get(
         "lipschitz", f"L = {rep.lipschitz}: Phi jumps or grows superlinearly")
     method = dict(rep.method)
     return StabilityFacts(
-        nonnegative=rep.nonnegative_diffusivity,
-        antisymmetric=rep.antisymmetric,
-        monotone=rep.monotone,
+        nonnegative=rep.nonnegative_diffusivity is True,  # proven (False: no or unknown)
+        antisymmetric=rep.antisymmetric is True,
+        monotone=rep.monotone is True,
         g_max=g_max,
         lipschitz=lipschitz,
         reason=reason,

@@ -166,7 +166,7 @@ def diffusivity_to_torch(expr: object, *, params: Mapping[str, object] | None = 
     values = {k: v for k, v in nl.values}
     fake = translate(g_x, "activation", params=values, variable="x")
     spec = prepare(fake, name=name or f"{nl.name or 'g'}_s2", trainable=trainable,
-                   facts=stability_facts(t))
+                   facts=stability_facts(t, tuple(trainable)))
     module = load_spec(spec)
     return Activation(module.OPS, dict(zip(spec.params, require_defaults(spec))),
                       trainable=spec.trainable, backend=backend, formula=nl.text)

@@ -1,54 +1,69 @@
 """Rigorous extremes of a piecewise-smooth function of one real variable.
 
-``extreme(expr, r, "sup")`` returns the supremum of expr over the real line (or a given
-interval) with where it is attained and how it was obtained:
+``extreme(expr, r, "sup")`` encloses the supremum of expr over the real line: an upper bound
+``value``, a value ``reached`` that expr attains or approaches (so the supremum lies between
+them), where, and how it was obtained:
 
 1. The expression is cut into smooth pieces: Abs, sign, Heaviside, Min and Max are rewritten as
-   Piecewise, every condition boundary (and every pole SymPy finds) is a breakpoint.
-2. On each open piece the candidates are the one-sided limits at its ends and the values at
-   the critical points. Critical points come from ``solveset`` when it returns a finite set
-   ("symbolic"); values at breakpoints are candidates too.
-3. Where ``solveset`` cannot decide, the piece is bounded by interval arithmetic
-   (mpmath.iv) with branch and bound over geometric shells that reach |r| = 2^64 and within
-   2^-64 of a finite end; what lies beyond is covered by the one-sided limit at the end
-   ("interval"; the method string says so).
+   Piecewise, every condition boundary (and every pole SymPy finds) is a breakpoint; the values
+   at breakpoints are candidates.
+2. On a piece whose poles SymPy lists and whose critical points ``solveset`` returns as a
+   finite set, the supremum is the largest of the one-sided limits at its ends and the values
+   at the critical points ("symbolic").
+3. Otherwise the piece is bounded by interval branch and bound (interval.py): boxes cover the
+   whole closed piece, its tails to +-inf and its ends included. A box reaching an end is
+   bounded by the monotonicity test where the natural enclosure is unbounded there
+   ("interval").
 
-Nothing is sampled: every number is an upper bound of the supremum (a lower bound of the
-infimum) up to the tolerance, or infinity when no bound could be established.
+Nothing is sampled: ``value`` is an upper bound of the supremum (within a relative 1e-8 where
+the search converged), infinity when no bound could be established. ``domain`` is set where a
+tail beyond 2^1024 (past every float64) had no bounded enclosure: the bound then holds for
+|r| <= domain, which every float64 satisfies, and the method says so.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cmp_to_key, lru_cache
 
 import mpmath
 import sympy as sp
-from mpmath import iv
 
 from .budget import attempt
 from .errors import ParameterError, missing_value
-from .numeric import HUGE, missing_parameters
+from .interval import (
+    WIDE,
+    bounded,
+    derivative_for_bounds,
+    enclosure,
+    hi,
+    interval,
+    lo,
+    refined,
+    to_float,
+)
+from .numeric import missing_parameters
 
-SOLVE_SECONDS = 1.5
-LIMIT_SECONDS = 1.5  # per one-sided limit of a piece (dictionary.py allows 3 s for its fills)
-SHELLS = 64  # geometric shells: up to |r| = 2^64, down to 2^-64 from a finite end
-MAX_BOXES = 6000
-REL_TOL = 1e-8
+SOLVE_SECONDS = 0.6  # solveset, singularities: quick where they succeed at all
+LIMIT_SECONDS = 1.0  # per one-sided limit of a piece
 
 
 @dataclass(frozen=True, slots=True)
 class Extreme:
-    """sup (or inf) of a function: value, where (a point, or a limit like 'r -> oo'),
-    whether it is attained, and how it was found."""
+    """sup (or inf) of a function: ``value`` bounds it (from above for sup), ``reached`` is
+    attained or approached (at ``where``, or as described by ``where_text``)."""
 
     value: float
     where: float | None
     where_text: str
     method: str
+    reached: float = -math.inf
+    reached_at: float | None = None
+    domain: int | None = None  # the bound holds for |r| <= 2^domain (None: every r)
 
 
 # -- piecewise decomposition -----------------------------------------------------------------
@@ -70,27 +85,56 @@ def derivative(expr: sp.Expr, r: sp.Symbol) -> sp.Expr:
     return sp.piecewise_fold(sp.diff(_expand_kinks(expr), r))
 
 
-_ROOTS: dict[tuple[sp.Expr, sp.Symbol], tuple[sp.Expr, ...]] = {}
+_SOLVED: dict[tuple[sp.Expr, sp.Symbol], sp.Set | None] = {}
+
+
+def _solve(expr: sp.Expr, r: sp.Symbol, seconds: float = SOLVE_SECONDS) -> sp.Set | None:
+    """solveset over the reals, or None when SymPy fails or runs out of time (cached, a
+    time-out too: the budget counts CPU time, so trying again would only repeat it; e and
+    -e share their roots and their entry)."""
+    if expr.could_extract_minus_sign():
+        expr = -expr
+    key = (expr, r)
+    if key not in _SOLVED:
+        result = attempt(lambda: sp.solveset(expr, r, sp.S.Reals), seconds)
+        if len(_SOLVED) >= 4096:
+            _SOLVED.clear()
+        _SOLVED[key] = result if isinstance(result, sp.Set) else None
+    return _SOLVED[key]
 
 
 def _real_roots(expr: sp.Expr, r: sp.Symbol,
                 seconds: float = SOLVE_SECONDS) -> tuple[sp.Expr, ...] | None:
-    """All real roots of expr in r, or None when SymPy cannot tell within ``seconds``.
-    Decided answers are cached (the key is the expression); a time-out is not, so that a
-    busy machine cannot make an undecided answer permanent."""
-    key = (expr, r)
-    if key in _ROOTS:
-        return _ROOTS[key]
-    result = attempt(lambda: sp.solveset(expr, r, sp.S.Reals), seconds)
+    """All real roots of expr in r when they are finitely many and SymPy lists them, else
+    None."""
+    result = _solve(expr, r, seconds)
     if isinstance(result, sp.FiniteSet):
-        roots = tuple(x for x in result if x.is_real is not False)
-    elif result is sp.S.EmptySet:
-        roots = ()
-    else:
-        return None
-    if len(_ROOTS) < 4096:
-        _ROOTS[key] = roots
-    return roots
+        return tuple(x for x in result if x.is_real is not False)
+    if result is sp.S.EmptySet:
+        return ()
+    return None
+
+
+def _periodic_values(expr: sp.Expr, critical: sp.Set, r: sp.Symbol) -> list[sp.Expr] | None:
+    """The values of expr on an infinite set of critical points that SymPy gives as a union
+    of ImageSets n -> a n + b over the integers (sin r = 0: r = 2 n pi, 2 n pi + pi): each
+    must simplify to a number free of n; None otherwise."""
+    parts = critical.args if isinstance(critical, sp.Union) else (critical,)
+    values: list[sp.Expr] = []
+    for part in parts:
+        if isinstance(part, sp.FiniteSet):
+            values += [expr.subs(r, x) for x in part if x.is_real is not False]
+            continue
+        if not (isinstance(part, sp.ImageSet) and part.base_sets == (sp.S.Integers,)):
+            return None
+        n = sp.Symbol("n", integer=True)
+        lam = part.lamda
+        point = lam.expr.subs(lam.variables[0], n)
+        value = attempt(lambda p=point: sp.simplify(expr.subs(r, p)), SOLVE_SECONDS)
+        if value is None or value.free_symbols:
+            return None
+        values.append(value)
+    return values
 
 
 def _to_float(value: sp.Expr, up: bool = False) -> float:
@@ -120,6 +164,58 @@ class Piece:
     poles_known: bool  # SymPy listed every pole of expr (else only interval bounds are used)
 
 
+def compare(x: sp.Expr, y: sp.Expr) -> int | None:
+    """The sign of x - y for exact real numbers (+-oo allowed): -1, 0, 1, or None when it
+    cannot be decided (never guessed from a rounded value)."""
+    if x == y:
+        return 0
+    if x.is_infinite or y.is_infinite:
+        return 1 if (x is sp.oo or y is -sp.oo) else -1
+    d = x - y
+    if d.is_Rational:
+        return (d.p > 0) - (d.p < 0)
+    enclosed = enclosure(d, _NOTHING)(interval(0))
+    if lo(enclosed) > 0:
+        return 1
+    if hi(enclosed) < 0:
+        return -1
+    try:  # evalf with strict accuracy: a nonzero result has its sign right
+        value = d.evalf(60, strict=True)
+        if value.is_Number and value != 0:
+            return 1 if value > 0 else -1
+    except (sp.core.evalf.PrecisionExhausted, ArithmeticError, ValueError, TypeError):
+        pass
+    if attempt(lambda: sp.simplify(d) == 0, SOLVE_SECONDS):
+        return 0
+    return None
+
+
+def _ordered(points: list[sp.Expr]) -> list[sp.Expr]:
+    """Distinct exact breakpoints in increasing order, decided exactly (1 and 1 + 10^-20 are
+    two breakpoints)."""
+    def order(x: sp.Expr, y: sp.Expr) -> int:
+        c = compare(x, y)
+        if c is None:
+            raise ParameterError(f"cannot decide the order of the breakpoints {x} and {y}")
+        return c
+
+    out: list[sp.Expr] = []
+    for p in sorted(points, key=cmp_to_key(order)):
+        if not out or order(out[-1], p) != 0:
+            out.append(p)
+    return out
+
+
+def _tidy_piece(e: sp.Expr) -> sp.Expr:
+    """A smooth piece in a form with fewer operations where cancelling finds one
+    (r (1 + sin(r)/r) -> r + sin(r)): the same function on the open piece, whose breakpoints
+    (every point where the formula itself is undefined) are already cut out."""
+    simpler = attempt(lambda: sp.cancel(e), SOLVE_SECONDS / 3)
+    if simpler is None or simpler.has(sp.nan, sp.zoo):
+        return e
+    return simpler if sp.count_ops(simpler) < sp.count_ops(e) else e
+
+
 @lru_cache(maxsize=512)
 def decompose(expr: sp.Expr, r: sp.Symbol
               ) -> tuple[tuple[Piece, ...], tuple[tuple[float, sp.Expr], ...]]:
@@ -129,14 +225,19 @@ def decompose(expr: sp.Expr, r: sp.Symbol
     if missing:
         raise missing_value(missing[0])
     folded = _expand_kinks(expr)
-    points: dict[float, sp.Expr] = {}  # breakpoint as a float -> its exact value
+    points: list[sp.Expr] = []  # exact breakpoints
     if isinstance(folded, sp.Piecewise):
         for cond in (c for _, c in folded.args):
             for rel in cond.atoms(sp.core.relational.Relational):
-                roots = _real_roots(rel.lhs - rel.rhs, r)
-                if roots is None:
+                # a condition changes its truth where lhs - rhs is 0 or singular ((r + 1)/r)
+                side = rel.lhs - rel.rhs
+                roots = _real_roots(side, r)
+                poles = attempt(lambda d=side: sp.singularities(d, r, sp.S.Reals),
+                                SOLVE_SECONDS)
+                if roots is None or not (isinstance(poles, sp.FiniteSet)
+                                         or poles is sp.S.EmptySet):
                     raise ParameterError(f"cannot locate the boundary of the condition {rel}")
-                points.update((_to_float(x), x) for x in roots)
+                points += [x for x in (*roots, *poles) if x.is_real is not False]
         branches = [e for e, _ in folded.args]
     else:
         branches = [folded]
@@ -145,26 +246,19 @@ def decompose(expr: sp.Expr, r: sp.Symbol
         poles = attempt(lambda b=branch: sp.singularities(b, r, sp.S.Reals), SOLVE_SECONDS)
         known[branch] = isinstance(poles, sp.FiniteSet) or poles is sp.S.EmptySet
         if isinstance(poles, sp.FiniteSet):
-            points.update((_to_float(x), x) for x in poles if x.is_real is not False)
-    cuts = sorted(p for p in points if math.isfinite(p))
-    exact = {-math.inf: -sp.oo, math.inf: sp.oo, **{p: points[p] for p in cuts}}
-    ends = [-math.inf, *cuts, math.inf]
+            points += [x for x in poles if x.is_real is not False]
+    cuts = _ordered([p for p in points if p.is_finite is not False])
+    ends = [-sp.oo, *cuts, sp.oo]
     pieces = []
-    for lo, hi in zip(ends, ends[1:]):
-        branch = _branch_at(folded, r, _midpoint(lo, hi))
-        pieces.append(Piece(lo, hi, branch, exact[lo], exact[hi], known.get(branch, False)))
-    values = [(p, _branch_at(folded, r, points[p]).subs(r, points[p])) for p in cuts]
+    for lo_, hi_ in zip(ends, ends[1:]):
+        mid = (lo_ + hi_) / 2 if lo_.is_finite and hi_.is_finite else (
+            sp.Integer(0) if not (lo_.is_finite or hi_.is_finite) else
+            hi_ - 1 if hi_.is_finite else lo_ + 1)
+        branch = _branch_at(folded, r, mid)
+        pieces.append(Piece(_to_float(lo_), _to_float(hi_), _tidy_piece(branch), lo_, hi_,
+                            known.get(branch, False)))
+    values = [(_to_float(p), _branch_at(folded, r, p).subs(r, p)) for p in cuts]
     return tuple(pieces), tuple(values)
-
-
-def _midpoint(lo: float, hi: float) -> float:
-    if math.isinf(lo) and math.isinf(hi):
-        return 0.0
-    if math.isinf(lo):
-        return hi - 1.0
-    if math.isinf(hi):
-        return lo + 1.0
-    return (lo + hi) / 2
 
 
 def _branch_at(folded: sp.Expr, r: sp.Symbol, x: float | sp.Expr) -> sp.Expr:
@@ -172,303 +266,427 @@ def _branch_at(folded: sp.Expr, r: sp.Symbol, x: float | sp.Expr) -> sp.Expr:
         return folded
     point = x if isinstance(x, sp.Basic) else sp.Float(x, 30)
     for e, c in folded.args:
-        if bool(c.subs(r, point)):
+        try:
+            holds = _holds(c.subs(r, point))
+        except TypeError:  # the condition has no value there (1/r >= 1 at r = 0)
+            return sp.nan
+        if holds:
             return e
     return sp.nan
 
 
-# -- interval evaluation -----------------------------------------------------------------------
+def _holds(cond: sp.Basic) -> bool:
+    """The truth of a condition on numbers, decided exactly where SymPy leaves a relation
+    between two numbers unevaluated."""
+    if cond in (sp.true, sp.false):
+        return bool(cond)
+    if isinstance(cond, sp.core.relational.Relational):
+        c = compare(cond.lhs, cond.rhs)
+        if c is None:
+            raise ParameterError(f"cannot decide the condition {cond}")
+        return {sp.Lt: c < 0, sp.Le: c <= 0, sp.Gt: c > 0, sp.Ge: c >= 0, sp.Eq: c == 0,
+                sp.Ne: c != 0}[type(cond)]
+    if isinstance(cond, sp.And):
+        return all(_holds(a) for a in cond.args)
+    if isinstance(cond, sp.Or):
+        return any(_holds(a) for a in cond.args)
+    if isinstance(cond, sp.Not):
+        return not _holds(cond.args[0])
+    return bool(cond)
 
 
-def _monotone(point_fn: Callable[[object], object]):
-    """Interval extension of an increasing function: endpoints evaluated at a higher
-    precision and widened outward by a few units in the last place."""
+# -- branch and bound -------------------------------------------------------------------------
 
-    def f(x):
-        x = iv.mpf(x)
-        with mpmath.workprec(iv.prec + 30):  # pad at a precision where the pad is visible
-            lo, hi = point_fn(mpmath.mpf(x.a)), point_fn(mpmath.mpf(x.b))
-            lo = lo - abs(lo) * mpmath.mpf(2) ** -(iv.prec - 4) - mpmath.mpf(2) ** -1000
-            hi = hi + abs(hi) * mpmath.mpf(2) ** -(iv.prec - 4) + mpmath.mpf(2) ** -1000
-            return iv.mpf([lo, hi])
+SHELLS = 64  # initial geometric shells: |r| from 2^-64 to 2^64, and within 2^-64 of an end
+SHELL_STEP = 4  # ... one shell per factor 2^4 (branch and bound splits further where needed)
+DOMAIN_LIMIT = mpmath.mpf(2) ** 1024  # above every float64: see Extreme.domain
+TAIL_LIMIT = mpmath.mpf(2) ** 16384  # tails are split up to here, then bounded as they are
+MAX_BOXES = 6000
+BNB_SECONDS = 6.0  # CPU time of one branch and bound; past it the best upper bound stands
+REL_TOL = 1e-7  # relative tightness of a converged bound (time steps need no more)
 
-    return f
-
-
-def _iv_exp(x):
-    x = iv.mpf(x)
-    if x.b <= HUGE:
-        return iv.exp(x)
-    lo = iv.exp(iv.mpf(min(x.a, HUGE))).a  # exp is increasing: exp(min(a, HUGE)) <= exp(a)
-    return iv.mpf([lo, mpmath.inf])
+# a box: (a, b, end) with mpf ends (a may be -inf, b +inf); end = (point, side) when the box
+# reaches an end of the piece (an open breakpoint, or +-oo), else None
+Box = tuple
 
 
-def _iv_cosh(x):
-    x = iv.mpf(x)
-    if max(abs(x.a), abs(x.b)) > HUGE:
-        return iv.mpf([1, mpmath.inf])
-    with mpmath.workprec(iv.prec + 30):
-        a, b = mpmath.cosh(mpmath.mpf(x.a)), mpmath.cosh(mpmath.mpf(x.b))
-        hi = max(a, b) * (1 + mpmath.mpf(2) ** -(iv.prec - 4))
-        lo = mpmath.mpf(1) if x.a <= 0 <= x.b else min(a, b) * (1 - mpmath.mpf(2) ** -(iv.prec - 4))
-        return iv.mpf([lo, hi])
+def _round(value: sp.Expr, up: bool) -> mpmath.mpf:
+    """An exact real number (or +-oo) as an mpf rounded up or down."""
+    if value is sp.oo:
+        return mpmath.inf
+    if value is -sp.oo:
+        return -mpmath.inf
+    enclosed = enclosure(value, _NOTHING)(interval(0))
+    if not bounded(enclosed):  # not a real number
+        raise ValueError(f"{value} is not a real number")
+    return hi(enclosed) if up else lo(enclosed)
 
 
-_IV_NAMESPACE = {
-    "mpf": iv.mpf,
-    "exp": _iv_exp,
-    "log": iv.log,
-    "sqrt": iv.sqrt,
-    "sin": iv.sin,
-    "cos": iv.cos,
-    "tan": iv.tan,
-    "pi": iv.pi,
-    "e": iv.e,
-    "tanh": _monotone(mpmath.tanh),
-    "sinh": _monotone(lambda v: mpmath.sinh(v) if abs(v) <= HUGE else mpmath.sign(v) * mpmath.inf),
-    "asinh": _monotone(mpmath.asinh),
-    "atan": _monotone(mpmath.atan),
-    "erf": _monotone(mpmath.erf),
-    "cbrt": _monotone(mpmath.cbrt),
-    "cosh": _iv_cosh,
-}
+_NOTHING = sp.Symbol("_nothing", real=True)
 
 
-def interval_function(expr: sp.Expr, r: sp.Symbol) -> Callable[[float, float], tuple[float, float]]:
-    """(a, b) -> an enclosure (lo, hi) of expr over [a, b]; (-inf, inf) where undefined."""
-    compiled = sp.lambdify(r, expr, modules=[_IV_NAMESPACE, "mpmath"])
-
-    def enclose(a: float, b: float) -> tuple[float, float]:
-        saved = iv.prec
-        iv.prec = 64
-        try:
-            y = iv.mpf(compiled(iv.mpf([a, b])))
-            lo, hi = float(y.a), float(y.b)
-            # round outward: a float nearest to an endpoint may lie inside the enclosure
-            if lo > y.a:
-                lo = math.nextafter(lo, -math.inf)
-            if hi < y.b:
-                hi = math.nextafter(hi, math.inf)
-        except (ArithmeticError, ValueError, TypeError, ZeroDivisionError, NameError):
-            return -math.inf, math.inf  # no enclosure: no bound from this box
-        finally:
-            iv.prec = saved
-        if math.isnan(lo) or math.isnan(hi):
-            return -math.inf, math.inf
-        return lo, hi
-
-    return enclose
-
-
-# -- branch and bound --------------------------------------------------------------------------
+def _cover(piece: Piece) -> list[Box]:
+    """Boxes covering the piece (its ends included): geometric shells out to 2^64 and within
+    2^-64 of a finite end, then the end boxes."""
+    two = mpmath.mpf(2)
+    if math.isinf(piece.lo) and math.isinf(piece.hi):
+        right = _side(mpmath.mpf(0), 1, (sp.oo, "-"))
+        left = [(-b, -a, None if e is None else (-sp.oo, "+")) for a, b, e in reversed(right)]
+        return left + right
+    if math.isinf(piece.hi):
+        anchor = _round(piece.lo_exact, up=False)
+        return _side(anchor, 1, (sp.oo, "-"), (piece.lo_exact, "+"))
+    if math.isinf(piece.lo):
+        anchor = _round(piece.hi_exact, up=True)
+        return _side(anchor, -1, (-sp.oo, "+"), (piece.hi_exact, "-"))
+    a, b = _round(piece.lo_exact, up=False), _round(piece.hi_exact, up=True)
+    mid = (a + b) / 2
+    half = (b - a) / 2
+    edges = sorted({a, b, mid, *(a + half * two**-k for k in range(1, SHELLS + 1, SHELL_STEP)),
+                    *(b - half * two**-k for k in range(1, SHELLS + 1, SHELL_STEP))})
+    boxes = [(x, y, None) for x, y in zip(edges, edges[1:]) if y > x]
+    boxes[0] = (boxes[0][0], boxes[0][1], (piece.lo_exact, "+"))
+    boxes[-1] = (boxes[-1][0], boxes[-1][1], (piece.hi_exact, "-"))
+    return boxes
 
 
-def _initial_boxes(lo: float, hi: float) -> list[tuple[float, float]]:
-    """Geometric shells covering (lo, hi) up to 2^64 towards infinity and 2^-64 towards a
-    finite end."""
-    if math.isinf(lo) and math.isinf(hi):  # split at 0, whose neighbourhood is a box too
-        tiny = 2.0**-SHELLS
-        return (_initial_boxes(-math.inf, 0.0) + [(-tiny, tiny)]
-                + _initial_boxes(0.0, math.inf))
-    if math.isinf(hi):
-        anchor = lo
-        edges = [anchor + 2.0**-k for k in range(SHELLS, 0, -1)] + [anchor + 1.0]
-        edges += [anchor + 2.0**k for k in range(1, SHELLS + 1)]
-        return list(zip(edges, edges[1:]))
-    if math.isinf(lo):
-        return [(-b, -a) for a, b in _initial_boxes(-hi, math.inf)]
-    width = hi - lo
-    mid = lo + width / 2
-    left = [lo + width / 2 * 2.0**-k for k in range(SHELLS, 0, -1)] + [mid]
-    right = [mid] + [hi - width / 2 * 2.0**-k for k in range(1, SHELLS + 1)]
-    edges = left + right[1:]
-    return [(a, b) for a, b in zip(edges, edges[1:]) if b > a]
+def _side(anchor: mpmath.mpf, direction: int, tail: tuple, near: tuple | None = None
+          ) -> list[Box]:
+    """Boxes from ``anchor`` to +-inf (direction): within 2^-64 of the anchor (an end box
+    when ``near`` is given, else a box of the interior), shells, the tail end box."""
+    two = mpmath.mpf(2)
+    steps = [two**k for k in range(-SHELLS, SHELLS + 1, SHELL_STEP)]
+    edges = sorted({anchor, *(anchor + direction * s for s in steps)})
+    boxes = [(x, y, None) for x, y in zip(edges, edges[1:]) if y > x]
+    if direction > 0:
+        if near is not None:
+            boxes[0] = (boxes[0][0], boxes[0][1], near)
+        boxes.append((edges[-1], mpmath.inf, tail))
+    else:
+        if near is not None:
+            boxes[-1] = (boxes[-1][0], boxes[-1][1], near)
+        boxes.insert(0, (-mpmath.inf, edges[0], tail))
+    return boxes
 
 
-def branch_and_bound_sup(
-    expr: sp.Expr, r: sp.Symbol, lo: float, hi: float, floor: float,
-    second_upper: Callable[[float, float], float] | None = None,
-) -> tuple[float, float, float | None]:
-    """Enclosure (lower, upper) of sup expr over the shells of (lo, hi), with the best point.
+def _split(box: Box) -> list[Box] | None:
+    """Two boxes covering ``box``, or None when it cannot be split further: tails in the
+    exponent (2^64 -> 2^128 -> ...), shells far from 0 geometrically, end boxes toward their
+    end, the rest at the middle."""
+    a, b, end = box
+    two = mpmath.mpf(2)
+    if mpmath.isinf(b) and mpmath.isinf(a):
+        return None
+    if mpmath.isinf(b):  # to 2^1024 (every float64) at once, then the exponent doubles
+        if a >= TAIL_LIMIT:
+            return None
+        s = DOMAIN_LIMIT if a < DOMAIN_LIMIT / 2 else max(a * a, a + two**SHELLS)
+        return [(a, s, None), (s, b, end)]
+    if mpmath.isinf(a):
+        if b <= -TAIL_LIMIT:
+            return None
+        s = -DOMAIN_LIMIT if b > -DOMAIN_LIMIT / 2 else min(-(b * b), b - two**SHELLS)
+        return [(a, s, end), (s, b, None)]
+    if b - a <= max(abs(a), abs(b)) * two**-58 or b - a < two**-4000:
+        return None
+    if end is not None:  # toward the end: the box at the end shrinks geometrically
+        if end[1] == "+":
+            s = a + (b - a) * two**-16
+            return [(a, s, end), (s, b, None)]
+        s = b - (b - a) * two**-16
+        return [(a, s, None), (s, b, end)]
+    if a > 0 and b > 2 * a:
+        s = mpmath.sqrt(a * b)
+    elif b < 0 and a < 2 * b:
+        s = -mpmath.sqrt(a * b)
+    else:
+        s = (a + b) / 2
+    if not a < s < b:
+        return None
+    return [(a, s, None), (s, b, None)]
 
-    ``floor`` is a value already known to be reached (a limit or another piece): boxes whose
-    upper bound is below it are dropped. ``second_upper(a, b)``, if given, is another valid
-    upper bound of expr on [a, b]; the smaller of the two is used.
-    """
-    direct = interval_function(expr, r)
-    slope = interval_function(sp.diff(expr, r), r)
 
-    def enclose(a: float, b: float) -> tuple[float, float]:
-        lo_, hi_ = direct(a, b)
-        # centred form f(m) + f'([a, b]) ([a, b] - m): quadratic convergence near a maximum;
-        # the float operations are padded by their worst relative error
-        m = (a + b) / 2
-        d_lo, d_hi = slope(a, b)
-        f_m = direct(m, m)[1]
-        term = max(abs(d_lo), abs(d_hi)) * max(m - a, b - m) * (1 + 2.0**-50)
-        centred = f_m + term + (abs(f_m) + term) * 2.0**-50 + 2.0**-1000
-        if math.isfinite(centred):
-            hi_ = min(hi_, centred)
-        if second_upper is not None:
-            hi_ = min(hi_, second_upper(a, b))
-        return lo_, hi_
+def _inner_point(a: mpmath.mpf, b: mpmath.mpf) -> mpmath.mpf | None:
+    """A point strictly inside (a, b)."""
+    if mpmath.isinf(a) and mpmath.isinf(b):
+        return mpmath.mpf(0)
+    if mpmath.isinf(b):
+        return 2 * a if a > 1 else a + 1
+    if mpmath.isinf(a):
+        return 2 * b if b < -1 else b - 1
+    m = (a + b) / 2
+    if a > 0 and b > 2 * a:
+        m = mpmath.sqrt(a * b)
+    elif b < 0 and a < 2 * b:
+        m = -mpmath.sqrt(a * b)
+    return m if a < m < b else None
 
-    best, best_at = -math.inf, None  # the best value seen in this piece, and where
 
-    def consider(m: float) -> None:
+@dataclass(frozen=True, slots=True)
+class Search:
+    """The result of a branch and bound: sup f lies in [reached, upper]; f attains (or
+    approaches) ``reached`` at ``at``; ``domain``: the bound holds for |r| <= domain only
+    (None: for every r of the piece)."""
+
+    reached: mpmath.mpf
+    at: mpmath.mpf | None
+    upper: mpmath.mpf
+    domain: mpmath.mpf | None
+
+
+def branch_and_bound(expr: sp.Expr, r: sp.Symbol, piece: Piece, floor: mpmath.mpf,
+                     also: Callable[[Box], mpmath.mpf] | None = None,
+                     threshold: mpmath.mpf | None = None) -> Search:
+    """Enclose sup expr over the piece (its closure: breakpoints and tails included).
+
+    ``floor`` is a value already known to be reached (elsewhere): boxes below it are dropped.
+    ``also(box)``, if given, is another valid upper bound of expr on the box. With
+    ``threshold``, the question is only whether sup <= threshold: boxes at or below it are
+    dropped whatever their distance to the supremum, and the search stops at a point above
+    it."""
+    f = enclosure(expr, r)
+    slope = enclosure(derivative_for_bounds(expr, r), r)
+    start = time.process_time()
+    best, best_at = -mpmath.inf, None
+
+    def cut() -> mpmath.mpf:
+        level = max(best, floor)
+        tolerant = level + REL_TOL * (1 + abs(level))
+        return tolerant if threshold is None else min(tolerant, max(threshold, level))
+
+    def upper(box: Box) -> mpmath.mpf:
+        """The cheapest enclosure that decides the box: natural, then the mean value form,
+        then ``also``, and only then the (costly) refinement."""
+        a, b, end = box
+        x = interval(a, b)
+        top = hi(f(x))
+        if top > cut() and mpmath.isfinite(a) and mpmath.isfinite(b) and b > a:
+            m = (a + b) / 2
+            centred = f(interval(m)) + slope(x) * (x - m)  # the mean value form
+            if mpmath.isfinite(hi(centred)):
+                top = min(top, hi(centred))
+        if also is not None and top > cut():
+            top = min(top, also(box))
+        if top > cut() and (end is not None or not mpmath.isfinite(top)
+                            or threshold is not None or top - lo(f(x)) > WIDE):
+            top = min(top, hi(refined(expr, r, x, end)))
+        return top
+
+    def consider(box: Box) -> None:
         nonlocal best, best_at
-        low = direct(m, m)[0]
-        if low > best:
-            best, best_at = low, m
+        m = _inner_point(box[0], box[1])
+        if m is not None:
+            low = lo(f(interval(m)))
+            if low > best:
+                best, best_at = low, m
 
-    def prune() -> float:
-        return max(best, floor)
+    heap: list[tuple] = []
+    count = 0
+    domain = None
 
-    heap: list[tuple[float, float, float]] = []
-    for a, b in _initial_boxes(lo, hi):
-        consider((a + b) / 2)
-        heapq.heappush(heap, (-enclose(a, b)[1], a, b))
+    def push(box: Box) -> None:
+        nonlocal count
+        consider(box)
+        count += 1
+        heapq.heappush(heap, (-upper(box), count, box))
+
+    for box in _cover(piece):
+        push(box)
     boxes = 0
     while heap:
-        neg_up, a, b = heapq.heappop(heap)
-        up = -neg_up
-        level = prune()
-        if up <= level + REL_TOL * (1 + abs(level)):
-            return best, max(up, best), best_at
+        neg, _, box = heap[0]
+        top = -neg
+        if top <= cut() or (threshold is not None and best > threshold):
+            return Search(best, best_at, max(top, best), domain)
+        a, b, end = box
+        beyond = a >= DOMAIN_LIMIT or b <= -DOMAIN_LIMIT
+        children = _split(box)
+        if beyond and (mpmath.isinf(top) or children is None):
+            # past every float64, and no bound that settles it: not claimed (domain)
+            heapq.heappop(heap)
+            far = a if a >= DOMAIN_LIMIT else -b
+            domain = far if domain is None else min(domain, far)
+            continue
         boxes += 1
-        if boxes > MAX_BOXES or b - a <= 1e-15 * max(abs(a), abs(b)):
-            return best, up, best_at  # could not tighten further: the upper bound stands
-        m = (a + b) / 2
-        for c, d in ((a, m), (m, b)):
-            consider((c + d) / 2)
-            u = enclose(c, d)[1]
-            if u > prune():
-                heapq.heappush(heap, (-u, c, d))
-    return best, best, best_at
+        if (children is None or boxes > MAX_BOXES
+                or time.process_time() - start > BNB_SECONDS):
+            return Search(best, best_at, max(top, best), domain)
+        heapq.heappop(heap)
+        for child in children:
+            push(child)
+    return Search(best, best_at, best, domain)
 
 
 # -- extremes ----------------------------------------------------------------------------------
 
 
-def _limit(expr: sp.Expr, r: sp.Symbol, at: sp.Expr | float, side: str,
-           upper: bool = False) -> float | None:
-    """The one-sided limit of expr at the exact point ``at`` (or +-oo) as a float, rounded
-    up; None if SymPy finds none. With ``upper``, an oscillating limit (AccumBounds) gives
-    the top of its range (limsup)."""
-    if isinstance(at, float):
-        at = sp.oo if at == math.inf else -sp.oo if at == -math.inf else sp.nsimplify(at)
+def exact_limit(expr: sp.Expr, r: sp.Symbol, at: sp.Expr, side: str) -> sp.Expr | None:
+    """The one-sided limit of expr at the exact point ``at`` (or +-oo) as an exact SymPy
+    number, +-oo, an AccumBounds (oscillation), or None when SymPy finds none in its
+    budget (cached; the limit of -e is minus that of e)."""
+    if expr.could_extract_minus_sign():
+        value = _exact_limit(-expr, r, at, side)
+        return None if value is None else -value
+    return _exact_limit(expr, r, at, side)
+
+
+@lru_cache(maxsize=4096)
+def _exact_limit(expr: sp.Expr, r: sp.Symbol, at: sp.Expr, side: str) -> sp.Expr | None:
     if at.is_infinite:
         value = attempt(lambda: sp.limit(expr, r, at), LIMIT_SECONDS)
     else:
         value = attempt(lambda: sp.limit(expr, r, at, side), LIMIT_SECONDS)
-    if upper and isinstance(value, sp.AccumBounds):
-        value = value.max
+    if isinstance(value, sp.AccumBounds):
+        return value if value.min.is_real and value.max.is_real else None
     if value is None or not isinstance(value, sp.Expr) or value.has(
-        sp.Limit, sp.nan, sp.zoo, sp.AccumBounds
-    ):
+            sp.Limit, sp.nan, sp.zoo, sp.AccumBounds, sp.I) or value.free_symbols:
         return None
-    if value.is_infinite:
-        return math.inf if value.is_extended_positive else -math.inf
-    try:
-        return _to_float(value, up=True)
-    except (ParameterError, TypeError):
-        return None
+    return value
 
 
-NEAR_ZERO = 2.0**-30
+def _halves(piece: Piece) -> list[Piece]:
+    """A piece spanning 0 cut at 0 (so that r = 0 is the end of a box, for a quotient)."""
+    if not piece.lo < 0 < piece.hi:
+        return [piece]
+    zero = sp.Integer(0)
+    return [Piece(piece.lo, 0.0, piece.expr, piece.lo_exact, zero, piece.poles_known),
+            Piece(0.0, piece.hi, piece.expr, zero, piece.hi_exact, piece.poles_known)]
 
 
-def _smooth_reach(slope: sp.Expr, r: sp.Symbol, right: bool) -> float:
-    """How far from 0 (to the right, or to the left as a negative number) Phi' stays one
-    smooth piece."""
-    pieces, _ = decompose(slope, r)
-    for piece in pieces:
-        if right and piece.lo <= 0 < piece.hi:
-            return min(piece.hi, 2.0**64)
-        if not right and piece.lo < 0 <= piece.hi:
-            return max(piece.lo, -(2.0**64))
-    return NEAR_ZERO if right else -NEAR_ZERO
+def _quotient_bound(flux: sp.Expr, r: sp.Symbol, sign: int
+                    ) -> Callable[[Box], mpmath.mpf]:
+    """Another upper bound of sign * flux(r)/r on a box inside one smooth piece of flux, by
+    the mean value theorem on [c, r], c the end of the box nearest to 0:
+    flux(r)/r = (c/r) flux(c)/c + (1 - c/r) flux'(x), x between c and r, a convex
+    combination; so sign * g <= max(sign * g(c), sup sign * flux' on the box), tight on
+    narrow boxes where a quotient of enclosures is not. At c = 0 this needs flux -> 0 there
+    (decided exactly): then g(r) is a mean of flux' on (0, r)."""
+    pieces, _ = decompose(flux, r)
+    zero_ok = {}
+    for right in (True, False):
+        beside = [p for p in pieces if (p.lo <= 0 < p.hi if right else p.lo < 0 <= p.hi)]
+        limit = exact_limit(beside[0].expr, r, sp.Integer(0), "+" if right else "-") \
+            if beside else None
+        zero_ok[right] = (limit is not None and not isinstance(limit, sp.AccumBounds)
+                          and compare(limit, sp.Integer(0)) == 0)
+    smooth = [(_round(p.lo_exact, up=True), _round(p.hi_exact, up=False),
+               enclosure(p.expr, r), enclosure(sign * sp.diff(p.expr, r), r))
+              for p in pieces]
+
+    def bound(box: Box) -> mpmath.mpf:
+        a, b, _ = box
+        if a < 0 < b:
+            return mpmath.inf
+        for lo_, hi_, value, slope in smooth:
+            if lo_ <= a and b <= hi_:
+                break
+        else:
+            return mpmath.inf
+        c = a if a >= 0 else b
+        top = hi(slope(interval(a, b)))
+        if c == 0:
+            return top if zero_ok[a >= 0] else mpmath.inf
+        at_c = value(interval(c)) / interval(c)
+        return max(top, hi(sign * at_c))
+
+    return bound
 
 
 def extreme(expr: sp.Expr, r: sp.Symbol, which: str = "sup",
-            flux: sp.Expr | None = None) -> Extreme:
+            flux: sp.Expr | None = None, threshold: float | None = None) -> Extreme:
     """sup or inf of expr over the real line (breakpoints included), rounded outward.
 
-    ``flux``: expr is flux/r with flux(0) = 0 (a diffusivity g = Phi/r). Interval arithmetic
-    cannot bound such a quotient near r = 0, so there the mean value theorem is used:
-    for 0 < |r| <= 2^-30, Phi(r)/r is a mean of Phi' between 0 and r.
+    ``flux``: expr is flux/r (a diffusivity g = Phi/r) and its value at r = 0 is not part of
+    it. Interval arithmetic cannot bound such a quotient next to r = 0, so there the mean
+    value theorem is used where flux tends to 0: flux(r)/r is a mean of flux' between 0 and r.
     """
     if which not in ("sup", "inf"):
         raise ValueError(f"which must be 'sup' or 'inf', not {which!r}")
     sign = 1 if which == "sup" else -1
-    slope = None if flux is None else derivative(flux, r)
     target = sign * expr
     pieces, point_values = decompose(target, r)
-    best = -math.inf
-    where: float | None = None
-    where_text = ""
+    top, top_at, top_text = -mpmath.inf, None, ""
+    reached, reached_at = -mpmath.inf, None
+    domain = None
     methods: set[str] = set()
 
-    def offer(value: float, at: float | None, text: str) -> None:
-        nonlocal best, where, where_text
-        if value > best:
-            best, where, where_text = value, at, text
+    def offer(up: mpmath.mpf, down: mpmath.mpf, at: float | None, text: str) -> None:
+        nonlocal top, top_at, top_text, reached, reached_at
+        if up > top:
+            top, top_at, top_text = up, at, text
+        if down > reached:
+            reached, reached_at = down, at
 
     for p, value in point_values:
         try:
-            offer(_to_float(value, up=True), p, f"r = {p:.6g}")
-        except (ParameterError, TypeError):
-            if slope is not None and p == 0:
-                continue  # Phi/r at 0 is its limit Phi'(0): the mean value bound covers it
-            offer(math.inf, p, f"r = {p:.6g} (no real value)")
-    for piece in pieces:
-        lo, hi, e = piece.lo, piece.hi, piece.expr
-        for at, exact, side in ((lo, piece.lo_exact, "+"), (hi, piece.hi_exact, "-")):
-            value = _limit(e, r, exact, side, upper=True)
-            if value is None:
-                value = math.inf  # no limit established: no bound there
-                methods.add("no limit found at an end")
-            text = ("r -> oo" if at == math.inf else "r -> -oo" if at == -math.inf
-                    else f"r -> {at:.6g}{side}")
-            offer(value, None if math.isinf(at) else at, text)
-        critical = _real_roots(sp.diff(e, r), r) if piece.poles_known else None
-        if critical is not None:
-            methods.add("symbolic")
-            for c in critical:
-                try:
-                    x = _to_float(c)
-                except ParameterError:
-                    continue
-                if lo < x < hi:
+            offer(_round(value, up=True), _round(value, up=False), p, f"r = {p:.6g}")
+        except (ArithmeticError, ValueError, TypeError):
+            if flux is not None and p == 0:
+                continue  # g = flux/r has no value at 0 of its own
+            offer(mpmath.inf, -mpmath.inf, p, f"r = {p:.6g} (no real value)")
+    also = None if flux is None else _quotient_bound(flux, r, sign)
+    for whole in pieces:
+        for piece in _halves(whole) if flux is not None else [whole]:
+            e = piece.expr
+            ends = []
+            for at, exact, side in ((piece.lo, piece.lo_exact, "+"),
+                                    (piece.hi, piece.hi_exact, "-")):
+                limit = exact_limit(e, r, exact, side)
+                text = ("r -> oo" if at == math.inf else "r -> -oo" if at == -math.inf
+                        else f"r -> {at:.6g}{side}")
+                if isinstance(limit, sp.AccumBounds):  # oscillates: its top is approached
+                    limit = limit.max
+                ends.append(limit)
+                if limit is not None:  # approached: a lower bound of the supremum
+                    offer(-mpmath.inf, _round(limit, up=False), None if math.isinf(at) else at,
+                          text)
+            critical = _solve(sp.diff(e, r), r) if piece.poles_known and None not in ends \
+                else None
+            values = None
+            if isinstance(critical, sp.FiniteSet) or critical is sp.S.EmptySet:
+                values = []
+                for c in critical:
                     try:
-                        offer(_to_float(e.subs(r, c), up=True), x, f"r = {x:.6g}")
-                    except ParameterError:
-                        offer(math.inf, x, f"r = {x:.6g} (no real value)")
-            continue
-        methods.add("interval")
-        # a quotient Phi/r is bounded next to 0 by the mean value theorem, so a piece that
-        # spans 0 (its fill at 0 missing, e.g. when a limit ran out of time) is cut there
-        parts = [(lo, 0.0), (0.0, hi)] if slope is not None and lo < 0 < hi else [(lo, hi)]
-        for part_lo, part_hi in parts:
-            second = None
-            if slope is not None and (part_lo == 0 or part_hi == 0):
-                # Phi(r)/r is a mean of Phi' between 0 and r, where Phi' is one smooth piece
-                reach = _smooth_reach(slope, r, part_lo == 0)
-                near = interval_function(sign * _branch_at(slope, r, reach / 2), r)
-
-                def second(a: float, b: float, near=near, reach=reach) -> float:
-                    if (b <= reach) if reach > 0 else (a >= reach):
-                        return near(0.0, b)[1] if reach > 0 else near(a, 0.0)[1]
-                    return math.inf
-
-                a, b = (0.0, NEAR_ZERO) if part_lo == 0 else (-NEAR_ZERO, 0.0)
-                offer(second(a, b), None, "r -> 0")
-                methods.add("mean value near 0")
-                part_lo, part_hi = ((NEAR_ZERO, part_hi) if part_lo == 0
-                                    else (part_lo, -NEAR_ZERO))
-            _, upper, at = branch_and_bound_sup(e, r, part_lo, part_hi, best, second)
-            if upper > best or (upper == best and where is None and at is not None):
-                best, where = upper, at
-                where_text = f"r = {at:.6g}" if at is not None else "near an end"
+                        x = _to_float(c)
+                    except (ParameterError, TypeError):
+                        values = None
+                        break
+                    if piece.lo < x < piece.hi:
+                        values.append((x, e.subs(r, c)))
+            elif critical is not None:  # periodic critical points: an upper bound only
+                periodic = _periodic_values(e, critical, r)
+                if periodic is not None:
+                    values = [(None, v) for v in periodic]
+            if values is not None:
+                methods.add("symbolic")
+                for (at, side), limit in zip(((piece.lo, "+"), (piece.hi, "-")), ends):
+                    text = ("r -> oo" if at == math.inf else "r -> -oo" if at == -math.inf
+                            else f"r -> {at:.6g}{side}")
+                    offer(_round(limit, up=True), -mpmath.inf,
+                          None if math.isinf(at) else at, text)
+                for x, value in values:
+                    try:
+                        up, down = _round(value, up=True), _round(value, up=False)
+                    except (ArithmeticError, ValueError, TypeError):
+                        up, down = mpmath.inf, -mpmath.inf
+                    text = f"r = {x:.6g}" if x is not None else "at its critical points"
+                    offer(up, down if x is not None else -mpmath.inf, x, text)
+                continue
+            methods.add("interval")
+            if also is not None:
+                methods.add("mean value form of Phi/r")
+            found = branch_and_bound(
+                e, r, piece, reached, also,
+                None if threshold is None else mpmath.mpf(sign * threshold))
+            at = None if found.at is None else to_float(found.at, 1)
+            offer(found.upper, found.reached, at,
+                  f"r = {at:.6g}" if at is not None else "near an end")
+            if found.domain is not None:
+                domain = found.domain if domain is None else min(domain, found.domain)
     method = "+".join(sorted(methods)) or "symbolic"
-    return Extreme(sign * best, where, where_text, method)
+    exponent = None if domain is None else int(mpmath.floor(mpmath.log(domain, 2)))
+    if exponent is not None:
+        method += f" (for |r| <= 2^{exponent}, every float64)"
+    return Extreme(sign * to_float(top, 1), top_at, top_text, method,
+                   sign * to_float(reached, -1),
+                   None if reached_at is None else float(reached_at), exponent)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .budget import attempt
+from .errors import FluxactError
 
 SQRT2 = sp.sqrt(2)
 
@@ -88,8 +89,7 @@ def fill_removable(expr: sp.Expr, r: sp.Symbol, what: str, raw: sp.Expr | None =
     at0 = attempt(lambda: raw.subs(r, 0), LIMIT_SECONDS)
     if at0 is not None and not _is_bad(at0):
         return Form(expr)
-    right = attempt(lambda: sp.limit(raw, r, 0, "+"), LIMIT_SECONDS)
-    left = attempt(lambda: sp.limit(raw, r, 0, "-"), LIMIT_SECONDS)
+    left, right = _limits_at_zero(raw, r)
     if any(v is None or v.has(sp.nan, sp.zoo, sp.Limit, sp.AccumBounds) for v in (right, left)):
         return Form(expr, notes=(f"{what} is undefined at {r} = 0",))
     expr = _drop_branch_at_zero(expr, r)
@@ -107,6 +107,30 @@ def fill_removable(expr: sp.Expr, r: sp.Symbol, what: str, raw: sp.Expr | None =
         f"its value there is set to the mean {mean}"
     )
     return Form(sp.Piecewise((mean, sp.Eq(r, 0)), (expr, True)), notes=(note,))
+
+
+def _limits_at_zero(raw: sp.Expr, r: sp.Symbol) -> tuple[sp.Expr | None, sp.Expr | None]:
+    """The one-sided limits at 0, each taken on the smooth piece beside 0 (SymPy's limit of a
+    whole Piecewise can pick the wrong branch); SymPy's limit of the whole formula where it
+    cannot be cut into pieces (symbolic parameters) and has no branches (else None: the
+    numbers are filled in later, translation.py)."""
+    from .bounds import decompose, exact_limit
+
+    try:
+        pieces, _ = decompose(raw, r)
+    except (FluxactError, ArithmeticError, TypeError, ValueError):
+        pieces = ()
+    found: dict[str, sp.Expr | None] = {}
+    for side, beside in (("-", [p for p in pieces if p.lo < 0 <= p.hi]),
+                         ("+", [p for p in pieces if p.lo <= 0 < p.hi])):
+        if beside:
+            limit = exact_limit(beside[0].expr, r, sp.Integer(0), side)
+        elif raw.has(sp.Piecewise, sp.Min, sp.Max, sp.Heaviside):
+            limit = None
+        else:
+            limit = attempt(lambda s=side: sp.limit(raw, r, 0, s), LIMIT_SECONDS)
+        found[side] = limit if isinstance(limit, sp.Expr) else None
+    return found["-"], found["+"]
 
 
 def _drop_branch_at_zero(expr: sp.Expr, r: sp.Symbol) -> sp.Expr:

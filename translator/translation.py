@@ -9,7 +9,7 @@ from functools import lru_cache
 
 import sympy as sp
 
-from .budget import attempt
+from .budget import attempt, within_budget
 from .dictionary import SIMPLIFY_SECONDS, Form, convert, fill_removable, tidy
 from .errors import FormulaError, TranslationError
 from .nonlinearity import (
@@ -22,6 +22,8 @@ from .nonlinearity import (
 )
 from .parse import S2_NAME, parameter_symbol
 
+#: CPU time of one translation (each SymPy step inside has its own, smaller budget)
+TRANSLATE_SECONDS = 30.0
 DEFAULT_TAU = sp.Rational(1, 4)
 DEFAULT_ALPHA = sp.Rational(1, 4)
 
@@ -281,8 +283,15 @@ def translate_nonlinearity(nl: Nonlinearity, *, tau: object = DEFAULT_TAU,
         if not value.is_positive:
             raise TranslationError(f"{what} must be positive, got {value}")
     r = nl.variable
-    computed, s2_symbolic, notes_ = _symbolic_forms(nl.symbolic, nl.kind, r, tau_, alpha_,
-                                                    nl.convention)
+
+    def out_of_time() -> None:
+        raise FormulaError(
+            f"translating {nl.text!r} took more than {TRANSLATE_SECONDS:g} s of CPU time; "
+            "simplify the formula (or give it as the kind it is simplest in)")
+
+    computed, s2_symbolic, notes_ = within_budget(
+        lambda: _symbolic_forms(nl.symbolic, nl.kind, r, tau_, alpha_, nl.convention),
+        TRANSLATE_SECONDS, out_of_time)
     forms = dict(zip(KINDS, computed))
     notes = list(notes_)
     values = {parameter_symbol(k): v for k, v in nl.values}
@@ -291,6 +300,14 @@ def translate_nonlinearity(nl: Nonlinearity, *, tau: object = DEFAULT_TAU,
         return expr.subs(values) if values and expr is not None else expr
 
     s2_forms = (given(s2_symbolic[0]), given(s2_symbolic[1]))
+    numeric = {kind: given(forms[kind].expr) for kind in KINDS}
+    for kind in KINDS:  # with numbers, the pieces beside 0 can be found: fill again there
+        undefined = f"the {kind} is undefined at {r.name} = 0"
+        if values and undefined in notes and forms[kind].closed_form:
+            filled = fill_removable(numeric[kind], r, f"the {kind}")
+            if undefined not in filled.notes:
+                numeric[kind] = filled.expr
+                notes = [n for n in notes if n != undefined] + list(filled.notes)
     if tau_ != alpha_:
         notes.append(
             f"tau = {tau_} differs from alpha = {alpha_}: the regulariser/variational link "
@@ -298,10 +315,10 @@ def translate_nonlinearity(nl: Nonlinearity, *, tau: object = DEFAULT_TAU,
         )
     return Translation(
         input=nl,
-        diffusivity=given(forms["diffusivity"].expr),
-        regulariser=given(forms["regulariser"].expr),
-        shrinkage=given(forms["shrinkage"].expr),
-        activation=given(forms["activation"].expr),
+        diffusivity=numeric["diffusivity"],
+        regulariser=numeric["regulariser"],
+        shrinkage=numeric["shrinkage"],
+        activation=numeric["activation"],
         tau=tau_,
         alpha=alpha_,
         regulariser_closed_form=forms["regulariser"].closed_form,

@@ -1,13 +1,18 @@
 """verify: Translation -> StabilityReport (MATH.md 2). The stability bounds live here.
 
 Every number comes from ``bounds.extreme`` (symbolic critical points, else interval branch
-and bound) and is an upper bound of a supremum / lower bound of an infimum, never a sample.
+and bound over the whole line) and is an upper bound of a supremum / lower bound of an
+infimum, never a sample. Breakpoints are decided exactly: the value there and both one-sided
+limits are SymPy numbers compared exactly (a jump of 1e-13 is a jump). Each verdict is True
+(proven), False (disproven, with a counterexample checked by interval evaluation) or None
+(unknown, with the reason).
+
 The derived facts use the identities of Table 1:
 - regulariser: Psi' = 2 Phi, so Psi is convex iff Phi is nondecreasing (no downward jump), and
   Psi increases in |r| iff r Phi(r) >= 0;
 - shrinkage: S(r)/r = 1 - 4 tau g(sqrt2 r), so -r <= S <= r (L-inf, P1 12) iff
   0 <= g <= 1/(2 tau), and 0 <= S <= r (sign, P1 13) iff 0 <= g <= 1/(4 tau).
-Time steps (each needs g >= 0 and a finite g_max): tau_linf = h^2/(2 g_max),
+Time steps (each needs g >= 0, Phi(0) = 0 and a finite g_max): tau_linf = h^2/(2 g_max),
 tau_sign = h^2/(4 g_max), tau_euclid = 2/(g_max ||K||^2) with ||K||^2 = 4/h^2 by default
 (1D forward differences); the paper's versions use L instead of g_max (P1 16, P2 Theorem 2).
 """
@@ -17,26 +22,43 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
-from functools import lru_cache
 
 import mpmath
 import sympy as sp
 
-from .bounds import Extreme, _expand_kinks, _limit, decompose, derivative, extreme
-from .budget import attempt
+from .bounds import (
+    Extreme,
+    Piece,
+    _expand_kinks,
+    _real_roots,
+    _to_float,
+    branch_and_bound,
+    compare,
+    decompose,
+    derivative,
+    exact_limit,
+    extreme,
+)
+from .budget import attempt, within_budget
 from .dictionary import SIMPLIFY_SECONDS
 from .errors import FluxactError, FormulaError, ParameterError, missing_value
-from .numeric import POINT_MODULES, numeric_function
+from .interval import bounded, enclosure, hi, interval, lo, to_float
+from .numeric import numeric_function
 from .scaling import find_scaling
 from .translation import Translation, translate
 
 #: stability notion -> the report field holding its time step
 STEP_OF = {"linf": "tau_linf", "sign": "tau_sign", "euclidean": "tau_euclid"}
 REQUIREMENTS = tuple(STEP_OF)
-ROOTS_SECONDS = 1.0  # the decreasing intervals fall back to bracketing, so little is lost
+ROOTS_SECONDS = 0.6  # the decreasing intervals fall back to certified boxes, so little is lost
+VERIFY_SECONDS = 30.0  # CPU time of one whole verification; past it every verdict is unknown
+MAX_INTERVALS = 12  # decreasing intervals listed (the method says when there may be more)
+DECREASING_SECONDS = 2.0  # CPU time to certify them (they inform; no verdict rests on them)
+
+Verdict = bool | None  # True proven, False disproven (counterexample), None unknown (reason)
 
 
 class UnstableError(FluxactError):
@@ -45,31 +67,44 @@ class UnstableError(FluxactError):
 
 @dataclass(frozen=True, slots=True)
 class Counterexample:
+    """A point (or the start of an interval) where a property fails, and why. ``template``
+    holds the reason with {0}, {1}, ... for the r-values in ``points`` (so that a report for
+    symbolic parameters can rescale them)."""
+
     property: str
     r: float | sp.Expr  # an expression in the parameters when they are symbolic
-    value: float | sp.Expr
+    value: float | sp.Expr | None
     reason: str
+    template: str = ""
+    points: tuple[float, ...] = ()
+
+
+def _counterexample(prop: str, r: float, value: float | None, template: str,
+                    *points: float) -> Counterexample:
+    return Counterexample(prop, r, value, template.format(*(_fmt(p) for p in points)),
+                          template, points)
 
 
 @dataclass(frozen=True, slots=True)
 class StabilityReport:
-    """Stability facts about the activation Phi of a translation (MATH.md 2)."""
+    """Stability facts about the activation Phi of a translation (MATH.md 2). Verdicts are
+    True, False (with a counterexample) or None (unknown; ``reasons`` says why)."""
 
     formula: str
-    antisymmetric: bool
-    nonnegative_diffusivity: bool
-    monotone: bool
+    antisymmetric: Verdict
+    nonnegative_diffusivity: Verdict
+    monotone: Verdict
     decreasing_intervals: tuple[tuple[float, float], ...]
-    nonlinearity_class: int | None  # 1 or 2 as in MATH.md 1, None for neither
+    nonlinearity_class: int | None  # 1 or 2 as in MATH.md 1, None for neither (or unknown)
     lipschitz: float
     lipschitz_at: str
     g_max: float
     g_max_at: str
     g_min: float
-    shrinkage_linf: bool
-    shrinkage_sign: bool
-    regulariser_convex: bool
-    regulariser_increasing: bool
+    shrinkage_linf: Verdict
+    shrinkage_sign: Verdict
+    regulariser_convex: Verdict
+    regulariser_increasing: Verdict
     h: float
     norm_K2: float
     tau_linf: float | None
@@ -84,6 +119,9 @@ class StabilityReport:
     # symbolic parameters: the report holds for every positive value of these; numbers that
     # depend on them are SymPy expressions (the verdicts never do: see scaling.py)
     parameters: tuple[str, ...] = ()
+    # the bounds hold for |r| <= 2^domain (every float64) where a tail past 2^1024 had no
+    # bounded enclosure; None: on the whole real line
+    domain: int | None = None
 
     def holds(self, requirement: str) -> bool:
         """Whether a stability notion (linf, sign, euclidean) has a guaranteed time step."""
@@ -99,10 +137,14 @@ class StabilityReport:
         data["reasons"] = dict(self.reasons)
         data["method"] = dict(self.method)
         data["decreasing_intervals"] = [list(i) for i in self.decreasing_intervals]
+        for c in data["counterexamples"]:
+            del c["template"], c["points"]
         return {k: _jsonable(v) for k, v in data.items()}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        """Strict JSON (no NaN or Infinity literals: infinity is "inf", an unknown number
+        null)."""
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
     def __str__(self) -> str:
         return format_report(self)
@@ -112,6 +154,8 @@ def _jsonable(value: object) -> object:
     if isinstance(value, sp.Basic):
         return sp.sstr(value)
     if isinstance(value, float):
+        if math.isnan(value):
+            return None
         if math.isinf(value):
             return "inf" if value > 0 else "-inf"
         return value
@@ -127,16 +171,22 @@ def _fmt(x: float | sp.Expr | None) -> str:
         return "none"
     if isinstance(x, sp.Basic):
         return sp.sstr(x.evalf(6) if x.has(sp.Float) else x)
+    if math.isnan(x):
+        return "unknown"
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
     return f"{x:.6g}"
 
 
+_WORDS = {True: "yes", False: "no", None: "unknown"}
+
+
 def format_report(rep: StabilityReport) -> str:
-    yes = {True: "yes", False: "no"}
+    yes = _WORDS
+    klass = rep.nonlinearity_class or "neither"
     lines = [
         f"  antisymmetric: {yes[rep.antisymmetric]};  g >= 0: {yes[rep.nonnegative_diffusivity]};"
-        f"  monotone: {yes[rep.monotone]};  class: {rep.nonlinearity_class or 'neither'}",
+        f"  monotone: {yes[rep.monotone]};  class: {klass}",
         f"  L = {_fmt(rep.lipschitz)} ({rep.lipschitz_at});  g_max = {_fmt(rep.g_max)}"
         f" ({rep.g_max_at})",
         f"  time steps (h = {rep.h:g}, ||K||^2 = {rep.norm_K2:g}): linf {_fmt(rep.tau_linf)},"
@@ -145,43 +195,178 @@ def format_report(rep: StabilityReport) -> str:
         f" {_fmt(rep.tau_euclid_paper)}",
     ]
     if rep.decreasing_intervals:
-        parts = ", ".join(f"({_fmt(a)}, {_fmt(b)})" for a, b in rep.decreasing_intervals)
+        parts = ", ".join(f"({_fmt(a)}, {_fmt(b)})" if a != b else f"a jump down at {_fmt(a)}"
+                          for a, b in rep.decreasing_intervals)
         lines.append(f"  Phi decreases on: {parts}")
     for c in rep.counterexamples:
         lines.append(f"  counterexample ({c.property}): r = {_fmt(c.r)}: {c.reason}")
+    reasons = dict(rep.reasons)
+    for field, label in (("antisymmetric", "antisymmetric"),
+                         ("nonnegative_diffusivity", "g >= 0"), ("monotone", "monotone")):
+        if getattr(rep, field) is None and field in reasons:
+            lines.append(f"  {label} unknown: {reasons[field]}")
+    if rep.domain is not None:
+        lines.append(f"  bounds hold for |r| <= 2^{rep.domain} (every float64 value); beyond: "
+                     "unknown")
     if rep.parameters:
         how = dict(rep.method)["parameters"]
         lines.append(f"  for every {', '.join(rep.parameters)} > 0: {how}")
     return "\n".join(lines)
 
 
+# -- exact decisions ---------------------------------------------------------------------------
+
+
+def _real_number(value: sp.Expr | None) -> bool:
+    return (value is not None and isinstance(value, sp.Expr) and not value.free_symbols
+            and not value.has(sp.nan, sp.zoo, sp.I, sp.oo, -sp.oo, sp.AccumBounds)
+            and value.is_real is not False)
+
+
+@dataclass(frozen=True, slots=True)
+class Breakpoint:
+    """Phi at a breakpoint p: its value and one-sided limits (exact, None when unknown), and
+    what they decide."""
+
+    at: float
+    exact: sp.Expr
+    value: sp.Expr | None
+    left: sp.Expr | None
+    right: sp.Expr | None
+    continuous: Verdict  # left = value = right
+    nondecreasing: Verdict  # left <= value <= right
+
+
+def _breakpoint(p: float, exact: sp.Expr, value: sp.Expr, left: Piece, right: Piece,
+                r: sp.Symbol) -> Breakpoint:
+    a = exact_limit(left.expr, r, exact, "-")
+    b = exact_limit(right.expr, r, exact, "+")
+    a = a if a is not None and not isinstance(a, sp.AccumBounds) else None
+    b = b if b is not None and not isinstance(b, sp.AccumBounds) else None
+    v = value if _real_number(value) else None
+    if v is None and any(x is not None and x.is_infinite for x in (a, b)):
+        return Breakpoint(p, exact, v, a, b, False, False)  # a pole: neither continuous nor
+        # monotone (a nondecreasing function cannot tend to +-inf at a finite point from
+        # both sides)
+    if a is None or b is None or v is None:
+        return Breakpoint(p, exact, v, a, b, None, None)
+    av, vb, ab = compare(a, v), compare(v, b), compare(a, b)
+    continuous: Verdict
+    if av == 0 and vb == 0:
+        continuous = True
+    elif (av is not None and av != 0) or (vb is not None and vb != 0) or (
+            ab is not None and ab != 0):
+        continuous = False
+    else:
+        continuous = None
+    if av is not None and vb is not None and av <= 0 and vb <= 0:
+        nondecreasing: Verdict = True
+    elif (av is not None and av > 0) or (vb is not None and vb > 0):
+        nondecreasing = False
+    else:
+        nondecreasing = None
+    return Breakpoint(p, exact, v, a, b, continuous, nondecreasing)
+
+
+def _describe_jump(bp: Breakpoint) -> str:
+    parts = [f"left limit {_fmt_exact(bp.left)}", f"value {_fmt_exact(bp.value)}",
+             f"right limit {_fmt_exact(bp.right)}"]
+    return ", ".join(parts)
+
+
+def _fmt_exact(x: sp.Expr | None) -> str:
+    """An exact number as text: SymPy's form where short (1 - 1/10^13 stays exact), else 17
+    digits."""
+    if x is None:
+        return "unknown"
+    if x.is_infinite:
+        return "inf" if x is sp.oo else "-inf"
+    text = sp.sstr(x)
+    return text if len(text) <= 32 else f"{_to_float(x):.17g}"
+
+
+# -- certified point checks -------------------------------------------------------------------
+
+
+def _certified(expr: sp.Expr, r: sp.Symbol, x: float) -> tuple[float, float]:
+    """An enclosure (lo, hi) of expr at the point x (floats rounded outward)."""
+    y = enclosure(expr, r)(interval(x))
+    if not bounded(y):
+        return -math.inf, math.inf
+    return to_float(lo(y), -1), to_float(hi(y), 1)
+
+
+def _witness(expr: sp.Expr, r: sp.Symbol, found: Extreme, below: bool) -> float | None:
+    """A point where expr is certainly < 0 (below) or > 0, near where the extreme said: the
+    point itself, or next to the breakpoint / far out where it was a limit."""
+    tries: list[float] = []
+    if found.reached_at is not None:
+        tries.append(found.reached_at)
+    if found.where is not None:
+        tries.append(found.where)
+    text = found.where_text
+    match = re.search(r"r -> (-?[0-9.e+-]+?)([+-])$", text)
+    if match:
+        p, side = float(match.group(1)), match.group(2)
+        step = 1.0 if side == "+" else -1.0
+        tries += [p + step * 2.0**-k * max(1.0, abs(p)) for k in range(1, 60, 3)]
+    if "oo" in text:
+        sign = -1.0 if "-oo" in text else 1.0
+        tries += [sign * 2.0**k for k in range(-4, 1024, 4)]
+    for x in tries:
+        if _sign_at(expr, r, x) == (-1 if below else 1):
+            return x
+    return None
+
+
 # -- the checks --------------------------------------------------------------------------------
 
 
-def _is_antisymmetric(phi: sp.Expr, r: sp.Symbol, phi_at: Callable[[float], float]
-                      ) -> tuple[bool, Counterexample | None, str]:
+def _pieces_vanish(expr: sp.Expr, r: sp.Symbol) -> bool:
+    """Whether expr is 0 everywhere: on every smooth piece (symbolically) and at every
+    breakpoint (exactly)."""
+    pieces, values = decompose(expr, r)
+    for _, value in values:
+        if not _real_number(value) or compare(value, sp.Integer(0)) != 0:
+            return False
+    for piece in pieces:
+        e = piece.expr
+        if e == 0:
+            continue
+        if not attempt(lambda e=e: sp.simplify(e) == 0, SIMPLIFY_SECONDS):
+            return False
+    return True
+
+
+def _is_antisymmetric(phi: sp.Expr, r: sp.Symbol, breaks: list[Breakpoint]
+                      ) -> tuple[Verdict, Counterexample | None, str]:
     total = _expand_kinks(phi.subs(r, -r) + phi)
-    decided = attempt(lambda: sp.simplify(total) == 0, SIMPLIFY_SECONDS)
-    if decided:
+    if attempt(lambda: sp.simplify(total) == 0, SIMPLIFY_SECONDS):
         return True, None, "symbolic: Phi(-r) + Phi(r) simplifies to 0"
-    for k in sorted(range(-40, 41), key=abs):  # points near 1 first
-        x = 1.37 ** k * 0.731
-        a, b = phi_at(x), phi_at(-x)
-        if abs(a + b) > 1e-15 * (1 + abs(a)):
-            return False, Counterexample(
-                "antisymmetric", x, a + b, f"Phi({x:.6g}) + Phi({-x:.6g}) = {a + b:.6g} != 0"
-            ), "counterexample by evaluation"
-    return False, None, "not proven: SymPy could not simplify Phi(-r) + Phi(r) to 0"
+    if attempt(lambda: _pieces_vanish(total, r), 2 * SIMPLIFY_SECONDS):
+        return True, None, "symbolic: Phi(-r) + Phi(r) is 0 on every piece and breakpoint"
+    points = [bp.at for bp in breaks] + [1.37**k * 0.731 for k in range(-40, 41)]
+    points += [2.0**k for k in range(-64, 1024, 8)]  # far out, where a bump may hide
+    for x in [0.0, *sorted(points, key=lambda x: abs(math.log(abs(x))) if x else math.inf)]:
+        if _sign_at(total, r, x):
+            low, high = _certified(total, r, x)
+            value = (low + high) / 2
+            return False, _counterexample(
+                "antisymmetric", x, value, "Phi({0}) + Phi({1}) != 0 (certified)", x, -x
+            ), "counterexample by interval evaluation"
+    return None, None, "not proven: SymPy could not show Phi(-r) + Phi(r) = 0 and no point " \
+        "disproves it"
 
 
-def _check_real(phi: sp.Expr, r: sp.Symbol) -> Callable[[float], float]:
-    """Refuse an activation that is not a real function on the whole line (sqrt(r), r/0);
-    return Phi as a float function (30-digit evaluation) for the point checks."""
+def _check_real(phi: sp.Expr, r: sp.Symbol) -> None:
+    """Refuse an activation that is not a real function on the whole line (sqrt(r), r/0):
+    a quick look at a few points, for a clear message; soundness does not rest on it (where
+    Phi has no real value, interval enclosures bound nothing)."""
     if phi.has(sp.zoo, sp.nan, sp.I, sp.AccumBounds):
         raise FormulaError(f"the activation {phi} is undefined or complex somewhere; "
                            "give a real function of r on the whole line")
     phi_at = numeric_function(phi, r, "the activation")
-    for x in (-1e6, -7.3, -1.0, -0.37, 0.0, 0.37, 1.0, 7.3, 1e6):
+    for x in (-1e6, -7.3, -1.0, -0.37, 0.37, 1.0, 7.3, 1e6):
         try:
             value = phi_at(x)
         except (ArithmeticError, ValueError, TypeError):
@@ -191,219 +376,395 @@ def _check_real(phi: sp.Expr, r: sp.Symbol) -> Callable[[float], float]:
                 f"the activation {phi} has no real value at r = {x:g}; verification needs a "
                 "real function of r on the whole line (e.g. use Abs(r) inside sqrt or log)"
             )
-    return phi_at
 
 
-def _negative_g_point(phi_at: Callable[[float], float], g_min: Extreme) -> Counterexample:
-    """A point where r Phi(r) < 0, checked by evaluation; where the infimum is a limit
-    (r -> p+), a point next to p is tried, and r = +-2^k where it is a limit at infinity."""
-    at = g_min.where
-    tries = [] if at is None else [at]
-    if at is not None and "->" in g_min.where_text:
-        step = 1e-6 * (1 + abs(at))
-        tries = [at + step, at - step] if g_min.where_text.endswith("+") else [at - step,
-                                                                               at + step]
-    if "oo" in g_min.where_text:  # the infimum is a limit at infinity: a finite witness
-        sign = -1.0 if "-oo" in g_min.where_text else 1.0
-        tries += [sign * 2.0**k for k in range(-4, 64)]
-    for x in tries:
-        if x != 0:
-            value = phi_at(x) / x
-            if value < 0:
-                return Counterexample("nonnegative_diffusivity", x, value,
-                                      f"r Phi(r) < 0 at r = {x:.6g} (g = {value:.6g}):"
-                                      " backward diffusion")
-    return Counterexample("nonnegative_diffusivity", math.nan, g_min.value,
-                          f"inf g = {g_min.value:.6g} ({g_min.where_text}): backward diffusion")
-
-
-def _jumps(phi: sp.Expr, r: sp.Symbol) -> list[tuple[float, float, float]]:
-    """(point, left limit, right limit) where Phi is discontinuous."""
-    pieces, _ = decompose(phi, r)
-    out = []
-    for left, right in zip(pieces, pieces[1:]):
-        p = left.hi
-        a = _limit(left.expr, r, left.hi_exact, "-")
-        b = _limit(right.expr, r, right.lo_exact, "+")
-        if a is None or b is None or abs(a - b) > 1e-12 * (1 + abs(a)):
-            out.append((p, a if a is not None else math.nan, b if b is not None else math.nan))
-    return out
-
-
-def _decreasing_intervals(dphi: sp.Expr, r: sp.Symbol, jumps: list[tuple[float, float, float]]
-                          ) -> tuple[list[tuple[float, float]], str]:
-    """Where Phi' < 0: between consecutive roots of Phi' on each piece, by the sign at a
-    point in between. Roots are symbolic where solveset finds them all; otherwise they are
-    bracketed by sign changes on a log-spaced grid and bisected (then the list may miss a
-    pair of close roots, and the method says so; the monotone verdict does not rely on it)."""
-    from .bounds import _midpoint, _real_roots, _to_float
-
-    pieces, _ = decompose(dphi, r)
-    intervals: list[tuple[float, float]] = []
-    methods = set()
+def _diffusivity(phi: sp.Expr, r: sp.Symbol, pieces: tuple[Piece, ...],
+                 values: tuple[tuple[float, sp.Expr], ...]) -> sp.Expr:
+    """g = Phi/r built from Phi's own pieces and breakpoint values (g has no value at 0:
+    flux/r there is left out of every bound)."""
+    branches: list[tuple[sp.Expr, sp.Basic]] = []
+    for p, value in values:
+        if p != 0:
+            exact = next(pc.hi_exact for pc in pieces if pc.hi == p)
+            branches.append((value / exact, sp.Eq(r, exact)))
     for piece in pieces:
-        f = sp.lambdify(r, piece.expr, modules=POINT_MODULES)
-        roots = _real_roots(piece.expr, r, ROOTS_SECONDS)
+        cond = sp.And(r > piece.lo_exact if piece.lo_exact != -sp.oo else sp.true,
+                      r < piece.hi_exact if piece.hi_exact != sp.oo else sp.true)
+        branches.append((sp.factor_terms(piece.expr / r), cond))
+    branches.append((sp.nan, True))
+    return sp.Piecewise(*branches, evaluate=False)
+
+
+def _decreasing(phi: sp.Expr, dphi: sp.Expr, r: sp.Symbol, breaks: list[Breakpoint]
+                ) -> tuple[list[tuple[float, float]], str]:
+    """Where Phi decreases (Phi' <= 0, and < 0 inside): between consecutive roots of Phi' on
+    each piece where its sign is negative. Symbolic roots make the list complete; otherwise
+    roots are bracketed by certified signs on a grid and bisected, and each interval is
+    certified by interval branch and bound (one that cannot be is left out, and the method
+    says the list may be incomplete). A downward jump at p is (p, p). Adjacent intervals
+    merge only across a breakpoint where Phi is continuous."""
+    pieces, _ = decompose(dphi, r)
+    found: list[tuple[float, float]] = []
+    methods: set[str] = set()
+    for piece in pieces:
+        roots = _real_roots(piece.expr, r, ROOTS_SECONDS) if piece.poles_known else None
+        cuts = None
         if roots is not None:
+            try:
+                cuts = sorted(x for x in (_to_float(c) for c in roots)
+                              if piece.lo < x < piece.hi)
+            except (ParameterError, TypeError):
+                cuts = None
+        if cuts is not None:
             methods.add("symbolic roots of Phi'")
-            cuts = sorted(x for x in (_to_float(c) for c in roots) if piece.lo < x < piece.hi)
-        else:
-            methods.add("roots of Phi' bracketed on a grid (may miss close pairs)")
-            cuts = _bracketed_roots(f, piece.lo, piece.hi)
-        ends = [piece.lo, *cuts, piece.hi]
-        for lo, hi in zip(ends, ends[1:]):
-            if _value(f, _midpoint(lo, hi)) < 0:
-                intervals.append((lo, hi))
-    for p, left, right in jumps:
-        if right < left:
-            intervals.append((p, p))
-    return _merge(intervals), "; ".join(sorted(methods))
+            ends = [piece.lo, *cuts, piece.hi]
+            for a, b in zip(ends, ends[1:]):
+                if _sign_at(piece.expr, r, _middle(a, b)) < 0:
+                    found.append((a, b))
+            continue
+        methods.add("roots of Phi' bracketed by certified signs, each interval certified by "
+                    "interval branch and bound")
+        candidates = _negative_runs(piece, r)
+        nearest = sorted(candidates, key=lambda ab: min(abs(ab[0]), abs(ab[1])))
+        certified: list[tuple[float, float]] = []
 
-
-def _value(f, x: float):
-    """f(x) as an mpmath number (a float would underflow to 0 and lose the sign)."""
-    with mpmath.workdps(30):
-        v = f(mpmath.mpf(x))
-    if isinstance(v, mpmath.mpc):
-        return v.real if v.imag == 0 else mpmath.nan
-    return v
-
-
-def _bracketed_roots(f, lo: float, hi: float) -> list[float]:
-    # log-spaced from 2^-30 to 2^64 on each side
-    grid = sorted({x for k in range(-30, 65, 1) for j in range(4)
-                   for x in (2.0 ** (k + j / 4), -(2.0 ** (k + j / 4)))} | {0.0})
-    grid = [x for x in grid if lo < x < hi]
-    roots = []
-    for a, b in zip(grid, grid[1:]):
-        fa, fb = _value(f, a), _value(f, b)
-        if fa == 0:
-            roots.append(a)
-        elif fa * fb < 0:
-            for _ in range(80):
-                m = (a + b) / 2
-                if _value(f, m) * fa > 0:
-                    a = m
+        def certify(todo=nearest[:MAX_INTERVALS], e=piece.expr, done=certified) -> bool:
+            for a, b in todo:
+                if _nonpositive_on(e, r, a, b):
+                    done.append((a, b))
                 else:
-                    b = m
-            roots.append((a + b) / 2)
-    return roots
+                    methods.add("an interval that could not be certified is not listed")
+            return True
 
-
-def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    out: list[tuple[float, float]] = []
-    for a, b in sorted(intervals):
-        if out and a <= out[-1][1] + 1e-9 * (1 + abs(a)):
-            out[-1] = (out[-1][0], max(out[-1][1], b))
+        if not within_budget(certify, DECREASING_SECONDS, lambda: False):
+            methods.add(f"certification stopped after {DECREASING_SECONDS:g} s: the list may "
+                        "be incomplete")
+        found += certified
+        if len(candidates) > MAX_INTERVALS:
+            methods.add(f"the {MAX_INTERVALS} nearest to 0 are listed")
+    continuous = {bp.at for bp in breaks if bp.continuous}
+    merged: list[tuple[float, float]] = []
+    for a, b in sorted(found):
+        if merged and merged[-1][1] == a and a in continuous:
+            merged[-1] = (merged[-1][0], b)
         else:
-            out.append((a, b))
-    return out
+            merged.append((a, b))
+    jumps = [(bp.at, bp.at) for bp in breaks if bp.nondecreasing is False]
+    out = sorted(merged + jumps)
+    if len(out) > MAX_INTERVALS:
+        out = sorted(sorted(out, key=lambda ab: min(abs(ab[0]), abs(ab[1])))[:MAX_INTERVALS])
+    return out, "; ".join(sorted(methods))
+
+
+def _middle(a: float, b: float) -> float:
+    if math.isinf(a) and math.isinf(b):
+        return 0.0
+    if math.isinf(a):
+        return b - 1.0 if b <= 0 else b / 2
+    if math.isinf(b):
+        return a + 1.0 if a >= 0 else a / 2
+    return (a + b) / 2
+
+
+def _sign_at(expr: sp.Expr, r: sp.Symbol, x: float) -> int:
+    """The certified sign of expr at x: -1, 1, or 0 when the enclosure holds 0 (compared
+    before any rounding to a float, which would flush 1e-400 to 0)."""
+    y = enclosure(expr, r)(interval(x))
+    return -1 if hi(y) < 0 else 1 if lo(y) > 0 else 0
+
+
+def _negative_runs(piece: Piece, r: sp.Symbol) -> list[tuple[float, float]]:
+    """Candidate intervals where Phi' < 0: runs of grid points (0, |r| = 2^(k/4) from 2^-30
+    to 2^64, then 2^72, 2^80, ... 2^1016) with a certified negative sign, each end pushed by
+    bisection to the last point of certified negative sign before the next grid point, or to
+    the end of the piece."""
+    e = piece.expr
+    steps = [2.0 ** (k / 4) for k in range(-120, 257)] + [2.0**k for k in range(72, 1017, 8)]
+    grid = sorted({0.0, *(s * x for x in steps for s in (-1, 1))})
+    grid = [x for x in grid if piece.lo < x < piece.hi]
+    signs = [_sign_at(e, r, x) for x in grid]
+    runs: list[tuple[float, float]] = []
+    i = 0
+    while i < len(grid):
+        if signs[i] >= 0:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(grid) and signs[j + 1] < 0:
+            j += 1
+        left = piece.lo if i == 0 else _last_negative(e, r, grid[i], grid[i - 1])
+        right = piece.hi if j == len(grid) - 1 else _last_negative(e, r, grid[j], grid[j + 1])
+        runs.append((left, right))
+        i = j + 1
+    return runs
+
+
+def _last_negative(e: sp.Expr, r: sp.Symbol, inside: float, outside: float) -> float:
+    """Bisect between a point of certified negative sign and one that is not: the last point
+    found with a certified negative sign."""
+    for _ in range(60):
+        m = (inside + outside) / 2
+        if m in (inside, outside):
+            break
+        if _sign_at(e, r, m) < 0:
+            inside = m
+        else:
+            outside = m
+    return inside
+
+
+def _nonpositive_on(e: sp.Expr, r: sp.Symbol, a: float, b: float) -> bool:
+    """Whether e <= 0 on [a, b] (a, b may be infinite), certified by branch and bound."""
+    lo_exact = -sp.oo if math.isinf(a) else sp.Rational(a)
+    hi_exact = sp.oo if math.isinf(b) else sp.Rational(b)
+    piece = Piece(a, b, e, lo_exact, hi_exact, True)
+    found = branch_and_bound(e, r, piece, -mpmath.inf, threshold=mpmath.mpf(0))
+    return found.upper <= 0 and found.domain is None
+
+
+def _value_at_zero(phi: sp.Expr, r: sp.Symbol, pieces: tuple[Piece, ...],
+                   values: tuple[tuple[float, sp.Expr], ...]) -> sp.Expr | None:
+    for p, value in values:
+        if p == 0:
+            return value if _real_number(value) else None
+    for piece in pieces:
+        if piece.lo < 0 < piece.hi:
+            value = attempt(lambda e=piece.expr: e.subs(r, 0), SIMPLIFY_SECONDS)
+            return value if _real_number(value) else None
+    return None
 
 
 def verify_translation(t: Translation, *, h: float = 1.0,
                        norm_K2: float | None = None) -> StabilityReport:
     """The stage: Translation -> StabilityReport (cached per translation, h and ||K||^2)."""
-    return _verify_cached(t, float(h), None if norm_K2 is None else float(norm_K2))
-
-
-@lru_cache(maxsize=256)
-def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> StabilityReport:
+    h = float(h)
+    norm = None if norm_K2 is None else float(norm_K2)
     if not (h > 0 and math.isfinite(h)):
         raise ParameterError(f"grid size h must be positive and finite, got {h}")
-    given_norm = norm_K2  # None: ||D+||^2 <= 4/h^2 in 1D (MATH.md 2), kept exact below
-    norm_K2 = 4.0 / h**2 if norm_K2 is None else norm_K2
-    if not (norm_K2 > 0 and math.isfinite(norm_K2)):
+    if norm is not None and not (norm > 0 and math.isfinite(norm)):
         raise ParameterError(f"norm_K2 must be positive and finite, got {norm_K2}")
-    r = t.variable
-    phi, g = t.activation, t.diffusivity
+    if not (math.isfinite(4.0 / h**2) and 4.0 / h**2 > 0):
+        raise ParameterError(f"grid size h = {h} makes ||K||^2 = 4/h^2 overflow; give h "
+                             "between 1e-150 and 1e150")
+    return _verify_cached(t, h, norm)
+
+
+_CACHE: dict[tuple[Translation, float, float | None], StabilityReport] = {}
+
+
+def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> StabilityReport:
+    """Cached per (translation, h, ||K||^2); a report cut short by the budget is not cached,
+    so that it is tried again."""
+    key = (t, h, norm_K2)
+    if key in _CACHE:
+        return _CACHE[key]
+    timed_out = False
+
+    def out_of_time() -> StabilityReport:
+        nonlocal timed_out
+        timed_out = True
+        return _unknown(t, h, norm_K2, f"the verifier used its budget of {VERIFY_SECONDS:g} s "
+                        "of CPU time before deciding")
+
+    report = within_budget(lambda: _verify(t, h, norm_K2), VERIFY_SECONDS, out_of_time)
+    if not timed_out and len(_CACHE) < 256:
+        _CACHE[key] = report
+    return report
+
+
+def _verify(t: Translation, h: float, norm_K2: float | None) -> StabilityReport:
     if t.free_parameters:  # a closed form in the parameters, or ask for their values
-        return _verify_scaled(t, h, given_norm)
-    phi_at = _check_real(phi, r)
+        return _verify_scaled(t, h, norm_K2)
+    try:
+        return _verify_numbers(t, h, norm_K2)
+    except (RecursionError, MemoryError) as exc:
+        return _unknown(t, h, norm_K2, f"the formula is too large to analyse "
+                        f"({type(exc).__name__})")
+
+
+def _unknown(t: Translation, h: float, norm_K2: float | None, why: str) -> StabilityReport:
+    """A report that claims nothing: every verdict unknown, no bound, no time step."""
+    norm = 4.0 / h**2 if norm_K2 is None else norm_K2
+    reasons = {name: why for name in ("antisymmetric", "nonnegative_diffusivity", "monotone",
+                                      "lipschitz", "tau_linf", "tau_sign", "tau_euclid")}
+    return StabilityReport(
+        formula=t.input.text, antisymmetric=None, nonnegative_diffusivity=None, monotone=None,
+        decreasing_intervals=(), nonlinearity_class=None, lipschitz=math.inf,
+        lipschitz_at="unknown", g_max=math.inf, g_max_at="unknown", g_min=-math.inf,
+        shrinkage_linf=None, shrinkage_sign=None, regulariser_convex=None,
+        regulariser_increasing=None, h=h, norm_K2=norm, tau_linf=None, tau_sign=None,
+        tau_euclid=None, tau_linf_paper=None, tau_sign_paper=None, tau_euclid_paper=None,
+        counterexamples=(), reasons=tuple(sorted(reasons.items())),
+        method=(("all", why),),
+        parameters=tuple(t.free_parameters))
+
+
+def _verify_numbers(t: Translation, h: float, given_norm: float | None) -> StabilityReport:
+    norm_K2 = 4.0 / h**2 if given_norm is None else given_norm
+    r, phi = t.variable, t.activation
+    _check_real(phi, r)
     methods: dict[str, str] = {}
     reasons: dict[str, str] = {}
     counter: list[Counterexample] = []
 
-    antisym, ce, how = _is_antisymmetric(phi, r, phi_at)
+    pieces, values = decompose(phi, r)
+    breaks = [_breakpoint(p, left.hi_exact, value, left, right, r)
+              for (p, value), left, right in zip(values, pieces, pieces[1:])]
+    for bp in breaks:
+        if bp.value is None and bp.continuous is not False:
+            raise FormulaError(
+                f"the activation {phi} has no real value at r = {bp.at:.6g} (its one-sided "
+                f"limits there are {_fmt_exact(bp.left)} and {_fmt_exact(bp.right)}); give "
+                "its value with Piecewise((value, Eq(r, ...)), (formula, True))")
+
+    antisym, ce, how = _is_antisymmetric(phi, r, breaks)
     methods["antisymmetric"] = how
     if ce:
         counter.append(ce)
         reasons["antisymmetric"] = ce.reason
+    elif antisym is None:
+        reasons["antisymmetric"] = how
 
-    g_min = extreme(g, r, "inf", flux=phi)
+    # Phi(0) = 0: otherwise a constant signal is not a steady state (no time step)
+    at_zero = _value_at_zero(phi, r, pieces, values)
+    sign0 = None if at_zero is None else compare(at_zero, sp.Integer(0))
+    zero_ok: Verdict = None if sign0 is None else sign0 == 0
+
+    g = _diffusivity(phi, r, pieces, values)
     g_max = extreme(g, r, "sup", flux=phi)
+    g_min = extreme(g, r, "inf", flux=phi, threshold=0.0)  # only its sign matters
     methods["g_max"] = g_max.method
-    methods["nonnegative_diffusivity"] = f"inf g = {_fmt(g_min.value + 0.0)} ({g_min.method})"
-    nonneg = g_min.value >= 0
-    if not nonneg:
-        counter.append(_negative_g_point(phi_at, g_min))
-        reasons["nonnegative_diffusivity"] = "g takes negative values: backward diffusion"
-
-    jumps = _jumps(phi, r)
-    dphi = derivative(phi, r)
-    dphi_min = extreme(dphi, r, "inf")
-    if jumps:
-        p, a, b = jumps[0]
-        L = Extreme(math.inf, p, f"Phi jumps at r = {p:.6g} (from {a:.6g} to {b:.6g})",
-                    "one-sided limits")
+    methods["nonnegative_diffusivity"] = f"inf g >= {_fmt(g_min.value + 0.0)} ({g_min.method})"
+    nonneg: Verdict
+    if g_min.value >= 0:
+        nonneg = True
     else:
-        up = extreme(dphi, r, "sup")
-        down = dphi_min
-        L = up if abs(up.value) >= abs(down.value) else down
-        L = Extreme(abs(L.value), L.where, L.where_text, f"{up.method}; {down.method}")
+        x = _witness(r * phi, r, g_min, below=True) if g_min.reached < 0 else None
+        if x is not None:
+            nonneg = False
+            value = _certified(phi / r, r, x)[1]
+            counter.append(_counterexample(
+                "nonnegative_diffusivity", x, value,
+                "r Phi(r) < 0 at r = {0} (g <= {1}): backward diffusion", x, value))
+            reasons["nonnegative_diffusivity"] = "g takes negative values: backward diffusion"
+        else:
+            nonneg = None
+            reasons["nonnegative_diffusivity"] = (
+                f"not proven: the lower bound of g is {_fmt(g_min.value)} "
+                f"({g_min.where_text}) and no point with g < 0 was certified")
+
+    dphi = derivative(phi, r)
+    up = extreme(dphi, r, "sup")
+    down = extreme(dphi, r, "inf")
+    if down.value < 0 <= down.reached:  # the sign of inf Phi' is open: decide it alone
+        down_sign = extreme(dphi, r, "inf", threshold=0.0)
+    else:
+        down_sign = down
+    jumps = [bp for bp in breaks if bp.continuous is False]
+    undecided = [bp for bp in breaks if bp.continuous is None]
+    if jumps:
+        bp = jumps[0]
+        what = "has an isolated value" if compare(bp.left, bp.right) == 0 else "jumps"
+        L = Extreme(math.inf, bp.at, f"Phi {what} at r = {bp.at:.6g} ({_describe_jump(bp)})",
+                    "exact one-sided limits")
+        reasons["lipschitz"] = L.where_text
+    elif undecided:
+        bp = undecided[0]
+        L = Extreme(math.inf, bp.at, f"unknown: continuity at r = {bp.at:.6g} could not be "
+                    f"decided ({_describe_jump(bp)})", "exact one-sided limits")
+        reasons["lipschitz"] = L.where_text
+    else:
+        big = up if abs(up.value) >= abs(down.value) else down
+        L = Extreme(abs(big.value), big.where, big.where_text, f"{up.method}; {down.method}",
+                    domain=_widest(up.domain, down.domain))
         if math.isinf(L.value):
-            reasons["lipschitz"] = "Phi' is unbounded (superlinear growth or a cusp)"
+            reasons["lipschitz"] = "no bound of |Phi'| was found (Phi' unbounded: superlinear " \
+                "growth or a cusp, or too hard to bound)"
     methods["lipschitz"] = L.method
 
-    decreasing, roots_method = _decreasing_intervals(dphi, r, jumps)
-    # a downward jump, a pole, or poles SymPy cannot list (tan r) all forbid "monotone"
-    downward = any(not b >= a for _, a, b in jumps)
-    poles_unknown = not all(piece.poles_known for piece in decompose(phi, r)[0])
-    monotone = not downward and not poles_unknown and dphi_min.value >= 0
-    if poles_unknown:
-        methods["poles"] = "SymPy could not list the poles of Phi: monotonicity is not proven"
-    methods["monotone"] = "inf Phi' and the one-sided limits at breakpoints"
+    decreasing, roots_method = _decreasing(phi, dphi, r, breaks)
     methods["decreasing_intervals"] = roots_method
-    if not monotone:
-        if decreasing:
-            a, b = decreasing[0]
-            x = a if a == b else (a + b) / 2 if math.isfinite(a + b) else (
-                b - 1 if math.isfinite(b) else a + 1)
-            why = (f"Phi jumps down at r = {a:.6g}" if a == b
-                   else f"Phi decreases on ({_fmt(a)}, {_fmt(b)})")
-        else:  # the root grid missed it: the infimum of Phi' says where
-            x = dphi_min.where if dphi_min.where is not None else math.nan
-            why = f"Phi' = {dphi_min.value:.6g} < 0 ({dphi_min.where_text})"
-        counter.append(Counterexample("monotone", x, float("nan"), why))
+    poles_known = all(piece.poles_known for piece in pieces)
+    monotone: Verdict
+    downs = [bp for bp in breaks if bp.nondecreasing is False]
+    if downs:
+        bp = downs[0]
+        monotone = False
+        counter.append(_counterexample(
+            "monotone", bp.at, None, "Phi jumps down at r = {0} (" + _describe_jump(bp) + ")",
+            bp.at))
+    elif down_sign.reached < 0 and (x := _witness(dphi, r, down_sign, below=True)) is not None:
+        monotone = False
+        span = next(((a, b) for a, b in decreasing if a <= x <= b and a != b), None)
+        if span is not None:
+            counter.append(_counterexample("monotone", x, _certified(dphi, r, x)[1],
+                                           "Phi decreases on ({0}, {1})", *span))
+        else:
+            counter.append(_counterexample("monotone", x, _certified(dphi, r, x)[1],
+                                           "Phi' < 0 at r = {0}", x))
+    elif down_sign.value >= 0 and all(bp.nondecreasing for bp in breaks) and (
+            poles_known or math.isfinite(L.value)):
+        monotone = True
+    elif any(a < b for a, b in decreasing):  # a certified interval where Phi' <= 0, < 0 inside
+        monotone = False
+        a, b = next((a, b) for a, b in decreasing if a < b)
+        counter.append(_counterexample("monotone", _middle(a, b), None,
+                                       "Phi decreases on ({0}, {1})", a, b))
+    else:
+        monotone = None
+        reasons["monotone"] = (
+            "not proven: SymPy could not list the poles of Phi" if not poles_known else
+            "not proven: undecided at a breakpoint" if any(bp.nondecreasing is None
+                                                           for bp in breaks) else
+            f"not proven: the lower bound of Phi' is {_fmt(down_sign.value)} and no point "
+            "with Phi' < 0 was certified")
+    if monotone is False:
         reasons["monotone"] = "Phi is nonmonotone (forward-backward diffusion)"
+    methods["monotone"] = "inf Phi' and the exact one-sided limits at breakpoints"
 
     g_pieces, _ = decompose(g, r)
-    tails = [_limit(g_pieces[-1].expr, r, math.inf, "-"),
-             _limit(g_pieces[0].expr, r, -math.inf, "+")]
-    g_inf_limit = max(math.inf if v is None else abs(v) for v in tails)
+    tails = [exact_limit(g_pieces[-1].expr, r, sp.oo, "-"),
+             exact_limit(g_pieces[0].expr, r, -sp.oo, "+")]
+    to_zero = all(v is not None and not isinstance(v, sp.AccumBounds) and v == 0
+                  for v in tails)
     klass = None
     if nonneg and monotone:
         klass = 1
-    elif nonneg and not monotone and g_inf_limit == 0:
+    elif nonneg and monotone is False and to_zero:
         klass = 2
 
     # S(r)/r = 1 - 4 w g(sqrt2 r) with w = alpha in the regulariser's row of Table 1, else tau
     w_name, w = ("alpha", t.alpha) if t.input.kind == "regulariser" else ("tau", t.tau)
     w = float(w)
-    shrink_linf = nonneg and g_max.value <= 1 / (2 * w)
-    shrink_sign = nonneg and g_max.value <= 1 / (4 * w)
+    shrink = {}
+    for field, bound, what in (("shrinkage_linf", 1 / (2 * w), "[-r, r]"),
+                               ("shrinkage_sign", 1 / (4 * w), "[0, r]")):
+        verdict: Verdict
+        if nonneg is False:
+            verdict, why = False, "g < 0 somewhere"
+        elif g_max.reached > bound:
+            verdict = False
+            why = f"g reaches {_fmt(g_max.reached)} > {bound:g}: S leaves {what}"
+        elif nonneg and g_max.value <= bound:
+            verdict, why = True, ""
+        else:
+            verdict, why = None, "not decided: g_max is not known to be below " \
+                f"1/{'2' if field == 'shrinkage_linf' else '4'} {w_name} = {bound:g}"
+        shrink[field] = verdict
+        if why:
+            reasons[field] = why
     methods["shrinkage"] = (f"S(r)/r = 1 - 4 {w_name} g(sqrt2 r) (Table 1, the input's row) "
                             "with the bounds of g")
-    if not shrink_linf:
-        reasons["shrinkage_linf"] = (
-            "g < 0 somewhere" if not nonneg else
-            f"g_max = {_fmt(g_max.value)} > 1/(2 {w_name}) = {1 / (2 * w):g}: S leaves [-r, r]")
-    if not shrink_sign:
-        reasons["shrinkage_sign"] = (
-            "g < 0 somewhere" if not nonneg else
-            f"g_max = {_fmt(g_max.value)} > 1/(4 {w_name}) = {1 / (4 * w):g}: S leaves [0, r]")
     methods["regulariser"] = "Psi' = 2 Phi: convex iff Phi nondecreasing; increasing iff g >= 0"
+    if zero_ok is not True:
+        methods["phi_at_zero"] = (f"Phi(0) = {_fmt_exact(at_zero)}" if zero_ok is False else
+                                  "Phi(0) = 0 could not be decided")
 
-    taus = _time_steps(nonneg, g_max.value, L.value, h, given_norm, reasons)
+    domain = _widest(g_max.domain, L.domain)
+    if domain is not None:
+        methods["domain"] = (f"a tail past 2^{domain} had no bounded enclosure: the bounds "
+                             f"hold for |r| <= 2^{domain}, which holds every float64")
+    taus = _time_steps(nonneg, zero_ok, at_zero, g_max.value, L.value, h, given_norm, reasons)
     return StabilityReport(
         formula=t.input.text,
         antisymmetric=antisym,
@@ -416,8 +777,8 @@ def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> Stability
         g_max=g_max.value,
         g_max_at=g_max.where_text,
         g_min=g_min.value + 0.0,
-        shrinkage_linf=shrink_linf,
-        shrinkage_sign=shrink_sign,
+        shrinkage_linf=shrink["shrinkage_linf"],
+        shrinkage_sign=shrink["shrinkage_sign"],
         regulariser_convex=monotone,
         regulariser_increasing=nonneg,
         h=h,
@@ -426,7 +787,14 @@ def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> Stability
         counterexamples=tuple(counter),
         reasons=tuple(sorted(reasons.items())),
         method=tuple(sorted(methods.items())),
+        domain=domain,
     )
+
+
+def _widest(*domains: int | None) -> int | None:
+    """The domain both bounds hold on (the smaller limit; None = the whole line)."""
+    known = [d for d in domains if d is not None]
+    return min(known) if known else None
 
 
 # -- symbolic parameters: Phi(r) = A F(r/c), verify F, scale (scaling.py) ----------------------
@@ -452,13 +820,13 @@ def _verify_scaled(t: Translation, h: float, norm_K2: float | None) -> Stability
         activation=found.reduced,
         diffusivity=found.reduced_diffusivity,
     )
-    rep = _verify_cached(reduced, h, norm_K2)
+    rep = _verify(reduced, h, norm_K2)
     unit = f"r/{sp.sstr(c)}" if len(c.args) < 2 else f"r/({sp.sstr(c)})"
 
     def at(text: str) -> str:  # F's locations are in x = r/c
         return text if c == 1 else re.sub(r"\br (=|->|<|>)", unit + r" \1", text)
 
-    shrink: dict[str, bool | None] = {}
+    shrink: dict[str, Verdict] = {}
     reasons = dict(rep.reasons)
     w_name, w = ("alpha", t.alpha) if t.input.kind == "regulariser" else ("tau", t.tau)
     for field, bound in (("shrinkage_linf", 1 / (2 * w)), ("shrinkage_sign", 1 / (4 * w))):
@@ -476,11 +844,14 @@ def _verify_scaled(t: Translation, h: float, norm_K2: float | None) -> Stability
                 text = sp.sstr(k * _exact(rep.g_max) <= bound) if condition is None else (
                     sp.sstr(condition))
                 reasons[field] = f"depends on the parameters: holds iff {text}"
-    counter = tuple(
-        Counterexample(ce.property, _scaled(ce.r, c),
-                       _scaled(ce.value, {"antisymmetric": found.amplitude}.get(ce.property, k)),
-                       at(ce.reason))
-        for ce in rep.counterexamples)
+    counter = []
+    for ce in rep.counterexamples:
+        factor = {"antisymmetric": found.amplitude}.get(ce.property, k)
+        reason = ce.reason
+        if ce.template:
+            reason = ce.template.format(*(_fmt(_scaled(p, c)) for p in ce.points))
+        counter.append(Counterexample(ce.property, _scaled(ce.r, c),
+                                      _scaled(ce.value, factor), reason))
     steps = {name: _scaled(getattr(rep, name), 1 / k)
              for name in ("tau_linf", "tau_sign", "tau_euclid", "tau_linf_paper",
                           "tau_sign_paper", "tau_euclid_paper")}
@@ -501,7 +872,7 @@ def _verify_scaled(t: Translation, h: float, norm_K2: float | None) -> Stability
         g_min=_scaled(rep.g_min, k),
         **shrink,
         **steps,
-        counterexamples=counter,
+        counterexamples=tuple(counter),
         reasons=tuple(sorted(reasons.items())),
         method=tuple(sorted(method.items())),
         parameters=tuple(p.name for p in params),
@@ -539,17 +910,28 @@ def _down(exact: Fraction) -> float:
     return math.nextafter(q, 0.0) if Fraction(q) > exact else q
 
 
-def _time_steps(nonneg: bool, g_max: float, L: float, h: float, norm_K2: float | None,
-                reasons: dict[str, str]) -> dict[str, float | None]:
+def _time_steps(nonneg: Verdict, zero_ok: Verdict, at_zero: sp.Expr | None, g_max: float,
+                L: float, h: float, norm_K2: float | None, reasons: dict[str, str]
+                ) -> dict[str, float | None]:
     """tau bounds of MATH.md 2 from g_max (and the paper's from L)."""
     names = ("tau_linf", "tau_sign", "tau_euclid")
-    if not nonneg:
+    none = {n: None for n in names} | {f"{n}_paper": None for n in names}
+    if nonneg is not True:
+        why = ("no time step is safe: g < 0 somewhere (backward diffusion)" if nonneg is False
+               else "no time step is certified: g >= 0 is not proven")
         for n in names:
-            reasons[n] = "no time step is safe: g < 0 somewhere (backward diffusion)"
-        return {n: None for n in names} | {f"{n}_paper": None for n in names}
+            reasons[n] = why
+        return none
+    if zero_ok is not True:
+        why = (f"no time step is safe: Phi(0) = {_fmt_exact(at_zero)} != 0, so a constant "
+               "signal is not a steady state" if zero_ok is False else
+               "no time step is certified: Phi(0) = 0 could not be decided")
+        for n in names:
+            reasons[n] = why
+        return none
 
     def steps(bound: float) -> tuple[float | None, float | None, float | None]:
-        if math.isinf(bound):
+        if math.isinf(bound) or math.isnan(bound):
             return None, None, None
         if bound <= 0:  # g == 0: nothing moves, any step is stable
             return math.inf, math.inf, math.inf
@@ -560,7 +942,7 @@ def _time_steps(nonneg: bool, g_max: float, L: float, h: float, norm_K2: float |
     ours, paper = steps(g_max), steps(L)
     if math.isinf(g_max):
         for n in names:
-            reasons[n] = "no finite time step: g_max is infinite (g is unbounded)"
+            reasons[n] = "no finite time step: g_max is infinite (g is unbounded) or unknown"
     out: dict[str, float | None] = dict(zip(names, ours))
     out.update({f"{n}_paper": v for n, v in zip(names, paper)})
     return out

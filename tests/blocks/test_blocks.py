@@ -241,8 +241,9 @@ def test_input_errors_are_stability_errors() -> None:
 
 
 def test_bounds_verified_only_at_given_values() -> None:
-    # no closed form in lam and eps: the verifier's bounds hold at these values only
-    formula = "r/(1 + r**2/lam**2) + eps*r"
+    # no closed form in lam and eps, nor in lam alone with eps fixed (tanh(r) does not scale
+    # with lam): the verifier's bounds hold at these values only; g_max = 1 + eps at r = 0
+    formula = "r/(1 + r**2/lam**2) + eps*tanh(r)"
     act = fluxact.to_torch(formula, "activation", params={"lam": 2.0, "eps": 0.1})
     assert act.stability.fixed == (("eps", 0.1), ("lam", 2.0))
     block = DiffusionBlock(act)
