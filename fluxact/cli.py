@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .translator import FluxactError, Translation, catalogue, lookup, translate
+from .translator.errors import FluxactWarning
 from .translator.nonlinearity import KINDS, normalise_kind
 from .translator.verify import REQUIREMENTS, STEP_OF, StabilityReport, verify_translation
 
@@ -78,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="A compiler for nonlinearities: diffusivity g, regulariser Psi, "
         "wavelet shrinkage S, activation Phi.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"fluxact {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     p = sub.add_parser("translate", help="translate a formula into all four forms")
     _add_formula_options(p)
@@ -118,8 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--stability", choices=REQUIREMENTS, default=None,
                    help="the guarantee the time step keeps (default linf, the max-min "
                    "principle; euclidean for --scheme fsi)")
-    d.add_argument("--scheme", choices=("explicit", "fsi", "implicit"), default="explicit")
-    d.add_argument("--boundary", choices=("reflect", "periodic"), default="reflect")
+    d.add_argument("--scheme", choices=("explicit", "fsi", "implicit"), default="explicit",
+                   help="explicit steps (P2 11, default), fast semi-iterative cycles (P2 21), "
+                   "or implicit steps by fixed-point iteration (P2 23)")
+    d.add_argument("--boundary", choices=("reflect", "periodic"), default="reflect",
+                   help="reflect: zero flux across the ends (default); periodic: the signal "
+                   "wraps around")
     d.add_argument("--h", type=_positive, default=1.0, help="grid size h (default 1)")
     d.add_argument("--max-cycle", dest="max_cycle", type=int, default=10, metavar="L",
                    help="longest FSI cycle (default 10; longer is faster and less accurate)")
@@ -319,10 +329,19 @@ COMMANDS = {"translate": _cmd_translate, "verify": _cmd_verify, "emit": _cmd_emi
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-        if args.command is None:
-            raise UsageError(f"give a command: {', '.join(COMMANDS)}")
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", FluxactWarning)
+            warnings.showwarning = _show_warning
+            args = parser.parse_args(argv)
+            if args.command is None:
+                raise UsageError(f"give a command: {', '.join(COMMANDS)}")
+            code = COMMANDS[args.command](args)
+            sys.stdout.flush()
+            return code
+    except BrokenPipeError:  # `fluxact ... | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     except (UsageError, FluxactError) as exc:
         print(f"fluxact: error: {_one_line(str(exc))}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -341,6 +360,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _one_line(message: str) -> str:
     return " ".join(message.split())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"fluxact: warning: {_one_line(str(message))}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ figures are drawn without pyplot's global state.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,8 @@ def annotations(report: StabilityReport) -> dict[str, str]:
 
     return {
         "diffusivity": f"g_max = {_fmt(report.g_max)}"
-                       + ("" if report.nonnegative_diffusivity else ", g < 0 somewhere"),
+                       + {True: "", False: ", g < 0 somewhere",
+                          None: ", g >= 0 not proven"}[report.nonnegative_diffusivity],
         "regulariser": yes(report.regulariser_convex, "convex", "nonconvex"),
         "shrinkage": yes(report.shrinkage_sign, "0 <= S(r) <= r for r > 0",
                          "S(r) leaves [0, r] for some r > 0"),
@@ -93,8 +95,18 @@ def draw_row(axes: Sequence[Any], t: Translation, *, label: str = "", r_max: flo
         ax.axvline(0, color="0.7", linewidth=0.6)
         ax.set_xlabel("r")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{label}\n{notes[kind]}" if label else notes[kind], fontsize=9)
+        ax.set_title(notes[kind], fontsize=9)
+    if label:  # once per row, wrapped: a long formula would run over the next panels
+        axes[0].set_title("\n".join(textwrap.wrap(label, 48)) + "\n" + notes[COLUMNS[0][0]],
+                          fontsize=9, loc="left")
     return report
+
+
+def _label(t: Translation) -> str:
+    """The formula and its parameter values."""
+    values = ", ".join(f"{k} = {v}" for k, v in t.input.values)
+    head = t.input.name or t.input.text
+    return f"{head} ({values})" if values else head
 
 
 def plot(expr: object, kind: str | None = None, *, params: Mapping[str, object] | None = None,
@@ -106,7 +118,8 @@ def plot(expr: object, kind: str | None = None, *, params: Mapping[str, object] 
     t = expr if isinstance(expr, Translation) else translate(expr, kind, params=params,
                                                              convention=convention)
     fig, axes = _figure(1)
-    draw_row(axes[0], t, label=title or t.input.text, r_max=r_max)
+    draw_row(axes[0], t, r_max=r_max)
+    fig.suptitle("\n".join(textwrap.wrap(title or _label(t), 150)), fontsize=10)
     if out is not None:
         fig.savefig(out, dpi=120)
     return fig

@@ -7,6 +7,11 @@ class FluxactError(ValueError):
     """Base class of every error fluxact raises on bad input (the CLI prints it on one line)."""
 
 
+class FluxactWarning(UserWarning):
+    """Input fluxact accepts but that is probably not what was meant (the CLI prints it on
+    one line)."""
+
+
 class FormulaError(FluxactError):
     """The formula text (or expression) is not one fluxact accepts."""
 

@@ -11,13 +11,14 @@ are g_r(r) = g_s2(r^2) and Psi_r(r) = Psi_s2(r^2) - Psi_s2(0) (substitute s2 = r
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Real
 
 import sympy as sp
 
-from .errors import FormulaError, ParameterError
+from .errors import FluxactWarning, FormulaError, ParameterError
 from .parse import S2_NAME, is_condition, parameter_symbol, parse_formula, variable_symbol
 
 KINDS: tuple[str, ...] = ("diffusivity", "regulariser", "shrinkage", "activation")
@@ -136,6 +137,12 @@ def make_nonlinearity(
             f"in convention 's2' a {kind} is a function of s2 = {var.name}^2: write it in "
             f"'{S2_NAME}' (e.g. 1/(1 + s2/lam**2)), or use convention 'r'"
         )
+    if not uses_var and not uses_s2 and names:
+        warnings.warn(FluxactWarning(
+            f"the formula {text!r} does not use the variable {var.name!r}, so it is a constant "
+            f"of {var.name}; its symbols {', '.join(names)} were taken as parameters (give "
+            f"--variable {names[0]} / variable={names[0]!r} if {names[0]} is the variable)"),
+            stacklevel=3)
     given = dict(params or {})
     unknown = sorted(set(given) - set(names))
     if unknown:

@@ -10,6 +10,7 @@ at once instead of hanging.
 from __future__ import annotations
 
 import ast
+import keyword
 import math
 import re
 from collections.abc import Callable
@@ -34,7 +35,7 @@ FUNCTIONS: dict[str, Callable[..., sp.Basic]] = {
     "log": sp.log,
     "ln": sp.log,
     "sqrt": sp.sqrt,
-    "cbrt": sp.cbrt,
+    "cbrt": lambda x: sp.real_root(x, 3),  # the real cube root (sp.cbrt is complex for x < 0)
     "Abs": sp.Abs,
     "abs": sp.Abs,
     "sign": sp.sign,
@@ -182,7 +183,13 @@ def parse_formula(text: str, variable: str = "r") -> ParsedFormula:
         tree = ast.parse(stripped, mode="eval")
     except SyntaxError as exc:
         col = f" at column {exc.offset}" if exc.offset else ""
-        raise FormulaError(f"formula is not valid syntax{col}: {exc.msg}") from None
+        words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", stripped)) & set(keyword.kwlist)
+        hint = ""
+        if words - {"True", "False", "and", "or", "not", "if", "else", "in", "is"}:
+            word = sorted(words)[0]
+            hint = (f"; {word!r} is a Python keyword and cannot name a parameter: call it "
+                    f"{'lam' if word == 'lambda' else word + '_'!r} instead")
+        raise FormulaError(f"formula is not valid syntax{col}: {exc.msg}{hint}") from None
     except (RecursionError, MemoryError, ValueError):
         raise FormulaError(
             "formula is nested too deeply or malformed; simplify it"

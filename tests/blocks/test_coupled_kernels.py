@@ -192,7 +192,7 @@ def test_kernels_use_64_bit_channel_offsets() -> None:
     kernels scale channel indices by a 64-bit copy of the pixel count."""
     import fluxact
 
-    source = fluxact.emit("1/(1 + x/lam**2)", "activation", target="triton",
+    source = fluxact.emit("1/(1 + r**2/lam**2)", "activation", target="triton",
                           params={"lam": 1.0}, trainable=("lam",))
     for kernel in ("iso_fwd", "iso_bwd", "aniso_fwd", "aniso_bwd"):
         body = source.split(f"_{kernel}_kernel(")[1].split("@triton.jit")[0]
