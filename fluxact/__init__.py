@@ -26,7 +26,8 @@ if (_root / "pyproject.toml").is_file() and (_root / "translator" / "__init__.py
 #: public name -> the module that defines it
 _EXPORTS = {
     **dict.fromkeys(
-        ("KINDS", "CatalogueEntry", "FluxactError", "FormulaError", "Nonlinearity",
+        ("KINDS", "CatalogueEntry", "FluxactError", "FluxactWarning", "FormulaError",
+         "Nonlinearity",
          "ParameterError", "StabilityReport", "Translation", "TranslationError",
          "UnstableError", "catalogue", "lookup", "parse_formula", "translate", "verify"),
         ".translator"),
@@ -70,6 +71,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ load
     from .translator import KINDS as KINDS
     from .translator import CatalogueEntry as CatalogueEntry
     from .translator import FluxactError as FluxactError
+    from .translator import FluxactWarning as FluxactWarning
     from .translator import FormulaError as FormulaError
     from .translator import Nonlinearity as Nonlinearity
     from .translator import ParameterError as ParameterError

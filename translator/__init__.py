@@ -6,6 +6,7 @@ from .catalogue import CatalogueEntry as CatalogueEntry
 from .catalogue import catalogue as catalogue
 from .catalogue import lookup as lookup
 from .errors import FluxactError as FluxactError
+from .errors import FluxactWarning as FluxactWarning
 from .errors import FormulaError as FormulaError
 from .errors import ParameterError as ParameterError
 from .errors import TranslationError as TranslationError

@@ -115,6 +115,17 @@ def _real_roots(expr: sp.Expr, r: sp.Symbol,
     return None
 
 
+def _cusps(e: sp.Expr, r: sp.Symbol) -> tuple[sp.Expr, ...] | None:
+    """The real points where e' is singular (e has no derivative there: a cusp, or a pole of
+    e), None when SymPy cannot list them."""
+    found = attempt(lambda: sp.singularities(sp.diff(e, r), r, sp.S.Reals), SOLVE_SECONDS)
+    if found is sp.S.EmptySet:
+        return ()
+    if isinstance(found, sp.FiniteSet):
+        return tuple(found)
+    return None
+
+
 def _periodic_values(expr: sp.Expr, critical: sp.Set, r: sp.Symbol) -> list[sp.Expr] | None:
     """The values of expr on an infinite set of critical points that SymPy gives as a union
     of ImageSets n -> a n + b over the integers (sin r = 0: r = 2 n pi, 2 n pi + pi): each
@@ -156,12 +167,26 @@ def _to_float(value: sp.Expr, up: bool = False) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Piece:
-    lo: float
+    lo: float  # the ends as floats (+-inf also for an end beyond the float range), for display
     hi: float
     expr: sp.Expr
-    lo_exact: sp.Expr  # the ends exactly (-oo, oo, or a breakpoint), for limits
+    lo_exact: sp.Expr  # the ends exactly (-oo, oo, or a breakpoint): every decision uses these
     hi_exact: sp.Expr
     poles_known: bool  # SymPy listed every pole of expr (else only interval bounds are used)
+
+    def inside(self, x: sp.Expr) -> bool | None:
+        """Whether the exact number x lies strictly inside the piece (None: undecided)."""
+        a, b = compare(x, self.lo_exact), compare(x, self.hi_exact)
+        if a is None or b is None:
+            return None
+        return a > 0 and b < 0
+
+    def beside_zero(self, right: bool) -> bool:
+        """Whether the piece holds (0, e) (right) or (-e, 0) for some e > 0."""
+        zero = sp.Integer(0)
+        if right:
+            return compare(self.lo_exact, zero) in (-1, 0) and compare(self.hi_exact, zero) == 1
+        return compare(self.lo_exact, zero) == -1 and compare(self.hi_exact, zero) in (0, 1)
 
 
 def compare(x: sp.Expr, y: sp.Expr) -> int | None:
@@ -218,9 +243,9 @@ def _tidy_piece(e: sp.Expr) -> sp.Expr:
 
 @lru_cache(maxsize=512)
 def decompose(expr: sp.Expr, r: sp.Symbol
-              ) -> tuple[tuple[Piece, ...], tuple[tuple[float, sp.Expr], ...]]:
-    """Smooth pieces on open intervals and the (breakpoint, value) pairs between them.
-    Cached: the key is the expression itself."""
+              ) -> tuple[tuple[Piece, ...], tuple[tuple[float, sp.Expr, sp.Expr], ...]]:
+    """Smooth pieces on open intervals and the (breakpoint as a float, exactly, value)
+    triples between them. Cached: the key is the expression itself."""
     missing = missing_parameters(expr, r)
     if missing:
         raise missing_value(missing[0])
@@ -257,7 +282,7 @@ def decompose(expr: sp.Expr, r: sp.Symbol
         branch = _branch_at(folded, r, mid)
         pieces.append(Piece(_to_float(lo_), _to_float(hi_), _tidy_piece(branch), lo_, hi_,
                             known.get(branch, False)))
-    values = [(_to_float(p), _branch_at(folded, r, p).subs(r, p)) for p in cuts]
+    values = [(_to_float(p), p, _branch_at(folded, r, p).subs(r, p)) for p in cuts]
     return tuple(pieces), tuple(values)
 
 
@@ -329,14 +354,15 @@ def _cover(piece: Piece) -> list[Box]:
     """Boxes covering the piece (its ends included): geometric shells out to 2^64 and within
     2^-64 of a finite end, then the end boxes."""
     two = mpmath.mpf(2)
-    if math.isinf(piece.lo) and math.isinf(piece.hi):
+    lo_inf, hi_inf = piece.lo_exact is -sp.oo, piece.hi_exact is sp.oo
+    if lo_inf and hi_inf:
         right = _side(mpmath.mpf(0), 1, (sp.oo, "-"))
         left = [(-b, -a, None if e is None else (-sp.oo, "+")) for a, b, e in reversed(right)]
         return left + right
-    if math.isinf(piece.hi):
+    if hi_inf:
         anchor = _round(piece.lo_exact, up=False)
         return _side(anchor, 1, (sp.oo, "-"), (piece.lo_exact, "+"))
-    if math.isinf(piece.lo):
+    if lo_inf:
         anchor = _round(piece.hi_exact, up=True)
         return _side(anchor, -1, (-sp.oo, "+"), (piece.hi_exact, "-"))
     a, b = _round(piece.lo_exact, up=False), _round(piece.hi_exact, up=True)
@@ -546,7 +572,7 @@ def _exact_limit(expr: sp.Expr, r: sp.Symbol, at: sp.Expr, side: str) -> sp.Expr
 
 def _halves(piece: Piece) -> list[Piece]:
     """A piece spanning 0 cut at 0 (so that r = 0 is the end of a box, for a quotient)."""
-    if not piece.lo < 0 < piece.hi:
+    if piece.inside(sp.Integer(0)) is not True:
         return [piece]
     zero = sp.Integer(0)
     return [Piece(piece.lo, 0.0, piece.expr, piece.lo_exact, zero, piece.poles_known),
@@ -564,7 +590,7 @@ def _quotient_bound(flux: sp.Expr, r: sp.Symbol, sign: int
     pieces, _ = decompose(flux, r)
     zero_ok = {}
     for right in (True, False):
-        beside = [p for p in pieces if (p.lo <= 0 < p.hi if right else p.lo < 0 <= p.hi)]
+        beside = [p for p in pieces if p.beside_zero(right)]
         limit = exact_limit(beside[0].expr, r, sp.Integer(0), "+" if right else "-") \
             if beside else None
         zero_ok[right] = (limit is not None and not isinstance(limit, sp.AccumBounds)
@@ -593,7 +619,8 @@ def _quotient_bound(flux: sp.Expr, r: sp.Symbol, sign: int
 
 
 def extreme(expr: sp.Expr, r: sp.Symbol, which: str = "sup",
-            flux: sp.Expr | None = None, threshold: float | None = None) -> Extreme:
+            flux: sp.Expr | None = None, threshold: float | None = None,
+            points: bool = True) -> Extreme:
     """sup or inf of expr over the real line (breakpoints included), rounded outward.
 
     ``flux``: expr is flux/r (a diffusivity g = Phi/r) and its value at r = 0 is not part of
@@ -617,11 +644,11 @@ def extreme(expr: sp.Expr, r: sp.Symbol, which: str = "sup",
         if down > reached:
             reached, reached_at = down, at
 
-    for p, value in point_values:
+    for p, exact, value in point_values if points else ():
         try:
             offer(_round(value, up=True), _round(value, up=False), p, f"r = {p:.6g}")
         except (ArithmeticError, ValueError, TypeError):
-            if flux is not None and p == 0:
+            if flux is not None and exact == 0:
                 continue  # g = flux/r has no value at 0 of its own
             offer(mpmath.inf, -mpmath.inf, p, f"r = {p:.6g} (no real value)")
     also = None if flux is None else _quotient_bound(flux, r, sign)
@@ -644,19 +671,28 @@ def extreme(expr: sp.Expr, r: sp.Symbol, which: str = "sup",
                 else None
             values = None
             if isinstance(critical, sp.FiniteSet) or critical is sp.S.EmptySet:
-                values = []
-                for c in critical:
+                # where the piece has no derivative but no pole either (a cusp of
+                # sqrt((r - 1)^2)) is a candidate too: the singular points of e'
+                cusps = _cusps(e, r)
+                values = None if cusps is None else []
+                for c in () if cusps is None else (*critical, *cusps):
+                    where = piece.inside(c) if c.is_real is not False else False
+                    if where is False:
+                        continue
                     try:
                         x = _to_float(c)
                     except (ParameterError, TypeError):
                         values = None
                         break
-                    if piece.lo < x < piece.hi:
-                        values.append((x, e.subs(r, c)))
+                    # undecided whether inside: an upper bound only, never "reached"
+                    values.append((x if where else None, e.subs(r, c)))
             elif critical is not None:  # periodic critical points: an upper bound only
                 periodic = _periodic_values(e, critical, r)
-                if periodic is not None:
+                cusps = _cusps(e, r)
+                if periodic is not None and cusps is not None:
                     values = [(None, v) for v in periodic]
+                    values += [(None, e.subs(r, c)) for c in cusps
+                               if c.is_real is not False and piece.inside(c) is not False]
             if values is not None:
                 methods.add("symbolic")
                 for (at, side), limit in zip(((piece.lo, "+"), (piece.hi, "-")), ends):
@@ -669,7 +705,7 @@ def extreme(expr: sp.Expr, r: sp.Symbol, which: str = "sup",
                         up, down = _round(value, up=True), _round(value, up=False)
                     except (ArithmeticError, ValueError, TypeError):
                         up, down = mpmath.inf, -mpmath.inf
-                    text = f"r = {x:.6g}" if x is not None else "at its critical points"
+                    text = f"r = {x:.6g}" if x is not None else "at a critical point"
                     offer(up, down if x is not None else -mpmath.inf, x, text)
                 continue
             methods.add("interval")

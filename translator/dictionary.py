@@ -29,7 +29,7 @@ from .errors import FluxactError
 
 SQRT2 = sp.sqrt(2)
 
-INTEGRATE_SECONDS = 5.0
+INTEGRATE_SECONDS = 3.0
 SIMPLIFY_SECONDS = 2.0
 LIMIT_SECONDS = 3.0
 

@@ -154,10 +154,23 @@ def _sqrt(x):
     return iv.sqrt(x)
 
 
-def _sinh(v):
-    if abs(v) > EXP_CAP:
-        return mpmath.sign(v) * INF
-    return mpmath.sinh(v)
+def _capped(fn, below: mpmath.mpf):
+    """Interval extension of an increasing fn whose values past +-EXP_CAP are not computed:
+    an end beyond the cap is bounded by fn(+-EXP_CAP) on the inner side and by +inf (or the
+    limit ``below`` at -inf) on the outer side, so the enclosure stays valid (never
+    [inf, inf], which would exclude every finite value)."""
+
+    def f(x):
+        a, b = lo(x), hi(x)
+        down = fn(max(a, -EXP_CAP)) if a <= EXP_CAP else fn(mpmath.mpf(EXP_CAP))
+        up = fn(min(b, EXP_CAP)) if b >= -EXP_CAP else fn(-mpmath.mpf(EXP_CAP))
+        if a < -EXP_CAP:
+            down = below
+        if b > EXP_CAP:
+            up = INF
+        return iv.mpf([_pad_down(down), _pad_up(up)])
+
+    return f
 
 
 def _cosh(x):
@@ -263,9 +276,9 @@ _UNARY: dict[type, Callable[[object], object]] = {
     sp.atan: _increasing(mpmath.atan),
     sp.erf: _increasing(_clamped(mpmath.erf, 64, mpmath.mpf(-1), mpmath.mpf(1))),
     sp.asinh: _increasing(mpmath.asinh),
-    sp.sinh: _increasing(_sinh),
+    sp.sinh: _capped(mpmath.sinh, -INF),
     sp.cosh: _cosh,
-    Expm1: _increasing(_clamped(mpmath.expm1, EXP_CAP, mpmath.mpf(-1), INF)),
+    Expm1: _capped(mpmath.expm1, mpmath.mpf(-1)),
     sp.Abs: _abs,
     sp.sign: _sign,
 }
@@ -342,8 +355,8 @@ def _constant(e: sp.Expr):
     if e.is_Rational:
         with mpmath.workprec(PREC):
             return iv.mpf(int(e.p)) / iv.mpf(int(e.q))
-    if isinstance(e, sp.Float):
-        return interval(mpmath.mpf(e._mpf_))
+    if isinstance(e, sp.Float):  # its exact binary value (no rounding to the precision)
+        return interval(mpmath.mp.make_mpf(e._mpf_))
     value = e.evalf(40)
     if not value.is_real or value.has(sp.I) or not value.is_number:
         raise NotReal(f"{e} is not a real number")

@@ -11,7 +11,7 @@ import sympy as sp
 
 from .budget import attempt, within_budget
 from .dictionary import SIMPLIFY_SECONDS, Form, convert, fill_removable, tidy
-from .errors import FormulaError, TranslationError
+from .errors import FluxactError, FormulaError, TranslationError
 from .nonlinearity import (
     KINDS,
     SYMBOL_OF_KIND,
@@ -289,9 +289,18 @@ def translate_nonlinearity(nl: Nonlinearity, *, tau: object = DEFAULT_TAU,
             f"translating {nl.text!r} took more than {TRANSLATE_SECONDS:g} s of CPU time; "
             "simplify the formula (or give it as the kind it is simplest in)")
 
-    computed, s2_symbolic, notes_ = within_budget(
-        lambda: _symbolic_forms(nl.symbolic, nl.kind, r, tau_, alpha_, nl.convention),
-        TRANSLATE_SECONDS, out_of_time)
+    def forms():
+        try:
+            return _symbolic_forms(nl.symbolic, nl.kind, r, tau_, alpha_, nl.convention)
+        except FluxactError:
+            raise
+        except (TypeError, ValueError, ArithmeticError, NotImplementedError, AttributeError,
+                IndexError, KeyError, RecursionError, MemoryError) as exc:
+            raise TranslationError(
+                f"cannot translate {nl.text!r}: SymPy failed on it ({type(exc).__name__}: "
+                f"{' '.join(str(exc).split())[:120]}); simplify the formula") from None
+
+    computed, s2_symbolic, notes_ = within_budget(forms, TRANSLATE_SECONDS, out_of_time)
     forms = dict(zip(KINDS, computed))
     notes = list(notes_)
     values = {parameter_symbol(k): v for k, v in nl.values}

@@ -56,7 +56,7 @@ REQUIREMENTS = tuple(STEP_OF)
 ROOTS_SECONDS = 0.6  # the decreasing intervals fall back to certified boxes, so little is lost
 VERIFY_SECONDS = 30.0  # CPU time of one whole verification; past it every verdict is unknown
 MAX_INTERVALS = 12  # decreasing intervals listed (the method says when there may be more)
-DECREASING_SECONDS = 2.0  # CPU time to certify them (they inform; no verdict rests on them)
+DECREASING_SECONDS = 2.5  # CPU time to find them (they inform; no verdict rests on them)
 
 Verdict = bool | None  # True proven, False disproven (counterexample), None unknown (reason)
 
@@ -122,6 +122,7 @@ class StabilityReport:
     # the bounds hold for |r| <= 2^domain (every float64) where a tail past 2^1024 had no
     # bounded enclosure; None: on the whole real line
     domain: int | None = None
+    g_unbounded: bool = False  # g certainly takes arbitrarily large values (not only no bound)
 
     def holds(self, requirement: str) -> bool:
         """Whether a stability notion (linf, sign, euclidean) has a guaranteed time step."""
@@ -326,7 +327,7 @@ def _pieces_vanish(expr: sp.Expr, r: sp.Symbol) -> bool:
     """Whether expr is 0 everywhere: on every smooth piece (symbolically) and at every
     breakpoint (exactly)."""
     pieces, values = decompose(expr, r)
-    for _, value in values:
+    for _, _, value in values:
         if not _real_number(value) or compare(value, sp.Integer(0)) != 0:
             return False
     for piece in pieces:
@@ -379,13 +380,12 @@ def _check_real(phi: sp.Expr, r: sp.Symbol) -> None:
 
 
 def _diffusivity(phi: sp.Expr, r: sp.Symbol, pieces: tuple[Piece, ...],
-                 values: tuple[tuple[float, sp.Expr], ...]) -> sp.Expr:
+                 values: tuple[tuple[float, sp.Expr, sp.Expr], ...]) -> sp.Expr:
     """g = Phi/r built from Phi's own pieces and breakpoint values (g has no value at 0:
     flux/r there is left out of every bound)."""
     branches: list[tuple[sp.Expr, sp.Basic]] = []
-    for p, value in values:
-        if p != 0:
-            exact = next(pc.hi_exact for pc in pieces if pc.hi == p)
+    for _, exact, value in values:
+        if compare(exact, sp.Integer(0)) != 0:  # exactly: e^-1000 is not 0
             branches.append((value / exact, sp.Eq(r, exact)))
     for piece in pieces:
         cond = sp.And(r > piece.lo_exact if piece.lo_exact != -sp.oo else sp.true,
@@ -409,10 +409,11 @@ def _decreasing(phi: sp.Expr, dphi: sp.Expr, r: sp.Symbol, breaks: list[Breakpoi
     for piece in pieces:
         roots = _real_roots(piece.expr, r, ROOTS_SECONDS) if piece.poles_known else None
         cuts = None
-        if roots is not None:
+        if roots is not None and _float_ends(piece):
+            where = [piece.inside(c) for c in roots]
             try:
-                cuts = sorted(x for x in (_to_float(c) for c in roots)
-                              if piece.lo < x < piece.hi)
+                if None not in where:
+                    cuts = sorted(_to_float(c) for c, w in zip(roots, where) if w)
             except (ParameterError, TypeError):
                 cuts = None
         if cuts is not None:
@@ -466,6 +467,12 @@ def _middle(a: float, b: float) -> float:
     return (a + b) / 2
 
 
+def _float_ends(piece: Piece) -> bool:
+    """Whether the piece's float ends name it (an end like e^800 is +inf as a float)."""
+    return (math.isinf(piece.lo) == (piece.lo_exact is -sp.oo)
+            and math.isinf(piece.hi) == (piece.hi_exact is sp.oo))
+
+
 def _sign_at(expr: sp.Expr, r: sp.Symbol, x: float) -> int:
     """The certified sign of expr at x: -1, 1, or 0 when the enclosure holds 0 (compared
     before any rounding to a float, which would flush 1e-400 to 0)."""
@@ -479,6 +486,8 @@ def _negative_runs(piece: Piece, r: sp.Symbol) -> list[tuple[float, float]]:
     bisection to the last point of certified negative sign before the next grid point, or to
     the end of the piece."""
     e = piece.expr
+    if not _float_ends(piece):
+        return []  # an end beyond the float range: no float interval names the piece
     steps = [2.0 ** (k / 4) for k in range(-120, 257)] + [2.0**k for k in range(72, 1017, 8)]
     grid = sorted({0.0, *(s * x for x in steps for s in (-1, 1))})
     grid = [x for x in grid if piece.lo < x < piece.hi]
@@ -523,12 +532,13 @@ def _nonpositive_on(e: sp.Expr, r: sp.Symbol, a: float, b: float) -> bool:
 
 
 def _value_at_zero(phi: sp.Expr, r: sp.Symbol, pieces: tuple[Piece, ...],
-                   values: tuple[tuple[float, sp.Expr], ...]) -> sp.Expr | None:
-    for p, value in values:
-        if p == 0:
+                   values: tuple[tuple[float, sp.Expr, sp.Expr], ...]) -> sp.Expr | None:
+    """Phi(0), decided on the exact breakpoints (one at -e^-1000 is not at 0)."""
+    for _, exact, value in values:
+        if compare(exact, sp.Integer(0)) == 0:
             return value if _real_number(value) else None
     for piece in pieces:
-        if piece.lo < 0 < piece.hi:
+        if piece.inside(sp.Integer(0)):
             value = attempt(lambda e=piece.expr: e.subs(r, 0), SIMPLIFY_SECONDS)
             return value if _real_number(value) else None
     return None
@@ -572,14 +582,21 @@ def _verify_cached(t: Translation, h: float, norm_K2: float | None) -> Stability
     return report
 
 
+#: what SymPy (or mpmath) raises on formulas it cannot handle; the verifier then knows nothing
+SYMPY_FAILURES = (TypeError, ValueError, ArithmeticError, NotImplementedError, AttributeError,
+                  IndexError, KeyError, RecursionError, MemoryError)
+
+
 def _verify(t: Translation, h: float, norm_K2: float | None) -> StabilityReport:
     if t.free_parameters:  # a closed form in the parameters, or ask for their values
         return _verify_scaled(t, h, norm_K2)
     try:
         return _verify_numbers(t, h, norm_K2)
-    except (RecursionError, MemoryError) as exc:
-        return _unknown(t, h, norm_K2, f"the formula is too large to analyse "
-                        f"({type(exc).__name__})")
+    except FluxactError:
+        raise
+    except SYMPY_FAILURES as exc:  # sound: nothing is claimed
+        return _unknown(t, h, norm_K2, f"SymPy could not analyse this formula "
+                        f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})")
 
 
 def _unknown(t: Translation, h: float, norm_K2: float | None, why: str) -> StabilityReport:
@@ -608,8 +625,8 @@ def _verify_numbers(t: Translation, h: float, given_norm: float | None) -> Stabi
     counter: list[Counterexample] = []
 
     pieces, values = decompose(phi, r)
-    breaks = [_breakpoint(p, left.hi_exact, value, left, right, r)
-              for (p, value), left, right in zip(values, pieces, pieces[1:])]
+    breaks = [_breakpoint(p, exact, value, left, right, r)
+              for (p, exact, value), left, right in zip(values, pieces, pieces[1:])]
     for bp in breaks:
         if bp.value is None and bp.continuous is not False:
             raise FormulaError(
@@ -654,10 +671,12 @@ def _verify_numbers(t: Translation, h: float, given_norm: float | None) -> Stabi
                 f"({g_min.where_text}) and no point with g < 0 was certified")
 
     dphi = derivative(phi, r)
-    up = extreme(dphi, r, "sup")
-    down = extreme(dphi, r, "inf")
+    # Phi' at a breakpoint is one branch's derivative at one point: left out (continuity
+    # and monotonicity there are decided from the exact values and limits)
+    up = extreme(dphi, r, "sup", points=False)
+    down = extreme(dphi, r, "inf", points=False)
     if down.value < 0 <= down.reached:  # the sign of inf Phi' is open: decide it alone
-        down_sign = extreme(dphi, r, "inf", threshold=0.0)
+        down_sign = extreme(dphi, r, "inf", threshold=0.0, points=False)
     else:
         down_sign = down
     jumps = [bp for bp in breaks if bp.continuous is False]
@@ -760,7 +779,7 @@ def _verify_numbers(t: Translation, h: float, given_norm: float | None) -> Stabi
         methods["phi_at_zero"] = (f"Phi(0) = {_fmt_exact(at_zero)}" if zero_ok is False else
                                   "Phi(0) = 0 could not be decided")
 
-    domain = _widest(g_max.domain, L.domain)
+    domain = _widest(g_max.domain, L.domain, g_min.domain, down_sign.domain)
     if domain is not None:
         methods["domain"] = (f"a tail past 2^{domain} had no bounded enclosure: the bounds "
                              f"hold for |r| <= 2^{domain}, which holds every float64")
@@ -788,6 +807,7 @@ def _verify_numbers(t: Translation, h: float, given_norm: float | None) -> Stabi
         reasons=tuple(sorted(reasons.items())),
         method=tuple(sorted(methods.items())),
         domain=domain,
+        g_unbounded=math.isinf(g_max.reached) and g_max.reached > 0,
     )
 
 
@@ -831,7 +851,15 @@ def _verify_scaled(t: Translation, h: float, norm_K2: float | None) -> Stability
     w_name, w = ("alpha", t.alpha) if t.input.kind == "regulariser" else ("tau", t.tau)
     for field, bound in (("shrinkage_linf", 1 / (2 * w)), ("shrinkage_sign", 1 / (4 * w))):
         shrink[field] = getattr(rep, field)
-        if rep.nonnegative_diffusivity and k.free_symbols:
+        if rep.nonnegative_diffusivity and k.free_symbols and rep.g_unbounded:
+            shrink[field] = False
+            reasons[field] = f"g is unbounded: g_max = oo > {bound} always"
+        elif rep.nonnegative_diffusivity and k.free_symbols and math.isinf(rep.g_max):
+            # no finite bound of G was found; k G_max <= bound for small k cannot be
+            # excluded (the verdict of F was about k = 1)
+            shrink[field] = None
+            reasons[field] = "depends on the parameters, and g_max is not known to be finite"
+        elif rep.nonnegative_diffusivity and k.free_symbols:
             # g_max = k G_max <= bound, a condition on the parameters
             condition = attempt(
                 lambda b=bound: sp.reduce_inequalities(k * _exact(rep.g_max) <= b, params)

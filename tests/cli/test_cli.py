@@ -210,3 +210,55 @@ def test_emit_to_file_and_bad_input(tmp_path: Path) -> None:
                  ["emit", "tanh(r)", "-o", str(tmp_path / "missing" / "k.py")]):
         res = run_cli(*args)
         assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+# -- issue 13: the interface ------------------------------------------------------------------
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith(f"fluxact {fluxact.__version__}")
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    reader = subprocess.Popen(["head", "-n", "1"], stdin=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL)
+    writer = subprocess.run(
+        [sys.executable, "-m", "fluxact", "demo"], stdout=reader.stdin, stderr=subprocess.PIPE,
+        text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    reader.stdin.close()
+    reader.wait(timeout=30)
+    assert writer.returncode == 0 and "Broken pipe" not in writer.stderr, writer.stderr
+
+
+def test_every_option_is_explained(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["denoise", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--scheme {explicit,fsi,implicit} explicit steps" in text
+    assert "--boundary {reflect,periodic} reflect: zero flux" in text
+
+
+def test_a_python_keyword_as_a_name_gets_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "r/(1 + lambda*r**2)"]) == 2
+    err = capsys.readouterr().err
+    assert "'lambda' is a Python keyword" in err and "'lam'" in err and len(err.splitlines()) == 1
+
+
+def test_a_formula_without_its_variable_warns(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["translate", "x/(1 + x**2)", "--from", "activation"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("fluxact: warning:") and "does not use the variable 'r'" in err
+    assert "--variable x" in err and len(err.splitlines()) == 1
+    with pytest.warns(fluxact.FluxactWarning, match="symbols x were taken as parameters"):
+        fluxact.translate("x/(1 + x**2)", "activation")
+
+
+def test_verify_json_is_strict_for_unknown_and_infinite_values(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", "Piecewise((r, Abs(r) > 0), (1, True))", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out,
+                      parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
+    assert data["lipschitz"] == "inf" and data["tau_linf"] is None

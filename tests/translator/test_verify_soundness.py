@@ -266,3 +266,52 @@ def test_symbolic_counterexamples_speak_of_r() -> None:
     rep = verify(fluxact.catalogue["perona-malik"])
     (ce,) = [c for c in rep.counterexamples if c.property == "monotone"]
     assert "lam" in ce.reason  # Phi decreases on (lam, ...), not on (1, ...)
+
+
+@pytest.mark.parametrize("text", [
+    "Max((r - r)*r**r, cbrt(sign(r)))",  # SymPy: "Invalid comparison of non-real (-1)**(1/3)"
+    "Min(Min(Min(r, 1e-3), cosh(r)), log(3*r))",  # SymPy: "log(-3*_y) is not comparable"
+    "r*Max(0, 1 - 1/r**2)",  # a condition with no value at r = 0 (zoo)
+])
+def test_what_sympy_cannot_handle_is_one_clear_answer(text: str) -> None:
+    try:
+        rep = verify(text)
+    except fluxact.FluxactError as exc:  # one line, what and how to fix
+        assert "\n" not in str(exc)
+        return
+    assert rep.tau_linf is None or rep.nonnegative_diffusivity is True
+
+
+# -- found in review: breakpoints decided exactly, cusps, branch derivatives, domains -----------
+
+
+def test_a_breakpoint_next_to_zero_is_not_zero() -> None:
+    # Phi(e^-1000) = -1: r Phi < 0 there; Phi(0) = 1 with a breakpoint at -e^-1000 beside it
+    assert verify("Piecewise((0, Eq(r, 0)), (-1, Eq(r, exp(-1000))), (r, True))").tau_linf is None
+    rep = verify("Piecewise((0, Eq(r, -exp(-1000))), (1, Eq(r, 0)), (r, True))")
+    assert rep.tau_linf is None and "Phi(0) = 1" in dict(rep.reasons)["tau_linf"]
+
+
+def test_a_critical_point_within_a_float_of_the_end_counts() -> None:
+    # g(1 + 10^-19) = 1 + 10 = 11: the spike's top is 10^-19 from the breakpoint at 1
+    rep = verify("Piecewise((1, r < 1), (1 + 10/(1 + (10**20*(r - 1) - 10)**2), True))",
+                 "diffusivity")
+    assert rep.g_max >= 11 and rep.tau_linf <= 0.5 / 11
+
+
+def test_a_cusp_is_a_candidate() -> None:
+    rep = verify("sqrt(r**2 - 2*r + 1) - 1/2", "diffusivity")  # g(1) = -1/2: |r - 1| - 1/2
+    assert rep.nonnegative_diffusivity is not True and rep.tau_linf is None
+
+
+def test_the_derivative_of_an_isolated_branch_is_not_phi_prime() -> None:
+    rep = verify("Piecewise((r, Ne(r, 1)), (2 - r, True))")  # 2 - r = r at r = 1: Phi = r
+    assert rep.monotone is True and rep.lipschitz == pytest.approx(1)
+
+
+def test_an_unknown_g_max_with_a_parameter_leaves_the_shrinkage_open() -> None:
+    # g/a lies in [1, 2]: L-inf shrinkage (g <= 2) holds for a <= 1, sign shrinkage (g <= 1)
+    # for a <= 1/2; the verdict depends on a, so it is never "no"
+    rep = verify("a*Piecewise((1, r <= pi), (1 + exp(-1/(r - pi))*(3 + sin(r))/4, True))",
+                 "diffusivity")
+    assert rep.shrinkage_linf is not False and rep.shrinkage_sign is not False
