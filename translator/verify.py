@@ -55,6 +55,8 @@ STEP_OF = {"linf": "tau_linf", "sign": "tau_sign", "euclidean": "tau_euclid"}
 REQUIREMENTS = tuple(STEP_OF)
 ROOTS_SECONDS = 0.6  # the decreasing intervals fall back to certified boxes, so little is lost
 VERIFY_SECONDS = 30.0  # CPU time of one whole verification; past it every verdict is unknown
+TAIL_SECONDS = 0.3  # for an infinite run of Phi' < 0 whole (see _certified_run)
+TAIL_SPAN = 16
 MAX_INTERVALS = 12  # decreasing intervals listed (the method says when there may be more)
 DECREASING_SECONDS = 2.5  # CPU time to find them (they inform; no verdict rests on them)
 
@@ -431,8 +433,9 @@ def _decreasing(phi: sp.Expr, dphi: sp.Expr, r: sp.Symbol, breaks: list[Breakpoi
 
         def certify(todo=nearest[:MAX_INTERVALS], e=piece.expr, done=certified) -> bool:
             for a, b in todo:
-                if _nonpositive_on(e, r, a, b):
-                    done.append((a, b))
+                span = _certified_run(e, r, a, b, methods)
+                if span is not None:
+                    done.append(span)
                 else:
                     methods.add("an interval that could not be certified is not listed")
             return True
@@ -520,6 +523,30 @@ def _last_negative(e: sp.Expr, r: sp.Symbol, inside: float, outside: float) -> f
         else:
             outside = m
     return inside
+
+
+def _certified_run(e: sp.Expr, r: sp.Symbol, a: float, b: float, methods: set[str]
+                   ) -> tuple[float, float] | None:
+    """The run (a, b) of Phi' < 0 signs, or the part of it where e <= 0 is certified. A run to
+    infinity gets TAIL_SECONDS whole (enough when the tail's enclosure converges, as for
+    swish), then only its finite span (_finite_span). None: nothing certified."""
+    if not (math.isinf(a) or math.isinf(b)):
+        return (a, b) if _nonpositive_on(e, r, a, b) else None
+    if within_budget(lambda: _nonpositive_on(e, r, a, b), TAIL_SECONDS, lambda: False):
+        return a, b
+    methods.add(f"a run to infinity not certified whole in {TAIL_SECONDS:g} s is cut at "
+                f"2^{TAIL_SPAN} times its finite end")
+    a, b = _finite_span(a, b)
+    return (a, b) if _nonpositive_on(e, r, a, b) else None
+
+
+def _finite_span(a: float, b: float) -> tuple[float, float]:
+    """A finite part of a run of negative signs: an infinite end becomes +-2^TAIL_SPAN times the
+    finite end's magnitude (at least 1). Phi' -> 0 in the tail (Weickert: -7C/r^8) defeats an
+    enclosure of the whole tail, while a bounded part is certified in a fraction of a second;
+    the listed interval is then a certified part of the decreasing run."""
+    span = max(abs(x) for x in (a, b, 1.0) if not math.isinf(x)) * 2.0**TAIL_SPAN
+    return (-span if math.isinf(a) else a), (span if math.isinf(b) else b)
 
 
 def _nonpositive_on(e: sp.Expr, r: sp.Symbol, a: float, b: float) -> bool:
