@@ -2,7 +2,9 @@
 
 Contenders (all with the contrast lam a trainable tensor, so every one computes dL/dlam too):
 - fluxact: ``fluxact.to_torch`` (Triton kernels on CUDA; the generated torch code on the CPU,
-  which runs through torch.compile from 2^16 elements on);
+  eager by default);
+- fluxact-compile: the same with ``ops.compile_min_elements = 1``, the opt-in to torch.compile
+  of the generated torch code (CPU; on CUDA it is the same Triton kernels);
 - eager: the formula by hand in torch, autograd for the backward;
 - compile: that hand-written formula under torch.compile;
 - lambdify: sympy.lambdify(modules="torch") of the same formula, autograd for the backward.
@@ -54,12 +56,16 @@ def timer(device: str, fn: Callable[[], None], reps: int) -> float:
 def contenders(device: str) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     act = fluxact.to_torch(FORMULA, "diffusivity", params={"lam": LAM}, trainable=("lam",),
                            name="perona_malik").to(device)
+    opted = fluxact.to_torch(FORMULA, "diffusivity", params={"lam": LAM}, trainable=("lam",),
+                             name="perona_malik_compiled").to(device)
+    opted.ops.compile_min_elements = 1  # its own module (another name): act stays eager
     lam = torch.tensor(LAM, device=device, requires_grad=True)
     compiled = torch.compile(hand, dynamic=False)
     r, lam_s = sp.Symbol("r", real=True), sp.Symbol("lam", positive=True)
     lambdified = sp.lambdify((r, lam_s), r * sp.exp(-r**2 / (2 * lam_s**2)), modules="torch")
     return {
         "fluxact": act,
+        "fluxact-compile": opted,
         "eager": lambda x: hand(x, lam.to(x.dtype)),
         "compile": lambda x: compiled(x, lam.to(x.dtype)),
         "lambdify": lambda x: lambdified(x, lam.to(x.dtype)),

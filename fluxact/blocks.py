@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .operators import Operator
+from .operators import Operator, clamp_finite, stencil_range
 from .runtime import (
     MAX_TEMPORAL,
     Activation,
@@ -43,6 +43,7 @@ from .runtime import (
     step_mixing,
     steps1d,
 )
+from .timestep import explicit_step, positive, step_options
 
 NOTIONS = ("linf", "sign", "euclidean")
 #: names of the numerical parameters of blocks: tau (explicit, FSI), the Du Fort-Frankel
@@ -105,13 +106,6 @@ def _notion(stability: str | None, K: Operator) -> str:
     return stability
 
 
-def _positive(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-            math.isfinite(value) and value > 0):
-        raise StabilityError(f"{what} must be a positive number, got {value!r}")
-    return float(value)
-
-
 class DiffusionBlock(torch.nn.Module):
     """One explicit diffusion step u <- u - tau K^T Phi(K u) (P2 11) with its time step
     computed from the verifier's bound (see the module docstring).
@@ -139,15 +133,7 @@ class DiffusionBlock(torch.nn.Module):
         self.K = operator_of(K, dims=dims, channels=channels, h=h, boundary=boundary,
                              width=width)
         self.stability = _notion(stability, self.K)
-        self.safety = _positive(safety, "safety")
-        if self.safety > 1:
-            raise StabilityError(f"safety must be in (0, 1], got {safety}")
-        self.tau_given = None if tau is None else _positive(tau, "tau")
-        self.unsafe = bool(unsafe)
-        if self.unsafe and self.tau_given is None:
-            raise StabilityError("unsafe=True needs an explicit tau=...")
-        if train_tau and self.tau_given is not None:
-            raise StabilityError("pass either tau=... or train_tau=True, not both")
+        self.tau_given, self.unsafe, self.safety = step_options(tau, unsafe, safety, train_tau)
         self.tau_logit = torch.nn.Parameter(torch.tensor(4.0)) if train_tau else None
         self.fused = fused
         fusable = ((self.K.difference and self.K.spacing is not None)
@@ -173,23 +159,13 @@ class DiffusionBlock(torch.nn.Module):
 
     def time_step(self) -> torch.Tensor:
         """tau used by the next forward pass (float64 tensor)."""
-        if self.unsafe:
-            return torch.tensor(self.tau_given, dtype=torch.float64)
-        bound = self.tau_max()
-        if self.tau_given is not None:
-            if self.tau_given > float(bound.detach()):
-                c = "1" if self.stability == "sign" else "2"
-                raise StabilityError(
-                    f"tau = {self.tau_given:g} breaks the {self.stability} bound tau <= "
-                    f"{float(bound.detach())!r} = {c}/(g_max ||K||^2) with g_max = "
-                    f"{float(self.act.g_max().detach()):.6g} and ||K||^2 <= "
-                    f"{float(self.K.norm2_bound().detach()):.6g}; use a smaller tau, or "
-                    "unsafe=True")
-            return torch.tensor(self.tau_given, dtype=torch.float64)
-        tau = self.safety * bound
-        if self.tau_logit is not None:
-            tau = tau * torch.sigmoid(self.tau_logit.to(tau.device, torch.float64))
-        return tau
+        c = "1" if self.stability == "sign" else "2"
+        return explicit_step(
+            self.tau_max, tau_given=self.tau_given, unsafe=self.unsafe, safety=self.safety,
+            stability=self.stability, logit=self.tau_logit,
+            detail=lambda: (f" = {c}/(g_max ||K||^2) with g_max = "
+                            f"{float(self.act.g_max().detach()):.6g} and ||K||^2 <= "
+                            f"{float(self.K.norm2_bound().detach()):.6g}"))
 
     def flux(self, u: torch.Tensor) -> torch.Tensor:
         """K^T Phi(K u)."""
@@ -219,7 +195,12 @@ class DiffusionBlock(torch.nn.Module):
             return step(self.act.ops, u, self.act.parameter_vector(), self.time_step(),
                         self._inv_h(), periodic, self.K.dims)
         tau = self.time_step().to(device=u.device, dtype=u.dtype)
-        return u - tau * self.flux(u)
+        out = u - tau * self.flux(u)
+        if self.stability in ("linf", "sign") and not self.unsafe:
+            # exact arithmetic keeps out in this range; rounding may not (stencil_range)
+            lo, hi = stencil_range(u, self.K.dims, self.K.boundary == "periodic")
+            out = clamp_finite(out, lo, hi)
+        return out
 
     def run(self, u: torch.Tensor, steps: int) -> torch.Tensor:
         """``steps`` applications of the block. With the fused kernels, no gradient needed and
@@ -273,12 +254,12 @@ class DuFortFrankelBlock(torch.nn.Module):
         self.K = operator_of(K, dims=dims, channels=channels, h=h, boundary=boundary,
                              width=width)
         a_min = float(self.alpha_min().detach())
-        tau0 = (2.0 / (4.0 * a_min) if a_min > 0 else 1.0) if tau is None else _positive(
+        tau0 = (2.0 / (4.0 * a_min) if a_min > 0 else 1.0) if tau is None else positive(
             tau, "tau")
         if alpha is None:
             excess = a_min if a_min > 0 else 1.0
         else:
-            excess = _positive(alpha, "alpha") - a_min * (1 + 1e-6)
+            excess = positive(alpha, "alpha") - a_min * (1 + 1e-6)
             if excess <= 0:
                 raise StabilityError(
                     f"alpha = {alpha:g} is not above g_max ||K||^2 / 4 = {a_min:.6g} (P2 "
@@ -393,10 +374,7 @@ class ImplicitBlock(torch.nn.Module):
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
             raise StabilityError(f"iterations must be a positive integer, got {iterations!r}")
         self.contraction = contraction
-        self.tau_given = None if tau is None else _positive(tau, "tau")
-        self.unsafe = bool(unsafe)
-        if self.unsafe and self.tau_given is None:
-            raise StabilityError("unsafe=True needs an explicit tau=...")
+        self.tau_given, self.unsafe, _ = step_options(tau, unsafe, 1.0)
         self.iterations, self.tol = iterations, float(tol)
         self.last_iterations = 0
         self.last_change = math.nan

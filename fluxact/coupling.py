@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from . import runtime
+from .operators import clamp_finite, stencil_range
 from .runtime import Activation, StabilityError
+from .timestep import explicit_step, step_options
 
 MODES = ("isotropic", "anisotropic", "uncoupled")
 #: the parameter of the nonstandard discretisation used in P3 section 6
@@ -326,11 +328,8 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
                 "forward-difference gradient (isotropic with couple_images=False, or "
                 "uncoupled) or www (isotropic with couple_images=False), without smoothing; "
                 "use stability='euclidean'")
-        if not (0 < safety <= 1):
-            raise StabilityError(f"safety must be in (0, 1], got {safety!r}")
-        if unsafe and tau is None:
-            raise StabilityError("unsafe=True needs an explicit tau=...")
-        self.stability, self.safety, self.tau_given, self.unsafe = stability, safety, tau, unsafe
+        self.tau_given, self.unsafe, self.safety = step_options(tau, unsafe, safety)
+        self.stability = stability
         self.fusable = (operator == "gradient" and mode == "isotropic" and sigma is None
                         and g.backend != "torch")
         if fused and not self.fusable:
@@ -354,16 +353,8 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
         return 2 / (g_max * self.K.norm2_bound()).clamp_min(1e-300)
 
     def time_step(self) -> torch.Tensor:
-        if self.unsafe:
-            return torch.tensor(float(self.tau_given), dtype=torch.float64)
-        bound = self.tau_max()
-        if self.tau_given is not None:
-            if self.tau_given > float(bound.detach()):
-                raise StabilityError(
-                    f"tau = {self.tau_given:g} breaks the {self.stability} bound tau <= "
-                    f"{float(bound.detach())!r}; use a smaller tau, or unsafe=True")
-            return torch.tensor(float(self.tau_given), dtype=torch.float64)
-        return self.safety * bound
+        return explicit_step(self.tau_max, tau_given=self.tau_given, unsafe=self.unsafe,
+                             safety=self.safety, stability=self.stability)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if self.fused or (self.fused is None and self.fusable and u.is_cuda):
@@ -371,7 +362,12 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
             return runtime.coupled_step2d(self.g.ops, u, self.g.parameter_vector().to(u.device),
                                           self.time_step(), 1 / self.K.h, self.phi.couple_images)
         tau = self.time_step().to(device=u.device, dtype=u.dtype)
-        return u - tau * self.K.adjoint(self.phi(self.K(u)))
+        out = u - tau * self.K.adjoint(self.phi(self.K(u)))
+        if self.stability == "linf" and not self.unsafe:
+            # exact arithmetic keeps out in this range; rounding may not (stencil_range)
+            lo, hi = stencil_range(u, 2, False, box=self.K.operator == "www")
+            out = clamp_finite(out, lo, hi)
+        return out
 
 
 class MultiscaleDiffusionBlock2D(torch.nn.Module):
@@ -408,9 +404,7 @@ class MultiscaleDiffusionBlock2D(torch.nn.Module):
         self.beta = torch.nn.Parameter(torch.full((len(sigmas),), float(beta),
                                                   dtype=torch.float64))
         self.phi = CoupledActivation(g, mode, couple_images=True)
-        if not (0 < safety <= 1):
-            raise StabilityError(f"safety must be in (0, 1], got {safety!r}")
-        self.safety = safety
+        _, _, self.safety = step_options(None, False, safety, train_tau)
         self.tau_logit = torch.nn.Parameter(torch.tensor(4.0, dtype=torch.float64)
                                             ) if train_tau else None
         self.time_step()
@@ -425,10 +419,8 @@ class MultiscaleDiffusionBlock2D(torch.nn.Module):
         return 2 / (self.g.g_max() * total).clamp_min(1e-300)
 
     def time_step(self) -> torch.Tensor:
-        tau = self.safety * self.tau_max()
-        if self.tau_logit is not None:
-            tau = tau * torch.sigmoid(self.tau_logit.double())
-        return tau
+        return explicit_step(self.tau_max, tau_given=None, unsafe=False, safety=self.safety,
+                             stability="euclidean", logit=self.tau_logit)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         b, m, hh, ww = u.shape

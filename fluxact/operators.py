@@ -22,13 +22,13 @@ difference. For trainable kernels the bound is recomputed from the weights at ev
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .runtime import StabilityError
+from .timestep import positive
 
 BOUNDARIES = ("reflect", "periodic")
 
@@ -104,7 +104,7 @@ class Operator(torch.nn.Module):
                            ) -> Operator:
         """D+ / h per channel; in 2D the gradient (x and y forward differences). ``dtype``
         of the stencil: torch's default unless given."""
-        _positive(h, "grid size h")
+        positive(h, "grid size h")
         _count(channels, "channels")
         dtype = dtype or torch.get_default_dtype()
         d = torch.tensor([-1.0, 1.0], dtype=torch.float64) / h
@@ -127,7 +127,7 @@ class Operator(torch.nn.Module):
                           boundary: str = "reflect") -> Operator:
         """[1, -2, 1] / h^2 per channel (1D), the operator of the fourth-order You-Kaveh
         model: u <- u - tau L^T Phi(L u)."""
-        _positive(h, "grid size h")
+        positive(h, "grid size h")
         _count(channels, "channels")
         k = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64) / h**2
         return cls([k.reshape(1, 1, 3).repeat(channels, 1, 1).to(torch.get_default_dtype())],
@@ -278,7 +278,32 @@ def _count(value: object, what: str) -> None:
         raise StabilityError(f"{what} must be a positive integer, got {value!r}")
 
 
-def _positive(value: float, what: str) -> None:
-    if isinstance(value, bool) or not (isinstance(value, numbers.Real) and math.isfinite(value)
-                                       and value > 0):
-        raise StabilityError(f"{what} must be a positive number, got {value!r}")
+def stencil_range(u: torch.Tensor, dims: int, periodic: bool, box: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The smallest and largest value of u over each sample's stencil neighbourhood: itself
+    and its neighbours along each of the last ``dims`` axes (the 3 x 3 box with ``box``),
+    wrapping round when ``periodic``. Under the max-min step bound an explicit step with
+    g >= 0 makes each new value a convex combination of these (MATH.md 2), so clamping to
+    them changes nothing in exact arithmetic and keeps the principle exact in floating
+    point (a computed u - tau K^T Phi(K u) can round past them)."""
+    lo = hi = u
+    mode = "circular" if periodic else "replicate"  # zero flux: the missing neighbour is u
+    for axis in range(dims):
+        dim = u.dim() - dims + axis
+        n = u.shape[dim]
+        pads = [0, 0] * dims
+        pads[2 * (dims - 1 - axis):2 * (dims - 1 - axis) + 2] = [1, 1]
+        # the cross: neighbours of u along each axis; the box (separable): of the range so far
+        low = F.pad(lo if box else u, pads, mode=mode)
+        high = F.pad(hi if box else u, pads, mode=mode)
+        lo = torch.minimum(lo, torch.minimum(low.narrow(dim, 0, n), low.narrow(dim, 2, n)))
+        hi = torch.maximum(hi, torch.maximum(high.narrow(dim, 0, n), high.narrow(dim, 2, n)))
+    return lo, hi
+
+
+def clamp_finite(out: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """out clamped to [lo, hi] where it is finite. A value that overflowed (inf) or is NaN
+    stays so, for the caller's check to see: clamping it would pass off a wrong step as a
+    right one."""
+    return torch.where(torch.isfinite(out), torch.minimum(torch.maximum(out, lo), hi), out)
+

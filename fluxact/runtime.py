@@ -24,9 +24,11 @@ import contextlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
+
+from .translator.errors import FluxactError
 
 BACKENDS = ("auto", "triton", "torch")
 #: Elements per Triton program. Untuned: the Triton tutorials' vector-add size; to be measured
@@ -34,17 +36,18 @@ BACKENDS = ("auto", "triton", "torch")
 BLOCK_SIZE = 1024
 #: columns per program of the fused 2D step (one image row segment per program); untuned
 BLOCK_SIZE_2D = 256
-#: The torch backend runs through torch.compile from this many elements on (compilation costs
-#: seconds once; below this size eager torch is fast enough). Set COMPILE_MIN_ELEMENTS = None
-#: on an Ops to keep it eager.
-COMPILE_MIN_ELEMENTS = 1 << 16
+#: The torch backend runs eagerly, so that a value never depends on the input's size:
+#: torch.compile's CPU code rounds differently (fp32 erf is 0 at 1e-10 and 1.8% off at 1e-5).
+#: ``ops.compile_min_elements = n`` opts in to torch.compile from n elements on (about 6x on
+#: large CPU inputs, docs/benchmarks.md), with the compiler's rounding.
+COMPILE_MIN_ELEMENTS: int | None = None
 _HALF = (torch.float16, torch.bfloat16)
 
 
-class ActivationError(ValueError):
+class ActivationError(FluxactError):
     """A generated activation was called in a way it cannot run (backend, device, dtype,
-    parameters). A ValueError like fluxact's other errors; defined here because the runtime
-    imports nothing of the translator (which needs SymPy)."""
+    parameters). A FluxactError (so a ValueError) like every error fluxact raises on bad
+    input; fluxact.translator.errors imports no SymPy."""
 
 
 class StabilityError(ActivationError):
@@ -55,6 +58,10 @@ class StabilityError(ActivationError):
 #: a bound evaluated at run time is multiplied by this: the float64 product of a coefficient
 #: and powers of the parameters is then never below the exact value
 _ROUND_UP = 1.0 + 2.0**-40
+
+
+#: the parameter tensors (identity and version) last checked with a synchronisation on a GPU
+_LAST_SYNCED: list[tuple[Any, ...] | None] = [None]
 
 
 @dataclass(frozen=True)
@@ -116,37 +123,43 @@ class Stability:
             out = out.to(v.device) * v**e
         return out
 
-    _checked: ClassVar[tuple[Any, ...] | None] = None  # the last values found positive
-
     @staticmethod
     def check_positive(values: Mapping[str, Any]) -> None:
         """The verifier's facts hold for positive parameters: refuse others (a trained
-        parameter that crossed 0 would otherwise give a meaningless time step)."""
+        parameter that crossed 0 would otherwise give a meaningless time step).
+
+        Checked at every call on the values themselves (a write through ``.data`` changes a
+        value without a new tensor version, so no cache keyed on versions can be trusted):
+        on the CPU one comparison; on a GPU an asynchronous device assertion, which needs no
+        synchronisation and stops the stream before a step with that value can be read back;
+        inside torch.compile the same assertion, in the graph."""
         if not values:
             return
-        if torch.compiler.is_compiling():  # no graph break: an assert inside the graph
-            numbers = torch.stack([v.to(torch.float64).reshape(()) for v in values.values()])
-            torch._assert_async(torch.all(torch.isfinite(numbers) & (numbers > 0)),
-                                "a parameter of the activation is not positive and finite: "
-                                "the stability bounds hold for positive ones only")
-            return
-        # checked already at these very tensors and versions: no device synchronisation
-        key = tuple((id(v), v.data_ptr(), v._version) if isinstance(v, torch.Tensor)
-                    else (None, float(v), None) for v in values.values())
-        if key == Stability._checked:
-            return
-        numbers = torch.stack([v.detach().to("cpu", torch.float64).reshape(())
+        tensors = [v for v in values.values() if isinstance(v, torch.Tensor)]
+        device = tensors[0].device if tensors else torch.device("cpu")
+        numbers = torch.stack([v.detach().to(device, torch.float64).reshape(())
                                if isinstance(v, torch.Tensor)
-                               else torch.tensor(float(v), dtype=torch.float64)
-                               for v in values.values()])  # one device sync for all
-        bad = ~(torch.isfinite(numbers) & (numbers > 0))
-        if bool(bad.any()):
-            name = list(values)[int(bad.nonzero()[0, 0])]
+                               else torch.tensor(float(v), dtype=torch.float64, device=device)
+                               for v in values.values()])
+        ok = torch.isfinite(numbers) & (numbers > 0)
+        if torch.compiler.is_compiling() or device.type != "cpu":
+            torch._assert_async(torch.all(ok), "a parameter of the activation is not positive "
+                                "and finite: the stability bounds hold for positive ones only")
+            if torch.compiler.is_compiling():
+                return
+            # the readable error, with one synchronisation, when these tensors changed
+            key = tuple((id(v), v.data_ptr(), v._version) for v in tensors)
+            if key == _LAST_SYNCED[0]:
+                return
+            _LAST_SYNCED[0] = key
+        if not bool(ok.all()):
+            _LAST_SYNCED[0] = None
+            k = int((~ok).nonzero()[0, 0])
+            name = list(values)[k]
             raise StabilityError(
-                f"parameter {name} = {float(numbers[list(values).index(name)]):g} is not "
-                "positive and finite: the stability bounds hold for positive parameters only "
-                "(a trained parameter crossed 0? lower the learning rate or parameterise it)")
-        Stability._checked = key
+                f"parameter {name} = {float(numbers[k]):g} is not positive and finite: the "
+                "stability bounds hold for positive parameters only (a trained parameter "
+                "crossed 0? lower the learning rate or parameterise it)")
 
     def describe(self, which: str = "g_max") -> str:
         """'1.5*lam**-1' style text of a bound, for error messages."""
@@ -223,7 +236,8 @@ class Ops:
 
     def torch_functions(self, numel: int) -> tuple[Callable[..., Any], Callable[..., Any]]:
         """(forward(x, p), backward(x, gy, p)) of the torch backend, dtype casts included (so
-        that torch.compile fuses them too): compiled for large inputs."""
+        that torch.compile fuses them too): compiled for large inputs only where the caller
+        opted in (``compile_min_elements``)."""
         if (self.compile_min_elements is None or numel < self.compile_min_elements
                 or torch.compiler.is_compiling()):
             return self._torch_forward, self._torch_backward

@@ -1,23 +1,76 @@
 """fluxact.translator: formula parsing, the Nonlinearity record, the dictionary between
-diffusivity, regulariser, shrinkage and activation, and the catalogue. Knows SymPy, not torch."""
+diffusivity, regulariser, shrinkage and activation, and the catalogue. Knows SymPy, not torch.
 
-from .catalogue import Catalogue as Catalogue
-from .catalogue import CatalogueEntry as CatalogueEntry
-from .catalogue import catalogue as catalogue
-from .catalogue import lookup as lookup
-from .errors import FluxactError as FluxactError
-from .errors import FluxactWarning as FluxactWarning
-from .errors import FormulaError as FormulaError
-from .errors import ParameterError as ParameterError
-from .errors import TranslationError as TranslationError
-from .nonlinearity import KINDS as KINDS
-from .nonlinearity import Nonlinearity as Nonlinearity
-from .nonlinearity import make_nonlinearity as make_nonlinearity
-from .parse import parse_formula as parse_formula
-from .translation import Translation as Translation
-from .translation import translate as translate
-from .translation import translate_nonlinearity as translate_nonlinearity
-from .verify import StabilityReport as StabilityReport
-from .verify import UnstableError as UnstableError
-from .verify import verify as verify
-from .verify import verify_translation as verify_translation
+The public names load on first use, so that ``fluxact.translator.errors`` (the root of every
+fluxact error, which the torch runtime subclasses) imports no SymPy.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+#: public name -> the submodule that defines it
+_EXPORTS = {
+    **dict.fromkeys(("Catalogue", "CatalogueEntry", "catalogue", "lookup"), ".catalogue"),
+    **dict.fromkeys(("FluxactError", "FluxactWarning", "FormulaError", "ParameterError",
+                     "TranslationError"), ".errors"),
+    **dict.fromkeys(("KINDS", "Nonlinearity", "make_nonlinearity"), ".nonlinearity"),
+    "parse_formula": ".parse",
+    **dict.fromkeys(("Translation", "translate", "translate_nonlinearity"), ".translation"),
+    **dict.fromkeys(("StabilityReport", "UnstableError", "verify", "verify_translation"),
+                    ".verify"),
+}
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .catalogue import Catalogue as Catalogue
+    from .catalogue import CatalogueEntry as CatalogueEntry
+    from .catalogue import catalogue as catalogue
+    from .catalogue import lookup as lookup
+    from .errors import FluxactError as FluxactError
+    from .errors import FluxactWarning as FluxactWarning
+    from .errors import FormulaError as FormulaError
+    from .errors import ParameterError as ParameterError
+    from .errors import TranslationError as TranslationError
+    from .nonlinearity import KINDS as KINDS
+    from .nonlinearity import Nonlinearity as Nonlinearity
+    from .nonlinearity import make_nonlinearity as make_nonlinearity
+    from .parse import parse_formula as parse_formula
+    from .translation import Translation as Translation
+    from .translation import translate as translate
+    from .translation import translate_nonlinearity as translate_nonlinearity
+    from .verify import StabilityReport as StabilityReport
+    from .verify import UnstableError as UnstableError
+    from .verify import verify as verify
+    from .verify import verify_translation as verify_translation
+
+
+class _Package(types.ModuleType):
+    """Keeps an exported name bound to its object when the submodule of the same name
+    (``verify``, ``catalogue``) is imported: the import system then sets the package's
+    attribute to the submodule, which would shadow the function (get the submodule with
+    importlib.import_module)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if (isinstance(value, types.ModuleType) and _EXPORTS.get(name) == f".{name}"
+                and value.__name__ == f"{self.__name__}.{name}"):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,0 +1,228 @@
+"""Run-time safety (issue 14): generated code comes from memory only, every block refuses an
+unsafe time step, the positivity of parameters is checked on their values, and a value never
+depends on the size of the input."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fluxact
+from fluxact.activation import diffusivity_to_torch
+from fluxact.blocks import DiffusionBlock, ImplicitBlock
+from fluxact.coupling import CoupledDiffusionBlock2D, MultiscaleDiffusionBlock2D
+from fluxact.runtime import StabilityError
+
+torch = pytest.importorskip("torch")
+
+BAD_STEPS = [0.0, -1.0, float("nan"), float("inf"), -float("inf"), "0.1", True, 1e-400j]
+
+
+def test_generated_code_is_never_read_from_a_shared_folder(tmp_path, monkeypatch) -> None:
+    """Another user pre-creates the folder fluxact once used ($TMPDIR/fluxact-generated-$UID),
+    world-writable, with the exact generated source and a valid bytecode file for it that
+    runs extra code (Python trusts a .pyc whose header matches the source's mtime and size):
+    none of it runs, and fluxact writes nothing under the temporary directory."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    marker = tmp_path / "ran"
+    planted = tmp_path / f"fluxact-generated-{os.getuid()}"
+    (planted / "__pycache__").mkdir(parents=True)
+    planted.chmod(0o777)
+    formula, params = "r*exp(-r**2/(2*lam**2))", {"lam": 1.37}
+    spec = fluxact.activation.spec_of(formula, "activation", params=params, trainable=("lam",),
+                                      name="planted_probe")
+    source = fluxact.activation.render(spec, "module", fluxact.__version__)
+    stem = f"{spec.name}_{hashlib.sha256(source.encode()).hexdigest()[:16]}"
+    path = planted / f"{stem}.py"
+    path.write_text(source, encoding="utf-8")
+    payload = f"open({str(marker)!r}, 'w').write('pwned')\n"
+    code = compile(source + payload, str(path), "exec")
+    pyc = importlib.util.cache_from_source(str(path))
+    stat = path.stat()
+    Path(pyc).write_bytes(importlib._bootstrap_external._code_to_timestamp_pyc(
+        code, int(stat.st_mtime), stat.st_size))
+    def ours() -> list[str]:  # torch keeps its own cache there (torchinductor_$USER)
+        return sorted(str(p) for p in tmp_path.rglob("*") if "torchinductor_" not in str(p))
+
+    before = ours()
+    act = fluxact.to_torch(formula, "activation", params=params, trainable=("lam",),
+                           name="planted_probe")
+    y = act(torch.tensor([0.5, -2.0], dtype=torch.float64))
+    assert not marker.exists()
+    assert ours() == before  # nothing written
+    truth = [0.5 * math.exp(-0.25 / (2 * 1.37**2)), -2 * math.exp(-4 / (2 * 1.37**2))]
+    torch.testing.assert_close(y, torch.tensor(truth, dtype=torch.float64))
+    # Triton and inspect read the kernels' source through linecache, not a file
+    module = inspect.getmodule(act.ops.torch_forward)
+    assert module is not None and module.__file__.startswith("<fluxact-generated/")
+    assert "def " in inspect.getsource(act.ops.torch_forward)
+
+
+@pytest.mark.parametrize("tau", BAD_STEPS)
+@pytest.mark.parametrize("unsafe", [False, True])
+def test_every_block_refuses_a_step_that_is_no_positive_number(tau, unsafe) -> None:
+    g = diffusivity_to_torch("1/(1 + s2/lam**2)", params={"lam": 2.0}).double()
+    pm = fluxact.to_torch(fluxact.catalogue["perona-malik"], params={"lam": 1.0})
+    for make in (lambda: CoupledDiffusionBlock2D(g, tau=tau, unsafe=unsafe),
+                 lambda: DiffusionBlock(pm, tau=tau, unsafe=unsafe),
+                 lambda: ImplicitBlock(pm, tau=tau, unsafe=unsafe)):
+        with pytest.raises(StabilityError, match="tau must be a positive, finite number"):
+            make()
+
+
+@pytest.mark.parametrize("safety", [0.0, -0.5, 1.5, float("nan"), "1", True])
+def test_every_block_refuses_a_safety_outside_0_1(safety) -> None:
+    g = diffusivity_to_torch("1/(1 + s2/lam**2)", params={"lam": 2.0}).double()
+    pm = fluxact.to_torch(fluxact.catalogue["perona-malik"], params={"lam": 1.0})
+    for make in (lambda: CoupledDiffusionBlock2D(g, safety=safety),
+                 lambda: MultiscaleDiffusionBlock2D(g, safety=safety),
+                 lambda: DiffusionBlock(pm, safety=safety)):
+        with pytest.raises(StabilityError, match="safety"):
+            make()
+
+
+def test_unsafe_is_a_bool_and_a_coupled_step_above_the_bound_is_refused() -> None:
+    g = diffusivity_to_torch("1/(1 + s2/lam**2)", params={"lam": 2.0}).double()
+    with pytest.raises(StabilityError, match="unsafe must be True or False"):
+        CoupledDiffusionBlock2D(g, tau=0.1, unsafe="yes")
+    bound = float(CoupledDiffusionBlock2D(g).tau_max())  # 2/(g_max ||K||^2) = 2/8
+    assert bound == 0.25
+    with pytest.raises(StabilityError, match="breaks the euclidean bound"):
+        CoupledDiffusionBlock2D(g, tau=0.2500001)
+    u = torch.randn(1, 1, 6, 6, dtype=torch.float64)
+    block = CoupledDiffusionBlock2D(g, tau=0.3, unsafe=True)
+    assert float(block.time_step()) == 0.3 and torch.isfinite(block(u)).all()
+
+
+def test_positivity_is_checked_on_values_not_versions() -> None:
+    """A write through .data bumps no tensor version: the check still sees the value."""
+    act = fluxact.to_torch("a*tanh(r/b)", "activation", params={"a": 1.0, "b": 1.0},
+                           trainable=("a", "b"))
+    block = DiffusionBlock(act)
+    u = torch.tensor([[[0.0, 1.0, 5.0, -3.0, 0.0]]])
+    assert torch.isfinite(block(u)).all()  # checked once at these tensors and versions
+    version = act.a._version
+    act.a.data.fill_(-1)
+    assert act.a._version == version
+    with pytest.raises(StabilityError, match="a = -1 is not positive"):
+        block(u)
+    act.a.data.fill_(1.0)
+    act.b.data.fill_(float("nan"))
+    with pytest.raises(StabilityError, match="b = nan is not positive"):
+        block.time_step()
+    g = diffusivity_to_torch("1/(1 + s2/lam**2)", params={"lam": 2.0}, trainable=("lam",))
+    coupled = CoupledDiffusionBlock2D(g)
+    coupled(torch.zeros(1, 1, 4, 4))
+    g.lam.data.fill_(0.0)
+    with pytest.raises(StabilityError, match="lam = 0 is not positive"):
+        coupled(torch.zeros(1, 1, 4, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_values_do_not_depend_on_the_input_size(dtype) -> None:
+    """torch.compile's CPU code rounds differently (fp32 erf(1e-10) = 0): the torch backend
+    stays eager at every size unless the caller opts in."""
+    act = fluxact.to_torch("erf(r)", "activation", backend="torch")
+    small = torch.tensor([1e-10, 1e-5, 0.3, -2.0], dtype=dtype)
+    big = torch.cat([small, torch.zeros((1 << 16) + 3, dtype=dtype)])
+    assert torch.equal(act(big)[:4], act(small))
+    assert float(act(small)[0]) == pytest.approx(2 / math.sqrt(math.pi) * 1e-10, rel=1e-6)
+
+
+def _positive_signals(n: int, shape: tuple[int, ...], dtype) -> torch.Tensor:
+    """Positive values from 1e-6 to 1e6, log-uniform (a fixed seed)."""
+    gen = torch.Generator().manual_seed(14)
+    return (10.0 ** (12 * torch.rand((n, 1, *shape), generator=gen, dtype=torch.float64) - 6)
+            ).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_max_min_principle_is_exact_in_floating_point(dtype) -> None:
+    """g = 1 at tau = h^2/2 (1D) and h^2/4 (2D): u - tau K^T Phi(K u) rounds below min f in
+    float32 for many of these signals (an exact 0 where min f = 1e-6); the block's output
+    never leaves [min f, max f], at any step."""
+    linear = fluxact.to_torch("r", "activation")
+    for dims, shape in ((1, (9,)), (2, (5, 5))):
+        for boundary in ("reflect", "periodic"):
+            block = DiffusionBlock(linear, dims=dims, boundary=boundary)
+            assert block.stability == "linf"
+            assert float(block.time_step()) == (0.5 if dims == 1 else 0.25)
+            f = _positive_signals(2000, shape, dtype)
+            lo = f.flatten(1).amin(1).reshape(-1, *[1] * (f.dim() - 1))
+            hi = f.flatten(1).amax(1).reshape(-1, *[1] * (f.dim() - 1))
+            u = f
+            for _ in range(3):
+                u = block(u)
+                assert bool(((u >= lo) & (u <= hi)).all()), (dims, boundary)
+    g = diffusivity_to_torch("1/(1 + s2/lam**2)", params={"lam": 1.0}).to(dtype)
+    for operator in ("gradient", "www"):
+        block = CoupledDiffusionBlock2D(g, operator=operator, stability="linf",
+                                        couple_images=False)
+        f = _positive_signals(500, (5, 5), dtype)
+        out = block(f)
+        assert bool(((out >= f.flatten(1).amin(1)[:, None, None, None])
+                     & (out <= f.flatten(1).amax(1)[:, None, None, None])).all()), operator
+
+
+def test_the_clamp_changes_only_rounding() -> None:
+    """In float64 on smooth data the clamped and the plain step agree to rounding: the clamp
+    is no change of the scheme."""
+    pm = fluxact.to_torch(fluxact.catalogue["perona-malik"], params={"lam": 0.5}).double()
+    block = DiffusionBlock(pm)
+    u = torch.sin(torch.linspace(0, 6, 50, dtype=torch.float64)).reshape(1, 1, -1)
+    plain = u - block.time_step() * block.flux(u)
+    torch.testing.assert_close(block(u), plain, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dims", [1, 2])
+def test_euclidean_stability_holds_up_to_the_stated_rounding_bound(dtype, dims) -> None:
+    """docs/blocks.md: a computed Euclidean-stable step has ||u+|| <= (1 + delta) ||u||, delta =
+    (3 + 4 d + 4 L/g_max) u_r + 2 eps_Phi to first order (d axes, u_r the unit roundoff,
+    eps_Phi the relative error of the computed Phi). For Phi(r) = r (eps_Phi = 0, L = g_max)
+    on signals where the step is almost the identity (rounding decides the sign of the
+    change) and on rough ones."""
+    linear = fluxact.to_torch("r", "activation")
+    block = DiffusionBlock(linear, dims=dims, stability="euclidean")
+    u_r = torch.finfo(dtype).eps / 2
+    delta = (3 + 4 * dims + 4) * u_r
+    shape = (9,) if dims == 1 else (5, 5)
+    gen = torch.Generator().manual_seed(7)
+    families = [
+        1e3 + 1e-4 * torch.randn((2000, 1, *shape), generator=gen, dtype=torch.float64),
+        torch.randn((2000, 1, *shape), generator=gen, dtype=torch.float64),
+        _positive_signals(2000, shape, torch.float64),
+    ]
+    worst = 0.0
+    for f in families:
+        u = f.to(dtype)
+        out = block(u)
+        n0 = u.double().flatten(1).norm(dim=1)
+        n1 = out.double().flatten(1).norm(dim=1)
+        worst = max(worst, float(((n1 - n0) / n0).max()))
+    assert worst <= delta
+
+
+def test_every_runtime_error_is_a_fluxact_error() -> None:
+    """One root for every error on bad input, and the runtime still imports no SymPy."""
+    from fluxact.denoising import SignalError
+    from fluxact.runtime import ActivationError
+
+    for cls in (ActivationError, StabilityError, SignalError):
+        assert issubclass(cls, fluxact.FluxactError) and issubclass(cls, ValueError)
+    with pytest.raises(fluxact.FluxactError, match="complex"):
+        fluxact.denoise(np.array([1 + 1j, 2.0, 3.0]), "linear", time=1.0)
+    code = ("import sys, fluxact.runtime, fluxact.translator.errors; "
+            "sys.exit(int(any(m.split('.')[0] in ('sympy', 'mpmath') for m in sys.modules)))")
+    assert subprocess.run([sys.executable, "-c", code], env=os.environ | {
+        "PYTHONPATH": str(Path(fluxact.__file__).resolve().parents[1])}).returncode == 0
