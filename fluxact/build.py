@@ -11,20 +11,31 @@ A spec is TOML with one ``[[activation]]`` table per nonlinearity:
     trainable = ["lam"]               # optional: parameters with gradients
 
 ``build`` writes DIR/<name>.py for each entry and DIR/__init__.py importing them. The output
-is deterministic (same spec and fluxact version, same bytes) and every file is written through
-a temporary file and a rename. ``check`` says which files are missing or stale.
-A generated module imports torch, triton and fluxact.runtime only.
+is deterministic (same spec and fluxact version, same bytes). Everything is read, translated,
+rendered and checked first; the changed files are then written into a fresh private folder
+beside DIR and renamed into DIR one by one, __init__.py last, so an import of DIR never sees an
+__init__.py naming a module that is missing or half written. Unchanged files are not touched
+(their timestamps move only when their content does); written files get 0o666 minus the umask,
+or the mode of the file they replace (fluxact/files.py). ``check`` says which files are
+missing or stale. A generated module imports torch, triton and fluxact.runtime only.
 """
 
 from __future__ import annotations
 
+import ast
+import os
+import shutil
+import stat
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .activation import _version, write_atomic
+from .activation import _version
 from .codegen.prepare import ActivationSpec, prepare, python_name, require_defaults
 from .codegen.render import render
+from .files import replace as replace_file
+from .files import write_new
 from .translator.catalogue import lookup
 from .translator.errors import FluxactError
 from .translator.translation import translate
@@ -52,6 +63,10 @@ def read_spec(path: str | Path) -> tuple[ActivationSpec, ...]:
         raise BuildError(f"{path}: no such spec file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BuildError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise BuildError(f"{path}: not valid TOML for a build spec (arrays or tables nested "
+                         "too deeply to parse); a spec needs only [[activation]] tables with "
+                         "params = { ... }") from None
     extra = sorted(set(data) - {"activation"})
     if extra:
         raise BuildError(f"{path}: unknown top-level key {extra[0]!r}; write [[activation]] "
@@ -125,27 +140,50 @@ def render_all(specs: tuple[ActivationSpec, ...]) -> dict[str, str]:
 def build(spec_path: str | Path, out: str | Path) -> BuildResult:
     """Write the modules of a spec into ``out`` (created if needed); unchanged files are left
     alone, so their timestamps only move when their content does."""
-    files = render_all(read_spec(spec_path))
+    rendered = {name: text.encode("utf-8")
+                for name, text in render_all(read_spec(spec_path)).items()}
+    for name, data in rendered.items():  # render checks its modules; this checks __init__.py too
+        ast.parse(data, filename=name)
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    written, unchanged = [], []
-    for name, text in sorted(files.items()):
-        path = folder / name
-        if path.is_file() and path.read_bytes() == text.encode("utf-8"):
-            unchanged.append(path)
-        else:
-            write_atomic(path, text)
-            written.append(path)
-    return BuildResult(tuple(written), tuple(unchanged))
+    if folder.exists() and not folder.is_dir():
+        raise BuildError(f"{folder} is a file; give a folder for the generated package "
+                         "(--out DIR)")
+    changed = {name: data for name, data in rendered.items() if not _same(folder / name, data)}
+    for name in changed:
+        if (folder / name).is_dir() and not (folder / name).is_symlink():
+            raise BuildError(f"{folder / name} is a folder; remove it or choose another --out")
+    unchanged = tuple(folder / name for name in sorted(rendered) if name not in changed)
+    if not changed:
+        return BuildResult((), unchanged)
+    folder.parent.mkdir(parents=True, exist_ok=True)  # mode 0o777 minus the umask
+    # __init__.py last: until it moves, the package is the old one (or none), never one
+    # whose __init__ imports a module that is not there yet
+    order = sorted(changed, key=lambda name: (name == "__init__.py", name))
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        for name in order:
+            write_new(staging / name, changed[name], like=folder / name)
+        folder.mkdir(exist_ok=True)
+        for name in order:
+            replace_file(staging / name, folder / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return BuildResult(tuple(folder / name for name in order), unchanged)
+
+
+def _same(path: Path, data: bytes) -> bool:
+    """``path`` is a regular file (not a link) holding exactly ``data``."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return False
+        return path.read_bytes() == data
+    except OSError:
+        return False
 
 
 def check(spec_path: str | Path, out: str | Path) -> tuple[str, ...]:
     """The files of ``out`` that are missing or differ from what the spec generates."""
-    files = render_all(read_spec(spec_path))
+    rendered = render_all(read_spec(spec_path))
     folder = Path(out)
-    stale = []
-    for name, text in sorted(files.items()):
-        path = folder / name
-        if not path.is_file() or path.read_bytes() != text.encode("utf-8"):
-            stale.append(name)
-    return tuple(stale)
+    return tuple(name for name, text in sorted(rendered.items())
+                 if not _same(folder / name, text.encode("utf-8")))

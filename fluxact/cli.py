@@ -49,6 +49,39 @@ def _positive(text: str) -> float:
     return value
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _grid_size(text: str) -> float:
+    """--h: a grid size within the range where the time steps stay floats (denoising.H_RANGE;
+    imported here only when --h is given, since it loads torch)."""
+    from .denoising import check_grid_size
+
+    try:
+        return check_grid_size(_number(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+#: --norm-K2 accepted: the time steps 2/(g ||K||^2) stay normal float64 numbers for moderate g
+#: (as 4/h^2 over the grid sizes of --h)
+NORM_K2_RANGE = (1e-300, 1e300)
+
+
+def _norm_K2(text: str) -> float:
+    value = _number(text)
+    low, high = NORM_K2_RANGE
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"||K||^2 must be between {low:g} and {high:g} (the time step 2/(g_max ||K||^2) "
+            f"must stay a positive finite float64), got {text}")
+    return value
+
+
 def _kind(text: str) -> str:
     try:
         return normalise_kind(text)
@@ -90,9 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     v = sub.add_parser("verify", help="stability of the activation: L, g_max, safe time steps")
     _add_formula_options(v)
-    v.add_argument("--h", type=_positive, default=1.0, help="grid size h (default 1)")
-    v.add_argument("--norm-K2", dest="norm_K2", type=_positive, default=None,
-                   help="||K||^2 of the operator (default 4/h^2: 1D forward differences)")
+    v.add_argument("--h", type=_grid_size, default=1.0,
+                   help="grid size h, 1e-150 to 1e150 (default 1)")
+    v.add_argument("--norm-K2", dest="norm_K2", type=_norm_K2, default=None,
+                   help="||K||^2 of the operator, 1e-300 to 1e300 (default 4/h^2: 1D forward "
+                   "differences)")
     v.add_argument("--require", choices=REQUIREMENTS,
                    help="exit with status 1 unless this stability notion has a safe time step")
     v.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -130,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--boundary", choices=("reflect", "periodic"), default="reflect",
                    help="reflect: zero flux across the ends (default); periodic: the signal "
                    "wraps around")
-    d.add_argument("--h", type=_positive, default=1.0, help="grid size h (default 1)")
+    d.add_argument("--h", type=_grid_size, default=1.0,
+                   help="grid size h, 1e-150 to 1e150 (default 1)")
     d.add_argument("--max-cycle", dest="max_cycle", type=int, default=10, metavar="L",
                    help="longest FSI cycle (default 10; longer is faster and less accurate)")
     d.add_argument("--quiet", action="store_true", help="print nothing on success")
@@ -206,9 +242,9 @@ def _cmd_emit(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from . import __version__
-    from .activation import write_atomic
     from .codegen.prepare import prepare
     from .codegen.render import render
+    from .files import write_atomic
 
     t = translation_from_args(args, default_kind="activation")
     spec = prepare(t, name=args.ident, trainable=args.trainable)
@@ -245,31 +281,27 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from .denoising import denoise_run
+    from .denoising import denoise_run, load_signal
+    from .files import open_atomic
     from .runtime import ActivationError
 
-    t = translation_from_args(args, default_kind="activation")
-    try:
-        signal = np.load(args.input, allow_pickle=False)  # never unpickle: no code from files
-    except ValueError as exc:
-        raise UsageError(f"{args.input} is not a numeric .npy array ({exc})") from None
-    if signal.dtype.kind not in "biuf":
-        raise UsageError(f"{args.input} holds {signal.dtype} values; a numeric array is needed")
-    try:
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
+    if out.is_dir() and not out.is_symlink():
+        raise UsageError(f"cannot write {out}: it is a folder; give a file name, e.g. "
+                         f"{out / 'out.npy'}")
+    try:  # the file first: its errors are found in milliseconds, the formula's in seconds
+        signal = load_signal(args.input)
+        t = translation_from_args(args, default_kind="activation")
         run = denoise_run(signal, t, time=args.time, tau=args.tau, stability=args.stability,
                           scheme=args.scheme, boundary=args.boundary, h=args.h,
                           max_cycle=args.max_cycle)
     except ActivationError as exc:
         raise UsageError(str(exc)) from None
-    out = Path(args.output)
-    if not out.parent.is_dir():
-        raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
-    tmp = out.with_name(f".{out.name}.tmp.npy")
-    try:
-        np.save(tmp, run.output)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # OUT may be IN: the input is read whole, and the new file is renamed over it at the end
+    with open_atomic(out) as f:
+        np.save(f, run.output)
     if not args.quiet:
         print(f"{run.summary()}; wrote {out}")
     return EXIT_OK

@@ -14,12 +14,20 @@ reflecting (zero-flux) or periodic boundaries, by one of three schemes:
 Everything runs in float64 without gradients, on the CPU (generated torch code) or, with
 ``device="cuda"``, on a GPU with the fused Triton step kernels (1D: temporally blocked, 100
 steps per launch).
+
+A signal is a 1D or 2D array (numpy, torch or nested lists) of bools, integers or floats, at
+least 2 samples per axis, all finite; bools count as 0 and 1 (a binary image diffuses like
+its 0/1 image). Complex, string and object values are refused (SignalError), from Python as
+from the command line: one check (``as_signal``) for both. ``load_signal`` reads a .npy file
+for the command line, checking its header before any data are read.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import os
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,19 +75,129 @@ class DenoiseRun:
         return how + bound
 
 
-def _signal(signal: Any) -> torch.Tensor:
+class SignalError(StabilityError):
+    """The signal (an array, or the .npy file it is read from) is not one denoise can run on."""
+
+
+#: dtype kinds of a signal: bool (0 and 1), signed and unsigned integers, floats
+SIGNAL_KINDS = "biuf"
+#: the largest .npy header read (numpy's own limit); a 1D or 2D numeric array needs < 128 bytes
+MAX_HEADER = 10_000
+#: grid sizes h accepted (the verifier's range, translator/verify.py): ||K||^2 = 4/h^2 (1D),
+#: 8/h^2 (2D) and its inverse stay normal float64 numbers, so the time steps c/(g ||K||^2)
+#: neither overflow nor underflow for moderate g
+H_RANGE = (1e-150, 1e150)
+
+
+def check_grid_size(h: object) -> float:
+    """``h`` as a float, refused outside H_RANGE (the command line's --h uses this too)."""
+    low, high = H_RANGE
+    if isinstance(h, bool) or not isinstance(h, numbers.Real) or not low <= h <= high:
+        raise SignalError(f"grid size h must be a number between {low:g} and {high:g} (the time "
+                          f"step ~ h^2 must stay a positive finite float64), got {h!r}; rescale "
+                          "the grid")
+    return float(h)
+
+
+def _dtype_problem(dtype: np.dtype, shown: object = None) -> str | None:
+    """Why values of ``dtype`` (``shown`` as this, e.g. a torch dtype) are no signal, or None:
+    the one check of the dtype."""
+    if dtype.kind in SIGNAL_KINDS and not dtype.hasobject:
+        return None
+    hint = "; take a.real or abs(a) first" if dtype.kind == "c" else ""
+    return (f"holds {shown or dtype} values; a numeric array is needed (bool, integer or "
+            f"float values){hint}")
+
+
+def _shape_problem(shape: tuple[int, ...]) -> str | None:
+    if len(shape) not in (1, 2):
+        return f"must be 1D or 2D, got shape {shape}"
+    if min(shape) < 2:
+        return f"needs at least 2 samples per axis, got shape {shape}"
+    return None
+
+
+def as_signal(signal: Any) -> np.ndarray:
+    """A float64 copy of ``signal`` (numpy, torch or nested lists), refused with SignalError
+    unless it is a finite 1D or 2D array of bools, integers or floats."""
+    if isinstance(signal, torch.Tensor):
+        signal = _tensor_values(signal)
     try:
-        a = np.asarray(signal, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise StabilityError(f"the signal must be a numeric array, got {type(signal).__name__}"
-                             ) from None
-    if a.ndim not in (1, 2):
-        raise StabilityError(f"the signal must be 1D or 2D, got shape {a.shape}")
-    if min(a.shape) < 2:
-        raise StabilityError(f"the signal needs at least 2 samples per axis, got shape {a.shape}")
+        a = np.asarray(signal)  # no dtype: strings, complex and objects keep theirs, refused
+    except (TypeError, ValueError) as exc:  # e.g. ragged nested lists
+        raise SignalError(f"the signal must be a numeric array, got {type(signal).__name__} "
+                          f"({' '.join(str(exc).split())[:100]})") from None
+    problem = _dtype_problem(a.dtype) or _shape_problem(a.shape)
+    if problem:
+        what = "" if isinstance(signal, np.ndarray) else f" (a {type(signal).__name__})"
+        raise SignalError(f"the signal{what} {problem}")
+    a = a.astype(np.float64)  # a copy: the run never writes into the caller's array
     if not np.isfinite(a).all():
-        raise StabilityError("the signal has NaN or infinite values")
-    return torch.from_numpy(a.copy()).reshape(1, 1, *a.shape)
+        raise SignalError("the signal has NaN or infinite values")
+    return a
+
+
+def _tensor_values(t: torch.Tensor) -> np.ndarray:
+    """A torch tensor's values as numpy (detached, on the CPU; float types as float64: numpy
+    has no bfloat16)."""
+    if t.is_complex():
+        raise SignalError(f"the signal {_dtype_problem(np.dtype(np.complex128), t.dtype)}")
+    try:
+        t = t.detach().to("cpu", torch.float64 if t.is_floating_point() else t.dtype)
+        return t.numpy()
+    except (TypeError, RuntimeError, NotImplementedError) as exc:
+        raise SignalError(f"the signal is a {t.dtype} tensor ({t.layout}, on {t.device}) that "
+                          f"cannot be read as an array: {' '.join(str(exc).split())[:100]}; "
+                          "pass a dense real tensor") from None
+
+
+def load_signal(path: str | os.PathLike[str]) -> np.ndarray:
+    """The array of a .npy file, checked before its data are read: a regular file (no FIFO
+    that would block), numpy's magic, a header of at most MAX_HEADER bytes, a signal's dtype
+    and shape, and as many data bytes as the header promises (a forged shape does not make
+    numpy allocate terabytes). Never unpickles. A .npz archive is refused: it may hold several
+    arrays, compressed (a few bytes can inflate to gigabytes); save the one array as .npy."""
+    name = os.fspath(path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SignalError(f"{name} is not a regular file; save the array with numpy.save "
+                              "and give that file")
+        head = f.read(12)
+        if head[:2] == b"PK":
+            raise SignalError(f"{name} is a .npz archive, not a numeric .npy array; save the "
+                              "one array to denoise with numpy.save('in.npy', "
+                              "numpy.load('in.npz')['NAME'])")
+        bad = f"{name} is not a numeric .npy array"
+        if not head.startswith(b"\x93NUMPY") or len(head) < 12 or head[6] not in (1, 2, 3):
+            raise SignalError(f"{bad}: no numpy .npy header; write it with numpy.save")
+        size = int.from_bytes(head[8:10] if head[6] == 1 else head[8:12], "little")
+        if size > MAX_HEADER:
+            raise SignalError(f"{bad}: its header is {size} bytes, more than {MAX_HEADER} (a "
+                              "1D or 2D array needs under 128); save the array again with "
+                              "numpy.save")
+        f.seek(0)
+        try:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(f, max_header_size=MAX_HEADER)
+        except ValueError as exc:
+            raise SignalError(f"{bad}: unreadable header ({' '.join(str(exc).split())[:100]})"
+                              ) from None
+        problem = _dtype_problem(dtype) or _shape_problem(shape)
+        if problem:
+            raise SignalError(f"{bad}: it {problem}")
+        need, have = math.prod(shape) * dtype.itemsize, info.st_size - f.tell()
+        if have < need:
+            raise SignalError(f"{bad}: its header promises {need} bytes of {dtype} values "
+                              f"(shape {shape}), the file holds {have}: it is truncated")
+        f.seek(0)
+        try:
+            return np.lib.format.read_array(f, allow_pickle=False, max_header_size=MAX_HEADER)
+        except ValueError as exc:
+            raise SignalError(f"{bad}: {' '.join(str(exc).split())[:100]}") from None
 
 
 def _activation(nonlinearity: Any, kind: str | None, params: Mapping[str, object] | None,
@@ -117,7 +235,9 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
         raise StabilityError(f"unknown boundary {boundary!r}; use one of {', '.join(BOUNDARIES)}")
     if isinstance(max_cycle, bool) or not isinstance(max_cycle, int) or max_cycle < 1:
         raise StabilityError(f"max_cycle must be a positive integer, got {max_cycle!r}")
-    u = _signal(signal).to(device)
+    h = check_grid_size(h)
+    a = as_signal(signal)
+    u = torch.from_numpy(a).reshape(1, 1, *a.shape).to(device)
     # float64 throughout: a copy of the activation with float64 parameters, float64 stencils
     act = _activation(nonlinearity, kind, params, convention, table_tau, table_alpha
                       ).clone().to(device, torch.float64)
@@ -129,14 +249,14 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
     with torch.no_grad():
         if scheme == "implicit":
             probe = ImplicitBlock(act, K, tau=tau, unsafe=unsafe)
-            step_max = float(probe.time_step())
+            step_max = _step(probe, h)
             n = _count(time, step_max)
             inner = min(time / n, step_max)
             block: torch.nn.Module = ImplicitBlock(act, K, tau=inner, unsafe=unsafe)
             bound, steps = None, n
         else:
             probe = DiffusionBlock(act, K, stability=stability, tau=tau, unsafe=unsafe)
-            step_max = float(probe.time_step())
+            step_max = _step(probe, h)
             bound = None if unsafe else float(probe.tau_max())
             if scheme == "explicit":
                 n = _count(time, step_max)
@@ -163,7 +283,7 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
     if not bool(torch.isfinite(u).all()):
         raise StabilityError(
             f"the result is not finite: differences of a signal with max |f| = "
-            f"{float(np.abs(np.asarray(signal, dtype=np.float64)).max()):.3g} overflow float64; "
+            f"{float(np.abs(a).max()):.3g} overflow float64; "
             "rescale the signal")
     return DenoiseRun(output=u.reshape(u.shape[2:]).cpu().numpy(), scheme=scheme, steps=steps,
                       tau=inner, bound=bound, cycle=cycle, stability=stability)
@@ -183,6 +303,18 @@ def denoise(signal: Any, nonlinearity: Any, kind: str | None = None, *, time: fl
     Triton kernels). Returns a float64 array of the signal's shape.
     """
     return denoise_run(signal, nonlinearity, kind, time=time, **options).output
+
+
+def _step(block: torch.nn.Module, h: float) -> float:
+    """The block's time step, refused unless a positive finite float64 (g ||K||^2 can overflow
+    or underflow at an extreme h even within H_RANGE)."""
+    step = float(block.time_step())
+    if not 0 < step < math.inf:
+        raise StabilityError(
+            f"the time step at grid size h = {h:g} is {step:g}, not a positive finite float64 "
+            f"(g_max ||K||^2 with ||K||^2 ~ 1/h^2 is out of range); choose h nearer 1 within "
+            f"{H_RANGE[0]:g} to {H_RANGE[1]:g}, or rescale the grid")
+    return step
 
 
 #: most steps (flux evaluations) a run may take

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
@@ -580,9 +581,9 @@ def verify_translation(t: Translation, *, h: float = 1.0,
         raise ParameterError(f"grid size h must be positive and finite, got {h}")
     if norm is not None and not (norm > 0 and math.isfinite(norm)):
         raise ParameterError(f"norm_K2 must be positive and finite, got {norm_K2}")
-    if not (math.isfinite(4.0 / h**2) and 4.0 / h**2 > 0):
-        raise ParameterError(f"grid size h = {h} makes ||K||^2 = 4/h^2 overflow; give h "
-                             "between 1e-150 and 1e150")
+    if not 1e-150 <= h <= 1e150:  # 4/h^2 and the steps h^2/(2 g) stay float64 numbers
+        raise ParameterError(f"grid size h must be between 1e-150 and 1e150, got {h:g}; "
+                             "rescale the grid")
     return _verify_cached(t, h, norm)
 
 
@@ -959,10 +960,15 @@ def _scaled(value: float | None, k: sp.Expr) -> float | sp.Expr | None:
     return _exact(value) * k
 
 
-def _down(exact: Fraction) -> float:
-    """A positive rational as a float never above it (a time step must not be rounded up)."""
+def _down(exact: Fraction) -> float | None:
+    """A positive rational as a float never above it (a time step must not be rounded up):
+    past the largest float64 that float (a smaller step is as safe), None when it is below the
+    smallest positive float64 (no step can be written)."""
+    if exact > Fraction(sys.float_info.max):
+        return sys.float_info.max
     q = float(exact)
-    return math.nextafter(q, 0.0) if Fraction(q) > exact else q
+    q = math.nextafter(q, 0.0) if Fraction(q) > exact else q
+    return q if q > 0 else None
 
 
 def _time_steps(nonneg: Verdict, zero_ok: Verdict, at_zero: sp.Expr | None, g_max: float,
@@ -998,6 +1004,11 @@ def _time_steps(nonneg: Verdict, zero_ok: Verdict, at_zero: sp.Expr | None, g_ma
     if math.isinf(g_max):
         for n in names:
             reasons[n] = "no finite time step: g_max is infinite (g is unbounded) or unknown"
+    for n, tau in zip(names, ours):
+        if tau is None and n not in reasons:
+            reasons[n] = (f"the safe time step is below the smallest positive float64 at h = "
+                          f"{h:g}" + ("" if norm_K2 is None else f", ||K||^2 = {norm_K2:g}")
+                          + f" and g_max = {g_max:g}: rescale the grid")
     out: dict[str, float | None] = dict(zip(names, ours))
     out.update({f"{n}_paper": v for n, v in zip(names, paper)})
     return out

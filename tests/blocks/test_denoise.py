@@ -188,3 +188,40 @@ def test_progress_bar(capsys) -> None:
     shown = denoise(f, "linear", time=10.0, progress=True)
     np.testing.assert_array_equal(quiet, shown)
     assert "fluxact denoise" in capsys.readouterr().err  # tqdm writes to stderr
+
+
+# issue 14: the Python function checks its signal exactly as the command line checks a file
+@pytest.mark.parametrize("signal, message", [
+    (np.ones(8) + 1j, "complex128"),
+    (np.array(["1", "2", "3", "4"]), "<U1"),
+    (np.array([1.0, 2.0, 3.0, 4.0], dtype=object), "object"),
+    ([1.0, 2.0, "3", 4.0], "<U32"),
+    ([[1.0, 2.0], [3.0]], "numeric array"),
+    (np.zeros(4, dtype="datetime64[s]"), "datetime64"),
+])
+def test_python_signal_dtypes_as_the_cli(signal: object, message: str, tmp_path) -> None:
+    from fluxact.denoising import SignalError
+
+    with pytest.raises(SignalError, match=message):
+        denoise(signal, "linear", time=1.0)
+    a = np.asarray(signal, dtype=object) if isinstance(signal, list) else signal
+    path = tmp_path / "in.npy"
+    np.save(path, a, allow_pickle=True)
+    code = main(["denoise", str(path), str(tmp_path / "out.npy"), "--name", "linear",
+                 "--time", "1"])
+    assert code == 2 and not (tmp_path / "out.npy").exists()
+
+
+def test_tensor_signals() -> None:
+    f = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.0])
+    expected = denoise(f, "linear", time=1.0)
+    # bools are 0 and 1 (documented), for numpy and torch alike
+    for signal in (f.astype(bool), torch.tensor(f.astype(bool)), torch.tensor(f),
+                   torch.tensor(f, requires_grad=True), torch.tensor(f, dtype=torch.bfloat16)):
+        np.testing.assert_array_equal(denoise(signal, "linear", time=1.0), expected)
+    from fluxact.denoising import SignalError
+
+    with pytest.raises(SignalError, match="complex64"):
+        denoise(torch.ones(8, dtype=torch.complex64), "linear", time=1.0)
+    with pytest.raises(SignalError, match="to_dense"):
+        denoise(torch.ones(4, 4).to_sparse(), "linear", time=1.0)

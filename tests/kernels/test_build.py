@@ -142,3 +142,72 @@ def test_bad_specs_give_one_line(tmp_path: Path, text: str, message: str,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err), err
     assert not (tmp_path / "gen").exists()
+
+
+# issue 14: the package appears whole or not at all, with the umask's modes, through no link
+def test_init_moves_last(spec: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "gen"
+    real, calls = os.replace, []
+
+    def failing(src, dst) -> None:
+        calls.append(Path(dst).name)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error", str(dst))
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    assert main(["build", str(spec), "--out", str(out)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (out / "__init__.py").exists()  # no package naming modules that are missing
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging
+    monkeypatch.setattr(os, "replace", real)
+    (out / "soft.py").mkdir()  # found before anything moves: nothing is written
+    assert main(["build", str(spec), "--out", str(out)]) == 2
+    assert "soft.py is a folder" in capsys.readouterr().err
+    assert not (out / "__init__.py").exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="links and modes of POSIX")
+def test_built_files_modes_links_and_timestamps(spec: Path, tmp_path: Path) -> None:
+    import stat
+
+    from fluxact.build import build
+
+    out = tmp_path / "gen"
+    old = os.umask(0o022)
+    try:
+        build(spec, out)
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+        assert set(modes.values()) == {0o644}, modes  # not mkstemp's 0600
+        (out / "perona_malik.py").chmod(0o640)
+        (out / "perona_malik.py").write_text("stale")
+        victim = tmp_path / "victim.py"
+        victim.write_text("precious")
+        (out / "soft.py").unlink()
+        (out / "soft.py").symlink_to(victim)
+        (out / "charbonnier.py").touch()
+        os.utime(out / "charbonnier.py", (1e9, 1e9))
+        result = build(spec, out)
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in result.written) == ["perona_malik.py", "soft.py"]
+    assert stat.S_IMODE((out / "perona_malik.py").stat().st_mode) == 0o640  # mode kept
+    assert victim.read_text() == "precious" and not (out / "soft.py").is_symlink()
+    assert (out / "charbonnier.py").stat().st_mtime == 1e9  # unchanged: untouched
+
+
+@pytest.mark.parametrize("bomb", ["a = " + "[" * 100_000 + "]" * 100_000,
+                                  "a = " + "{b = " * 100_000 + "1" + "}" * 100_000],
+                         ids=["arrays", "tables"])
+def test_toml_nesting_bomb(tmp_path: Path, bomb: str, capsys: pytest.CaptureFixture[str]
+                           ) -> None:
+    from fluxact.build import BuildError, read_spec
+
+    path = tmp_path / "bomb.toml"
+    path.write_text(bomb)
+    assert main(["build", str(path), "--out", str(tmp_path / "gen")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nested too deeply" in err and "report" not in err
+    with pytest.raises(BuildError, match="nested too deeply"):
+        read_spec(path)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import sys
 
 import mpmath
 import pytest
+from fluxact.translator.errors import ParameterError
 
 import fluxact
 from fluxact import verify
@@ -315,3 +317,20 @@ def test_an_unknown_g_max_with_a_parameter_leaves_the_shrinkage_open() -> None:
     rep = verify("a*Piecewise((1, r <= pi), (1 + exp(-1/(r - pi))*(3 + sin(r))/4, True))",
                  "diffusivity")
     assert rep.shrinkage_linf is not False and rep.shrinkage_sign is not False
+
+
+def test_extreme_grids_give_a_safe_step_or_a_reason() -> None:
+    """h^2/(2 g_max) is computed exactly: past the largest float64 the step is that float
+    (smaller, so as safe), below the smallest it is none with the reason; an h whose
+    ||K||^2 = 4/h^2 is no float64 is refused with one line (was ZeroDivisionError)."""
+    for h in (1e-300, 1e300, 0.0, -1.0, math.inf):
+        with pytest.raises(ParameterError, match="grid size h must be"):
+            verify("r/(1 + r**2)", h=h)
+    rep = verify("r/(1 + r**2)", norm_K2=1e-320)
+    assert rep.tau_euclid == sys.float_info.max and rep.tau_linf == 0.5
+    tiny = verify("r*exp(-1e299)")  # g = e^-1e299 > 0: every float64 step is safe
+    assert tiny.g_max > 0 and tiny.tau_linf == sys.float_info.max
+    assert tiny.antisymmetric is True and tiny.monotone is True
+    rep = verify("1e300*r", h=1e-150)  # the safe step 5e-601 is no float64
+    assert rep.tau_linf is None and rep.tau_euclid is None
+    assert "below the smallest positive float64" in dict(rep.reasons)["tau_linf"]
