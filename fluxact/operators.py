@@ -302,8 +302,11 @@ def stencil_range(u: torch.Tensor, dims: int, periodic: bool, box: bool = False
 
 
 def clamp_finite(out: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-    """out clamped to [lo, hi] where it is finite. A value that overflowed (inf) or is NaN
-    stays so, for the caller's check to see: clamping it would pass off a wrong step as a
-    right one."""
-    return torch.where(torch.isfinite(out), torch.minimum(torch.maximum(out, lo), hi), out)
+    """out clamped to [lo, hi] where it is finite, as a correction of rounding: the values are
+    clamped, the gradient is that of out (as in the fused kernels, whose backward is the
+    step's). A value that overflowed (inf) or is NaN stays so, for the caller's check to see:
+    clamping it would pass off a wrong step as a right one."""
+    clamped = torch.minimum(torch.maximum(out, lo), hi).detach()
+    # + (out - out.detach()): exactly 0 in value, the identity in the gradient
+    return torch.where(torch.isfinite(out), clamped + (out - out.detach()), out)
 

@@ -226,3 +226,16 @@ def test_every_runtime_error_is_a_fluxact_error() -> None:
             "sys.exit(int(any(m.split('.')[0] in ('sympy', 'mpmath') for m in sys.modules)))")
     assert subprocess.run([sys.executable, "-c", code], env=os.environ | {
         "PYTHONPATH": str(Path(fluxact.__file__).resolve().parents[1])}).returncode == 0
+
+
+def test_the_clamp_passes_the_gradient_of_the_step_and_keeps_overflow() -> None:
+    from fluxact.operators import clamp_finite
+
+    out = torch.tensor([-1e-7, 0.5, 2.0, math.inf, math.nan], requires_grad=True)
+    lo, hi = torch.full((5,), 1e-6), torch.ones(5)
+    y = clamp_finite(out, lo, hi)
+    values = y.detach().tolist()
+    assert values[:4] == [torch.tensor(1e-6).item(), 0.5, 1.0, math.inf]
+    assert math.isnan(values[4])
+    y[:3].sum().backward()
+    assert out.grad[:3].tolist() == [1.0, 1.0, 1.0]
