@@ -104,7 +104,12 @@ def test_smooth_bounds_are_upper_bounds_within_1e6(case) -> None:
     rep = verify(formula)
     true_L = max(sampled_sup(lambda x: np.abs(dphi(x)), 0.0, 50.0), 0.0)
     assert rep.lipschitz >= true_L * (1 - 1e-12)
-    assert rep.lipschitz <= true_L * (1 + 1e-6) + 1e-12
+    # tightness where the verifier finished: a run that used up its whole CPU budget (a
+    # loaded machine: 1.75 tanh(1.25 r) + 0.5 atan(0.25 r) - 0.25 r exp(-0.25 r^2) needs
+    # 12-14 s of its 30) answers inf, soundly, and says so
+    timed_out = any("used its budget" in why for _, why in rep.reasons)
+    if not timed_out:
+        assert rep.lipschitz <= true_L * (1 + 1e-6) + 1e-12
     true_g = sampled_sup(g, 1e-9, 50.0)
     assert rep.g_max >= true_g * (1 - 1e-12)
     # inf is the sound answer when the symbolic steps run out of their CPU-time budget (a
