@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import keyword
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,10 +27,11 @@ import sympy as sp
 from ..translator.budget import attempt
 from ..translator.dictionary import LIMIT_SECONDS, fill_removable
 from ..translator.errors import ParameterError, missing_value
-from ..translator.nonlinearity import KINDS, exact_number
-from ..translator.parse import parameter_symbol
+from ..translator.nonlinearity import KINDS, exact_number, parameter_values
+from ..translator.parse import normal_name, parameter_symbol
 from ..translator.translation import Translation, _symbolic_forms
 from .errors import CodegenError
+from .names import check_parameter_names, class_name, python_name
 from .stability import StabilityFacts, stability_facts
 
 #: A NaN of floating point in |r| < REPAIR_SPLIT takes the limit at 0, elsewhere the one at
@@ -67,23 +66,10 @@ class ActivationSpec:
 
     @property
     def class_name(self) -> str:
-        return "".join(part.capitalize() or "_" for part in self.name.split("_"))
+        return class_name(self.name)
 
     def output(self, name: str) -> sp.Expr:
         return dict(self.outputs)[name]
-
-
-#: names the generated module itself binds at top level (imports): an activation named so
-#: would shadow them
-MODULE_NAMES = frozenset({"torch", "triton", "tl", "annotations"})
-
-
-def python_name(text: str) -> str:
-    """A valid, lower-case Python identifier from a catalogue or user name."""
-    name = re.sub(r"\W+", "_", text.strip().lower()).strip("_") or "activation"
-    if name[0].isdigit():
-        name = "a_" + name
-    return name + "_" if keyword.iskeyword(name) or name in MODULE_NAMES else name
 
 
 def prepare(
@@ -103,10 +89,13 @@ def prepare(
     """
     nl = t.input
     given = dict(nl.values)
-    for key, value in (values or {}).items():
+    extra = parameter_values(values)
+    for key, value in extra.items():
         given[key] = exact_number(value, f"parameter {key!r}")
     params = tuple(sorted({*nl.free, *(k for k, _ in nl.values)}))
-    unknown = sorted((set(trainable) | set(values or {})) - set(params))
+    check_parameter_names(params)
+    trainable = tuple(normal_name(p) for p in trainable)
+    unknown = sorted((set(trainable) | set(extra)) - set(params))
     if unknown:
         have = ", ".join(params) if params else "none"
         raise ParameterError(

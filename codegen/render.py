@@ -5,7 +5,6 @@ templates/ only place them. Every rendered file is checked with ast.parse."""
 from __future__ import annotations
 
 import ast
-import re
 from importlib.resources import files
 
 import jinja2
@@ -13,6 +12,8 @@ import sympy as sp
 
 from ..translator.parse import parameter_symbol
 from .errors import CodegenError
+from .names import identifiers as parameter_identifiers
+from .names import positional
 from .prepare import REPAIR_SPLIT, ActivationSpec
 from .printers import Lowered, lower
 
@@ -22,26 +23,6 @@ TEMPLATES = {
     "triton": "triton/standalone.py.j2",
     "torch": "torch/standalone.py.j2",
 }
-#: identifiers the generated code uses itself: a parameter with one of these names is printed
-#: with a "p_" prefix
-_TAKEN = frozenset({
-    "x", "y", "gy", "gx", "phi", "dphi", "mask", "offsets", "pid", "n_elements", "BLOCK_SIZE",
-    "FP64", "tl", "triton", "torch", "x_ptr", "y_ptr", "p_ptr", "gp_ptr", "gx_ptr", "gy_ptr",
-    "backend", "trainable", "self", "NAME", "FORMULA", "KIND", "CONVENTION", "PARAMS",
-    "DEFAULTS", "TRAINABLE", "DIGEST", "OPS", "_rt", "STABILITY",
-    # the fused step kernels (templates/triton/step.py.j2)
-    "u", "up", "um", "gyp", "gym", "gu", "rp", "dp", "dm", "zp", "zm", "kgp", "vp", "vm", "tau",
-    "inv_h", "row", "i", "ip", "im", "base", "gbase", "flux", "slot", "out", "n", "u_ptr",
-    "out_ptr", "gu_ptr", "s_ptr", "PERIODIC", "steps", "ur", "ul", "ud", "uu", "gr", "gl", "gd",
-    "gu_", "g", "rr", "rd", "dr", "dd", "dl", "du", "kgr", "kgd", "zr", "zl", "zd", "zu", "vr",
-    "vl", "vd", "vu", "xr", "xl", "yd", "yu", "H", "W", "plane", "flux_r", "flux_d", "k",
-    "chan", "acc", "j", "r", "q", "idx", "kq", "v", "d", "z", "kg", "gk_ptr", "k_ptr", "nflux",
-    "C", "valid", "kslot", "gm", "m", "blocks",
-})
-#: also taken: printer temporaries t0, t1, ..., and names the kernels bind with a prefix
-_TAKEN_PATTERN = re.compile(r"t\d+|_.*|dphi.*")
-
-
 def environment() -> jinja2.Environment:
     """The one Jinja2 environment: templates from the fluxact.templates package."""
     root = files("fluxact.templates")
@@ -65,15 +46,8 @@ def environment() -> jinja2.Environment:
 
 
 def identifiers(spec: ActivationSpec) -> dict[str, str]:
-    """Parameter name -> identifier in the generated code."""
-    out: dict[str, str] = {}
-    for p in spec.params:
-        ident = p
-        while (ident in _TAKEN or _TAKEN_PATTERN.fullmatch(ident)
-               or (ident != p and ident in spec.params) or ident in out.values()):
-            ident = f"p_{ident}"
-        out[p] = ident
-    return out
+    """Parameter name -> identifier inside the generated kernels and torch functions."""
+    return parameter_identifiers(spec.params)
 
 
 def render(spec: ActivationSpec, target: str = "module", version: str = "0") -> str:
@@ -110,7 +84,8 @@ def _lowered(spec: ActivationSpec, keys: list[str], target: str,
             continue
         raw = sp.Symbol(f"_{out}_raw")  # the unrepaired value, where a limit is unknown
         extended[raw] = out
-        outputs[f"{out}_nan"] = sp.Piecewise(
+        # '_' first: no parameter's name starts with '_', so no dphi_<p> is ever this name
+        outputs[f"_{out}_nan"] = sp.Piecewise(
             (raw if at0 is None else at0, sp.Abs(r) < REPAIR_SPLIT),
             (raw if at_pos is None else at_pos, r > 0),
             (raw if at_neg is None else at_neg, True),
@@ -128,10 +103,13 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
     tfwd, tfwd_repaired = _lowered(spec, ["phi"], "torch", names, ids)
     tbwd, tbwd_repaired = _lowered(spec, bwd_keys, "torch", names, ids)
     param_ids = [ids[p] for p in spec.params]
-    defaults = dict(zip(spec.params, spec.defaults))
-    init_args = "".join(
-        f"{ids[p]}={defaults[p]!r}, " if defaults[p] is not None else f"{ids[p]}, "
-        for p in spec.params)
+    # the class and the function take the parameters as keywords named as in the formula
+    # (only kernels and torch functions use ``ids``); one without a value defaults to None,
+    # refused when called (a required argument may not follow one with a default)
+    init_args = "".join(f"{p}={d!r}, " for p, d in zip(spec.params, spec.defaults))
+    required = [line for p, d in zip(spec.params, spec.defaults) if d is None for line in (
+        f"if {p} is None:",
+        f"    raise _rt.ActivationError({f'parameter {p!r} has no value; pass {p}=...'!r})")]
     params_line = ", ".join(
         f"{p} = {d if d is not None else '(no default)'}"
         f"{' (trainable)' if p in spec.trainable else ''}"
@@ -171,8 +149,11 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "tbwd": tbwd, "tbwd_repaired": tbwd_repaired,
         "phi_text": sp.sstr(spec.output("phi")).replace('"""', "'''").replace("\\", "\\\\"),
         "init_args": init_args,
-        "init_values": ", ".join(f"{p!r}: {ids[p]}" for p in spec.params),
-        "param_tuple": "".join(f"{pid}, " for pid in param_ids),
+        "init_values": ", ".join(f"{p!r}: {p}" for p in spec.params),
+        "param_tuple": "".join(f"{p}, " for p in spec.params),
+        "required": required,
+        "self_name": positional("self", spec.params),
+        "input_name": positional("x", spec.params),
         "stability": spec.stability.source() if spec.stability is not None else "None",
         "phi_fn": f"_{spec.name}_phi",
         "dphi_fn": f"_{spec.name}_dphi",

@@ -11,15 +11,26 @@ are g_r(r) = g_s2(r^2) and Psi_r(r) = Psi_s2(r^2) - Psi_s2(0) (substitute s2 = r
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from numbers import Rational as NumbersRational
 from numbers import Real
 
 import sympy as sp
 
 from .errors import FluxactWarning, FormulaError, ParameterError
-from .parse import S2_NAME, is_condition, parameter_symbol, parse_formula, variable_symbol
+from .parse import (
+    S2_NAME,
+    check_name,
+    is_condition,
+    normal_name,
+    parameter_symbol,
+    parse_formula,
+    undefined_constant,
+    variable_symbol,
+)
 
 KINDS: tuple[str, ...] = ("diffusivity", "regulariser", "shrinkage", "activation")
 CONVENTIONS: tuple[str, ...] = ("r", "s2")
@@ -63,24 +74,47 @@ def normalise_convention(convention: str) -> str:
 
 
 def exact_number(value: object, what: str) -> sp.Expr:
-    """A user-given number as an exact SymPy number (1.5 -> 3/2), finite and real."""
+    """A user-given number as an exact SymPy number (1.5 -> 3/2), real and finite as a float64.
+
+    The one place where numbers given for parameters (and tau, alpha) are coerced: a float is
+    taken as its shortest repr (0.1 -> 1/10), an int or Fraction exactly, text is parsed as a
+    formula without symbols ("exp(1)/2"), a SymPy number as it is. A value whose float64 is
+    infinite (1e308*10, "exp(1000)", 10**400) or 0 while the value is not (exp(-1000)) is
+    refused: generated code holds the float64, and it must be the value given.
+    """
+    if isinstance(value, bool) or not isinstance(value, (Real, str, sp.Basic)):
+        raise ParameterError(f"{what} must be a number, got {value!r}")
     if isinstance(value, sp.Basic):
         number = sp.sympify(value)
-        if not (number.is_number and number.is_real and number.is_finite):
-            raise ParameterError(f"{what} must be a finite real number, got {value}")
-        return number
-    if isinstance(value, bool) or not isinstance(value, (Real, str)):
-        raise ParameterError(f"{what} must be a number, got {value!r}")
-    if isinstance(value, str):
-        parsed = parse_formula(value)
+    elif isinstance(value, str):
+        try:
+            parsed = parse_formula(value)
+        except FormulaError as exc:
+            raise ParameterError(f"{what} must be a number, got {value!r}: {exc}") from None
         if parsed.expr.free_symbols:
             raise ParameterError(f"{what} must be a number, got {value!r}")
-        return exact_number(parsed.expr, what)
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ParameterError(f"{what} must be finite, got {value!r}")
-    if isinstance(value, int):
-        return sp.Integer(value)
-    return sp.Rational(repr(float(value)))
+        number = parsed.expr
+    elif isinstance(value, NumbersRational):  # int, Fraction, numpy integers: exactly
+        number = sp.Rational(int(value.numerator), int(value.denominator))
+    else:
+        if not math.isfinite(float(value)):
+            raise ParameterError(f"{what} must be finite, got {value!r}")
+        number = sp.Rational(repr(float(value)))
+    if not (number.is_number and number.is_real and number.is_finite):
+        raise ParameterError(f"{what} must be a finite real number, got {value}")
+    try:
+        double = float(number)
+    except (OverflowError, TypeError, ValueError):
+        double = math.inf
+    if not math.isfinite(double):
+        raise ParameterError(
+            f"{what} = {value} is beyond the largest float64 ({sys.float_info.max:.4g}); "
+            "give a finite value (e.g. rescale the formula)")
+    if double == 0 and number != 0:
+        raise ParameterError(
+            f"{what} = {value} is below the smallest float64 ({5e-324:.4g}) and would be 0; "
+            "give a representable value (e.g. rescale the formula)")
+    return number
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +177,7 @@ def make_nonlinearity(
             f"of {var.name}; its symbols {', '.join(names)} were taken as parameters (give "
             f"--variable {names[0]} / variable={names[0]!r} if {names[0]} is the variable)"),
             stacklevel=3)
-    given = dict(params or {})
+    given = parameter_values(params)
     unknown = sorted(set(given) - set(names))
     if unknown:
         have = ", ".join(names) if names else "none"
@@ -161,8 +195,15 @@ def make_nonlinearity(
         values.append((pname, value))
         subs[parameter_symbol(pname)] = value
     free = tuple(n for n in names if n not in given)
+    valued = body.subs(subs) if subs else body
+    bad = undefined_constant(valued)
+    if bad is not None:
+        at = ", ".join(f"{k} = {v}" for k, v in values)
+        raise ParameterError(
+            f"at {at} the formula {text!r} holds the constant {bad} (a division by 0 or the "
+            "like), so it is undefined there; give other values")
     return Nonlinearity(
-        expr=body.subs(subs) if subs else body,
+        expr=valued,
         symbolic=body,
         kind=kind,
         variable=var,
@@ -172,6 +213,18 @@ def make_nonlinearity(
         text=text,
         name=name,
     )
+
+
+def parameter_values(params: Mapping[str, object] | None) -> dict[str, object]:
+    """The user's parameter name -> value mapping with each name NFKC-normalised as an
+    identifier in the formula text is ('ｌａｍ' is lam); two spellings of one name are refused."""
+    out: dict[str, object] = {}
+    for key, value in (params or {}).items():
+        name = normal_name(key)
+        if name in out:
+            raise ParameterError(f"parameter {name!r} is given twice (as {key!r} too)")
+        out[name] = value
+    return out
 
 
 def _from_sympy(expr: sp.Basic, var: sp.Symbol) -> tuple[sp.Expr, tuple[str, ...], bool, bool]:
@@ -192,7 +245,7 @@ def _from_sympy(expr: sp.Basic, var: sp.Symbol) -> tuple[sp.Expr, tuple[str, ...
             uses_s2 = True
             replace[sym] = var**2
         else:
-            names.append(sym.name)
+            names.append(check_name(sym.name, "parameter name"))
             replace[sym] = parameter_symbol(sym.name)
     if expr.has(sp.Integral, sp.Derivative):
         raise FormulaError(
@@ -200,4 +253,9 @@ def _from_sympy(expr: sp.Basic, var: sp.Symbol) -> tuple[sp.Expr, tuple[str, ...
         )
     for fn in expr.atoms(sp.core.function.AppliedUndef):
         raise FormulaError(f"formula contains the undefined function {fn.func}; define it first")
-    return expr.xreplace(replace), tuple(sorted(names)), uses_var, uses_s2
+    bad = undefined_constant(expr)
+    if bad is not None:
+        raise FormulaError(f"formula {sp.sstr(expr)!r} holds the constant {bad}, so it is "
+                           "undefined wherever that part is evaluated; fix the formula")
+    # symbols of one name with different assumptions are one parameter
+    return expr.xreplace(replace), tuple(sorted(set(names))), uses_var, uses_s2

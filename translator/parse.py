@@ -13,12 +13,13 @@ import ast
 import keyword
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import sympy as sp
 
-from .errors import FormulaError
+from .errors import FormulaError, ParameterError
 
 MAX_LENGTH = 2000  # characters of formula text
 MAX_DEPTH = 60  # nesting depth of the syntax tree
@@ -85,9 +86,15 @@ _ARITY: dict[str, tuple[int, int | None]] = {
     "log": (1, 2),
 }
 
+#: what an undefined constant in a formula comes from, for the error message
+_UNDEFINED = {"zoo": "complex infinity, from a division by 0 or log(0)",
+              "nan": "not a number, from 0/0 or 0*oo"}
+
+_UNDEFINED_TYPES = (type(sp.zoo), type(sp.nan), type(sp.oo), type(-sp.oo), sp.AccumBounds)
+
 CONSTANTS: dict[str, sp.Basic] = {"pi": sp.pi, "E": sp.E, "True": sp.true, "False": sp.false}
 
-_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # used with fullmatch: ASCII only
 
 _BINOPS: dict[type, Callable[[sp.Basic, sp.Basic], sp.Basic]] = {
     ast.Add: lambda a, b: a + b,
@@ -147,23 +154,55 @@ class ParsedFormula:
     uses_s2: bool  # the name s2 occurs in the text
 
 
+def normal_name(name: object, what: str = "parameter name") -> str:
+    """A name as Python's parser reads an identifier: NFKC-normalised, so that the fullwidth
+    'ｌａｍ' and 'lam' are one name, in the formula text and everywhere else."""
+    if not isinstance(name, str):
+        raise ParameterError(f"a {what} must be a string, got {name!r}")
+    return unicodedata.normalize("NFKC", name)
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` if it can name the variable or a parameter: an ASCII letter followed by
+    ASCII letters, digits and '_' (so it is the same identifier in the generated code), not a
+    Python keyword and not a function or constant of formulas (nor s2)."""
+    if (not isinstance(name, str) or not _NAME_RE.fullmatch(name) or keyword.iskeyword(name)
+            or name in FUNCTIONS or name in CONSTANTS or name == S2_NAME):
+        raise FormulaError(
+            f"{what} {name!r} is not usable: use ASCII letters, digits and '_' starting with a "
+            f"letter, and not a Python keyword or a function or constant name "
+            f"({S2_NAME}, pi, E, exp, ...)"
+        )
+    return name
+
+
+def undefined_constant(expr: sp.Basic) -> sp.Basic | None:
+    """The first constant of ``expr`` that is undefined or infinite (zoo from 1/0 or log(0),
+    nan from 0/0, +-oo), or None: a formula holding one is undefined wherever that part is
+    evaluated. The value of a Piecewise branch that holds at single points (Eq(r, 0)) is not
+    looked at: it is no formula of an interval but a value at a point, where the translator
+    writes limits, +-oo included (Piecewise((oo, Eq(r, 0)), (1/Abs(r), True)), the
+    total-variation g), and which code generation replaces by limits."""
+    if isinstance(expr, _UNDEFINED_TYPES):
+        return expr
+    for arg in expr.args:
+        if isinstance(expr, sp.Piecewise) and isinstance(arg.cond, sp.Eq):
+            arg = arg.cond
+        bad = undefined_constant(arg)
+        if bad is not None:
+            return bad
+    return None
+
+
 def variable_symbol(name: str = "r") -> sp.Symbol:
     """The real symbol used as the argument of every form."""
-    _check_identifier(name, "variable name")
-    return sp.Symbol(name, real=True)
+    return sp.Symbol(check_name(normal_name(name, "variable name"), "variable name"),
+                     real=True)
 
 
 def parameter_symbol(name: str) -> sp.Symbol:
     """Parameters are positive real symbols (contrast lam, threshold th, ...)."""
     return sp.Symbol(name, positive=True)
-
-
-def _check_identifier(name: str, what: str) -> None:
-    if not _NAME_RE.match(name) or name in FUNCTIONS or name in CONSTANTS or name == S2_NAME:
-        raise FormulaError(
-            f"{what} {name!r} is not usable: use letters, digits and '_' starting with a letter, "
-            f"and not a function or constant name"
-        )
 
 
 def parse_formula(text: str, variable: str = "r") -> ParsedFormula:
@@ -200,6 +239,13 @@ def parse_formula(text: str, variable: str = "r") -> ParsedFormula:
     if not isinstance(expr, sp.Expr) or is_condition(expr):
         raise FormulaError(
             "formula is a condition, not a function of the variable; give an expression"
+        )
+    bad = undefined_constant(expr)
+    if bad is not None:
+        raise FormulaError(
+            f"formula {' '.join(stripped.split())!r} holds the constant {bad} "
+            f"({_UNDEFINED.get(str(bad), 'an infinite value')}), so it is undefined wherever "
+            "that part is evaluated; fix the formula"
         )
     params = tuple(sorted(walker.parameters))
     return ParsedFormula(expr, var, params, walker.uses_variable, walker.uses_s2)
@@ -281,8 +327,9 @@ class _Walker:
             return CONSTANTS[name]
         if name in FUNCTIONS:
             raise self.refuse(node, f"function {name!r} must be called, e.g. {name}(r)")
-        if name.startswith("_") or not _NAME_RE.match(name):
-            raise self.refuse(node, f"name {name!r} is not allowed")
+        if not _NAME_RE.fullmatch(name):
+            raise self.refuse(node, f"name {name!r} is not allowed: names are ASCII letters, "
+                              "digits and '_', starting with a letter")
         self.parameters.add(name)
         return parameter_symbol(name)
 

@@ -63,7 +63,10 @@ block = DiffusionBlock(gen.PeronaMalik().double(), "learned", train_tau=True)
 out["tau"] = [float(block.time_step().detach()), float(block.tau_max().detach())]
 block(x.detach().reshape(1, 1, -1)).sum().backward()
 print(json.dumps(out))
-print(sorted(m for m in ("fluxact.translator", "fluxact.codegen", "jinja2") if m in sys.modules),
+# the translator's package loads lazily: its error classes (the root of every fluxact error)
+# are allowed, nothing else of it
+print(sorted(m for m in sys.modules if m == "jinja2" or m.startswith("fluxact.codegen")
+             or (m.startswith("fluxact.translator.") and m != "fluxact.translator.errors")),
       file=sys.stderr)
 """
 
@@ -84,7 +87,7 @@ def test_round_trip_without_sympy(spec: Path, tmp_path: Path) -> None:
     child = subprocess.run([sys.executable, "-c", CHILD, str(out.parent)], capture_output=True,
                            text=True, env=env, timeout=300)
     assert child.returncode == 0, child.stderr[-2000:]
-    assert child.stderr.strip().splitlines()[-1] == "[]"  # no translator, codegen, jinja2
+    assert child.stderr.strip().splitlines()[-1] == "[]"  # no SymPy-side module, no jinja2
     got = json.loads(child.stdout)
     import torch
 
