@@ -145,10 +145,14 @@ def diffusivity_to_torch(expr: object, *, params: Mapping[str, object] | None = 
         raise ParameterError(f"g = {nl.text} is not even in r, so it is no function of "
                              "s2 = |s|^2 and cannot be coupled")
     (s2,) = [x for x in g_s2.free_symbols if x.name == "s2"] or [sp.Symbol("s2")]
-    x = sp.Symbol("x", real=True)
-    g_x = g_s2.subs(s2, x)
     values = {k: v for k, v in nl.values}
-    fake = translate(g_x, "activation", params=values, variable="x")
+    taken = {s.name for s in g_s2.free_symbols} | set(values)
+    name_x = "x"  # the kernels' input: a name no parameter has
+    while name_x in taken:
+        name_x += "_"
+    x = sp.Symbol(name_x, real=True)
+    g_x = g_s2.subs(s2, x)
+    fake = translate(g_x, "activation", params=values, variable=name_x)
     spec = prepare(fake, name=name or f"{nl.name or 'g'}_s2", trainable=trainable,
                    facts=stability_facts(t, tuple(trainable)))
     module = load_spec(spec)

@@ -176,6 +176,14 @@ class DiffusionBlock(torch.nn.Module):
         load_state_dict), so that fused and unfused steps agree to rounding."""
         return self.K.weights[0].reshape(-1)[1]
 
+    def _clamps(self) -> bool:
+        """Whether a step is clamped to its stencil's range: under the linf and sign bounds
+        (docs/blocks.md, the guarantees in floating point), for the forward difference with
+        adjacent taps (Operator.forward_difference: ``spacing`` is set; another difference
+        kernel has another stencil), not with unsafe=True."""
+        return (self.stability in ("linf", "sign") and not self.unsafe
+                and self.K.spacing is not None)
+
     def _use_fused(self, u: torch.Tensor) -> bool:
         if self.fused is None:
             return self._auto_fuse and u.is_cuda
@@ -193,10 +201,10 @@ class DiffusionBlock(torch.nn.Module):
                 return step_mixing(self.act.ops, u, self.K.full_kernel(),
                                    self.act.parameter_vector(), self.time_step(), periodic)
             return step(self.act.ops, u, self.act.parameter_vector(), self.time_step(),
-                        self._inv_h(), periodic, self.K.dims)
+                        self._inv_h(), periodic, self.K.dims, self._clamps())
         tau = self.time_step().to(device=u.device, dtype=u.dtype)
         out = u - tau * self.flux(u)
-        if self.stability in ("linf", "sign") and not self.unsafe:
+        if self._clamps():
             # exact arithmetic keeps out in this range; rounding may not (stencil_range)
             lo, hi = stencil_range(u, self.K.dims, self.K.boundary == "periodic")
             out = clamp_finite(out, lo, hi)
@@ -216,7 +224,8 @@ class DiffusionBlock(torch.nn.Module):
                 and u.shape[-1] <= MAX_TEMPORAL):
             self.K._check(u)
             return steps1d(self.act.ops, u, self.act.parameter_vector(), self.time_step(),
-                           self._inv_h(), self.K.boundary == "periodic", steps)
+                           self._inv_h(), self.K.boundary == "periodic", steps,
+                           self._clamps())
         for _ in range(steps):
             u = self(u)
         return u

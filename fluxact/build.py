@@ -155,15 +155,15 @@ def build(spec_path: str | Path, out: str | Path) -> BuildResult:
     unchanged = tuple(folder / name for name in sorted(rendered) if name not in changed)
     if not changed:
         return BuildResult((), unchanged)
-    folder.parent.mkdir(parents=True, exist_ok=True)  # mode 0o777 minus the umask
+    folder.mkdir(parents=True, exist_ok=True)  # mode 0o777 minus the umask
     # __init__.py last: until it moves, the package is the old one (or none), never one
-    # whose __init__ imports a module that is not there yet
+    # whose __init__ imports a module that is not there yet. The staging folder is inside
+    # DIR, so the renames never cross file systems (DIR may be a mount point or a link)
     order = sorted(changed, key=lambda name: (name == "__init__.py", name))
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    staging = Path(tempfile.mkdtemp(prefix=".fluxact-build.", suffix=".tmp", dir=folder))
     try:
         for name in order:
             write_new(staging / name, changed[name], like=folder / name)
-        folder.mkdir(exist_ok=True)
         for name in order:
             replace_file(staging / name, folder / name)
     finally:

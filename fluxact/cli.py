@@ -57,9 +57,9 @@ def _number(text: str) -> float:
 
 
 def _grid_size(text: str) -> float:
-    """--h: a grid size within the range where the time steps stay floats (denoising.H_RANGE;
-    imported here only when --h is given, since it loads torch)."""
-    from .denoising import check_grid_size
+    """--h: a grid size within the range where the time steps stay floats (GRID_RANGE of
+    translator/verify.py, the one home of the check)."""
+    from .translator.verify import check_grid_size
 
     try:
         return check_grid_size(_number(text))

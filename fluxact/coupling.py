@@ -360,7 +360,8 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
         if self.fused or (self.fused is None and self.fusable and u.is_cuda):
             self.K.check(u)  # the same inputs as the unfused path
             return runtime.coupled_step2d(self.g.ops, u, self.g.parameter_vector().to(u.device),
-                                          self.time_step(), 1 / self.K.h, self.phi.couple_images)
+                                          self.time_step(), 1 / self.K.h, self.phi.couple_images,
+                                          self.stability == "linf" and not self.unsafe)
         tau = self.time_step().to(device=u.device, dtype=u.dtype)
         out = u - tau * self.K.adjoint(self.phi(self.K(u)))
         if self.stability == "linf" and not self.unsafe:

@@ -39,6 +39,8 @@ import torch
 from .blocks import DiffusionBlock, FSIBlock, ImplicitBlock, activation_of
 from .operators import BOUNDARIES, Operator
 from .runtime import Activation, StabilityError
+from .translator.verify import GRID_RANGE as H_RANGE
+from .translator.verify import check_grid_size
 
 SCHEMES = ("explicit", "fsi", "implicit")
 #: default longest FSI cycle: one long cycle approximates linear diffusion poorly (relative
@@ -83,22 +85,6 @@ class SignalError(StabilityError):
 SIGNAL_KINDS = "biuf"
 #: the largest .npy header read (numpy's own limit); a 1D or 2D numeric array needs < 128 bytes
 MAX_HEADER = 10_000
-#: grid sizes h accepted (the verifier's range, translator/verify.py): ||K||^2 = 4/h^2 (1D),
-#: 8/h^2 (2D) and its inverse stay normal float64 numbers, so the time steps c/(g ||K||^2)
-#: neither overflow nor underflow for moderate g
-H_RANGE = (1e-150, 1e150)
-
-
-def check_grid_size(h: object) -> float:
-    """``h`` as a float, refused outside H_RANGE (the command line's --h uses this too)."""
-    low, high = H_RANGE
-    if isinstance(h, bool) or not isinstance(h, numbers.Real) or not low <= h <= high:
-        raise SignalError(f"grid size h must be a number between {low:g} and {high:g} (the time "
-                          f"step ~ h^2 must stay a positive finite float64), got {h!r}; rescale "
-                          "the grid")
-    return float(h)
-
-
 def _dtype_problem(dtype: np.dtype, shown: object = None) -> str | None:
     """Why values of ``dtype`` (``shown`` as this, e.g. a torch dtype) are no signal, or None:
     the one check of the dtype."""

@@ -60,8 +60,9 @@ class StabilityError(ActivationError):
 _ROUND_UP = 1.0 + 2.0**-40
 
 
-#: the parameter tensors (identity and version) last checked with a synchronisation on a GPU
-_LAST_SYNCED: list[tuple[Any, ...] | None] = [None]
+#: parameter tensors (identity, storage and version) checked with a synchronisation on a CUDA
+#: device: later calls at these versions are checked by a device assertion only
+_SYNCED: set[tuple[Any, ...]] = set()
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,12 @@ class Stability:
         parameter that crossed 0 would otherwise give a meaningless time step).
 
         Checked at every call on the values themselves (a write through ``.data`` changes a
-        value without a new tensor version, so no cache keyed on versions can be trusted):
-        on the CPU one comparison; on a GPU an asynchronous device assertion, which needs no
-        synchronisation and stops the stream before a step with that value can be read back;
-        inside torch.compile the same assertion, in the graph."""
+        value without a new tensor version, so no cache keyed on versions can be trusted
+        alone): on the CPU one comparison; on a CUDA device the readable check (one
+        synchronisation) the first time these tensors are seen at these versions, and after
+        that an asynchronous device assertion, which needs no synchronisation and stops the
+        stream before a step with a bad value can be read back; inside torch.compile the
+        assertion, in the graph; on other devices the readable check every call."""
         if not values:
             return
         tensors = [v for v in values.values() if isinstance(v, torch.Tensor)]
@@ -142,24 +145,28 @@ class Stability:
                                else torch.tensor(float(v), dtype=torch.float64, device=device)
                                for v in values.values()])
         ok = torch.isfinite(numbers) & (numbers > 0)
-        if torch.compiler.is_compiling() or device.type != "cpu":
-            torch._assert_async(torch.all(ok), "a parameter of the activation is not positive "
-                                "and finite: the stability bounds hold for positive ones only")
-            if torch.compiler.is_compiling():
-                return
-            # the readable error, with one synchronisation, when these tensors changed
+        message = ("a parameter of the activation is not positive and finite: the stability "
+                   "bounds hold for positive ones only")
+        if torch.compiler.is_compiling():
+            torch._assert_async(torch.all(ok), message)
+            return
+        key = None
+        if device.type == "cuda":
             key = tuple((id(v), v.data_ptr(), v._version) for v in tensors)
-            if key == _LAST_SYNCED[0]:
+            if key in _SYNCED:
+                torch._assert_async(torch.all(ok), message)
                 return
-            _LAST_SYNCED[0] = key
         if not bool(ok.all()):
-            _LAST_SYNCED[0] = None
             k = int((~ok).nonzero()[0, 0])
             name = list(values)[k]
             raise StabilityError(
                 f"parameter {name} = {float(numbers[k]):g} is not positive and finite: the "
                 "stability bounds hold for positive parameters only (a trained parameter "
                 "crossed 0? lower the learning rate or parameterise it)")
+        if key is not None:
+            if len(_SYNCED) >= 1024:
+                _SYNCED.clear()
+            _SYNCED.add(key)
 
     def describe(self, which: str = "g_max") -> str:
         """'1.5*lam**-1' style text of a bound, for error messages."""
@@ -366,14 +373,15 @@ def _register_step_ops(ops: Ops) -> Any:
 
     # u: (rows, n) for 1D, (planes, H, W) for 2D; s = (tau, 1/h) in the compute dtype
     @triton_op(f"{tag}1d_fwd", mutates_args=())
-    def forward1d(u: torch.Tensor, p: torch.Tensor, s: torch.Tensor, periodic: bool
-                  ) -> torch.Tensor:
+    def forward1d(u: torch.Tensor, p: torch.Tensor, s: torch.Tensor, periodic: bool,
+                  clamp: bool) -> torch.Tensor:
         rows, n = u.shape
         out = torch.empty_like(u)
         block = row_block(n)
         with _quiet():
             wrap_triton(ops.step_fwd_kernel)[(rows * triton.cdiv(n, block),)](
-                u, out, p, s, n, PERIODIC=periodic, BLOCK_SIZE=block, FP64=u.dtype == fp64)
+                u, out, p, s, n, PERIODIC=periodic, BLOCK_SIZE=block, FP64=u.dtype == fp64,
+                CLAMP=clamp)
         return out
 
     @triton_op(f"{tag}1d_bwd", mutates_args=())
@@ -391,15 +399,15 @@ def _register_step_ops(ops: Ops) -> Any:
         return gu, partial.sum(dim=0)
 
     @triton_op(f"{tag}2d_fwd", mutates_args=())
-    def forward2d(u: torch.Tensor, p: torch.Tensor, s: torch.Tensor, periodic: bool
-                  ) -> torch.Tensor:
+    def forward2d(u: torch.Tensor, p: torch.Tensor, s: torch.Tensor, periodic: bool,
+                  clamp: bool) -> torch.Tensor:
         planes, H, W = u.shape
         out = torch.empty_like(u)
         block = row_block(W, BLOCK_SIZE_2D)
         with _quiet():
             wrap_triton(ops.step2d_fwd_kernel)[(planes * H * triton.cdiv(W, block),)](
                 u, out, p, s, H, W, PERIODIC=periodic, BLOCK_SIZE=block,
-                FP64=u.dtype == fp64)
+                FP64=u.dtype == fp64, CLAMP=clamp)
         return out
 
     @triton_op(f"{tag}2d_bwd", mutates_args=())
@@ -417,7 +425,7 @@ def _register_step_ops(ops: Ops) -> Any:
         return gu, partial.sum(dim=0)
 
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        u, p, s, periodic = inputs
+        u, p, s, periodic, _ = inputs  # the clamp corrects values; the gradient is the step's
         ctx.save_for_backward(u, p, s)
         ctx.periodic = periodic
 
@@ -426,7 +434,7 @@ def _register_step_ops(ops: Ops) -> Any:
             u, p, s = ctx.saved_tensors
             gu, sums = backward(u, gy.contiguous(), p, s, ctx.periodic)
             gs = torch.stack([sums[0], torch.zeros_like(sums[0])]).to(s.dtype)
-            return gu, _scatter(ops, sums[1:], p), gs, None
+            return gu, _scatter(ops, sums[1:], p), gs, None, None
         return grad
 
     register_autograd(f"{tag}1d_fwd", gradient(backward1d), setup_context=setup_context)
@@ -588,13 +596,14 @@ def _register_coupled_ops(ops: Ops) -> dict[str, Any]:
     c2d_fwd, c2d_bwd = ops.coupled_kernels["c2d"]
 
     @triton_op(f"{tag}_c2d_fwd", mutates_args=())
-    def step_forward(u: torch.Tensor, p: torch.Tensor, st: torch.Tensor) -> torch.Tensor:
+    def step_forward(u: torch.Tensor, p: torch.Tensor, st: torch.Tensor, clamp: bool
+                     ) -> torch.Tensor:
         groups, m, H, W = u.shape
         out = torch.empty_like(u)
         block = row_block(W, BLOCK_SIZE_2D)
         with _quiet():
             wrap_triton(c2d_fwd)[(groups * H * triton.cdiv(W, block),)](
-                u, out, p, st, m, H, W, BLOCK_SIZE=block, FP64=u.dtype == fp64)
+                u, out, p, st, m, H, W, BLOCK_SIZE=block, FP64=u.dtype == fp64, CLAMP=clamp)
         return out
 
     @triton_op(f"{tag}_c2d_bwd", mutates_args=())
@@ -611,13 +620,13 @@ def _register_coupled_ops(ops: Ops) -> dict[str, Any]:
         return gu, partial.sum(dim=0)
 
     def setup_step(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        ctx.save_for_backward(*inputs)
+        ctx.save_for_backward(*inputs[:3])  # the clamp corrects values; the gradient is the step's
 
     def grad_step(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
         u, p, st = ctx.saved_tensors
         gu, sums = step_backward(u, gy.contiguous(), p, st)
         gst = torch.stack([sums[0], torch.zeros_like(sums[0])]).to(st.dtype)
-        return gu, _scatter(ops, sums[1:], p), gst
+        return gu, _scatter(ops, sums[1:], p), gst, None
 
     register_autograd(f"{tag}_c2d_fwd", grad_step, setup_context=setup_step)
     made["c2d"] = step_forward
@@ -637,14 +646,16 @@ def coupled_activation(ops: Ops, s: torch.Tensor, p: torch.Tensor, kind: str) ->
 
 
 def coupled_step2d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
-                   inv_h: float, couple_images: bool) -> torch.Tensor:
+                   inv_h: float, couple_images: bool, clamp: bool = False) -> torch.Tensor:
     """One fused coupled isotropic step u - tau K^T g(S) K u on u (batch, M, H, W), K the
     forward-difference gradient with zero flux across the boundary, S summed over the M image
-    channels (``couple_images``) or per channel; gradients for u, the parameters and tau."""
+    channels (``couple_images``) or per channel; gradients for u, the parameters and tau.
+    ``clamp``: keep each finite value in its stencil's range (the max-min principle, exact in
+    floating point; blocks pass it under the linf bound)."""
     pc, st = _step_arguments(u, p, tau, inv_h)
     b, m, hh, ww = u.shape
     flat = u.contiguous().reshape((b, m, hh, ww) if couple_images else (b * m, 1, hh, ww))
-    return ops.coupled_ops()["c2d"](flat, pc, st).reshape(u.shape)
+    return ops.coupled_ops()["c2d"](flat, pc, st, bool(clamp)).reshape(u.shape)
 
 
 def row_block(n: int, most: int = BLOCK_SIZE) -> int:
@@ -670,13 +681,16 @@ def _step_arguments(u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
 
 
 def step(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
-         inv_h: float | torch.Tensor, periodic: bool, dims: int) -> torch.Tensor:
+         inv_h: float | torch.Tensor, periodic: bool, dims: int, clamp: bool = False
+         ) -> torch.Tensor:
     """One fused explicit step with the forward difference (1D: the last axis) or the
     forward-difference gradient (2D: the last two axes) over every leading index, with
-    gradients for u, the parameters and tau."""
+    gradients for u, the parameters and tau. ``clamp``: keep each finite value in its
+    stencil's range (the max-min principle, exact in floating point; the gradient is the
+    step's)."""
     pc, s = _step_arguments(u, p, tau, inv_h)
     flat = u.contiguous().reshape(-1, *u.shape[u.dim() - dims:])
-    out = ops.step_ops()[f"{dims}d"](flat, pc, s, bool(periodic))
+    out = ops.step_ops()[f"{dims}d"](flat, pc, s, bool(periodic), bool(clamp))
     return out.reshape(u.shape)
 
 
@@ -712,7 +726,8 @@ MAX_TEMPORAL = 8192
 
 
 def steps1d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
-            inv_h: float | torch.Tensor, periodic: bool, steps: int) -> torch.Tensor:
+            inv_h: float | torch.Tensor, periodic: bool, steps: int, clamp: bool = False
+            ) -> torch.Tensor:
     """``steps`` fused explicit 1D steps in one launch per row (temporal blocking; forward
     only: no gradients). Rows up to MAX_TEMPORAL samples. fp16/bf16 signals stay in fp32
     between the steps (rounded once at the end), so the result is more accurate than, and not
@@ -733,6 +748,7 @@ def steps1d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
         ops.steps_kernel[(flat.shape[0],)](flat, out, pc, s, n, int(steps),
                                            PERIODIC=bool(periodic), BLOCK_SIZE=block,
                                            FP64=u.dtype == torch.float64,
+                                           CLAMP=bool(clamp),
                                            num_warps=max(4, min(16, block // 256)))
     return out.reshape(u.shape)
 
@@ -831,12 +847,12 @@ class Activation(torch.nn.Module):
                 f"parameter {extra[0]!r} was not generated as trainable (trainable: "
                 f"{', '.join(ops.trainable) or 'none'}); generate the code with it trainable"
             )
-        clash = [n for n in ops.params
-                 if hasattr(torch.nn.Module, n) or n in ("ops", "backend", "formula")]
+        clash = [n for n in ops.params  # Activation's own names too: stability, g_max, ...
+                 if hasattr(Activation, n) or n in ("ops", "backend", "formula")]
         if clash:
             raise ActivationError(
-                f"parameter {clash[0]!r} has the name of an nn.Module attribute; rename it in "
-                "the formula (e.g. lam, th, a)")
+                f"parameter {clash[0]!r} has the name of an attribute of fluxact.Activation (an "
+                "nn.Module); rename it in the formula (e.g. lam, th, a)")
         missing = [n for n in ops.params if values.get(n) is None]
         if missing:
             raise ActivationError(f"parameter {missing[0]!r} has no value; pass {missing[0]}=...")

@@ -25,10 +25,15 @@ def positive(value: object, what: str) -> float:
     """``value`` as a float when it is a positive, finite real number (not a bool)."""
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
-            math.isfinite(value) and value > 0):
-        raise StabilityError(f"{what} must be a positive, finite number, got {value!r}")
-    return float(value)
+    try:
+        number = float(value) if isinstance(value, numbers.Real) else math.nan
+    except OverflowError:  # an int beyond float64
+        number = math.inf
+    if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else f"{shown[:20]}...({len(shown)} characters)"
+        raise StabilityError(f"{what} must be a positive, finite number, got {shown}")
+    return number
 
 
 def step_options(tau: object, unsafe: object, safety: object, train_tau: bool = False

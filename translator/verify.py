@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import re
 import sys
 from collections.abc import Mapping
@@ -546,7 +547,8 @@ def _finite_span(a: float, b: float) -> tuple[float, float]:
     finite end's magnitude (at least 1). Phi' -> 0 in the tail (Weickert: -7C/r^8) defeats an
     enclosure of the whole tail, while a bounded part is certified in a fraction of a second;
     the listed interval is then a certified part of the decreasing run."""
-    span = max(abs(x) for x in (a, b, 1.0) if not math.isinf(x)) * 2.0**TAIL_SPAN
+    span = min(max(abs(x) for x in (a, b, 1.0) if not math.isinf(x)) * 2.0**TAIL_SPAN,
+               sys.float_info.max)
     return (-span if math.isinf(a) else a), (span if math.isinf(b) else b)
 
 
@@ -572,6 +574,22 @@ def _value_at_zero(phi: sp.Expr, r: sp.Symbol, pieces: tuple[Piece, ...],
     return None
 
 
+#: grid sizes h accepted (by the verifier, blocks built by denoise and the command line):
+#: ||K||^2 = 4/h^2 (1D), 8/h^2 (2D) and the steps c h^2/g stay normal float64 numbers for
+#: moderate g
+GRID_RANGE = (1e-150, 1e150)
+
+
+def check_grid_size(h: object) -> float:
+    """``h`` as a float, refused with one line outside GRID_RANGE (the one home of the check)."""
+    low, high = GRID_RANGE
+    if isinstance(h, bool) or not isinstance(h, numbers.Real) or not low <= h <= high:
+        raise ParameterError(f"grid size h must be a number between {low:g} and {high:g} (the "
+                             f"time step ~ h^2 must stay a positive finite float64), got {h!r}; "
+                             "rescale the grid")
+    return float(h)
+
+
 def verify_translation(t: Translation, *, h: float = 1.0,
                        norm_K2: float | None = None) -> StabilityReport:
     """The stage: Translation -> StabilityReport (cached per translation, h and ||K||^2)."""
@@ -581,10 +599,7 @@ def verify_translation(t: Translation, *, h: float = 1.0,
         raise ParameterError(f"grid size h must be positive and finite, got {h}")
     if norm is not None and not (norm > 0 and math.isfinite(norm)):
         raise ParameterError(f"norm_K2 must be positive and finite, got {norm_K2}")
-    if not 1e-150 <= h <= 1e150:  # 4/h^2 and the steps h^2/(2 g) stay float64 numbers
-        raise ParameterError(f"grid size h must be between 1e-150 and 1e150, got {h:g}; "
-                             "rescale the grid")
-    return _verify_cached(t, h, norm)
+    return _verify_cached(t, check_grid_size(h), norm)
 
 
 _CACHE: dict[tuple[Translation, float, float | None], StabilityReport] = {}

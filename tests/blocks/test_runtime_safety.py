@@ -174,14 +174,47 @@ def test_max_min_principle_is_exact_in_floating_point(dtype) -> None:
                      & (out <= f.flatten(1).amax(1)[:, None, None, None])).all()), operator
 
 
-def test_the_clamp_changes_only_rounding() -> None:
-    """In float64 on smooth data the clamped and the plain step agree to rounding: the clamp
-    is no change of the scheme."""
+@pytest.mark.parametrize("dims, boundary, stability", [
+    (1, "reflect", "linf"), (1, "periodic", "linf"), (1, "reflect", "sign"),
+    (1, "periodic", "sign"), (2, "reflect", "linf"), (2, "periodic", "linf")])
+def test_the_clamp_changes_only_rounding(dims, boundary, stability) -> None:
+    """On rough float64 data (where a wrong stencil, e.g. one that ignores the periodic wrap,
+    would change values by far more than rounding) the clamped and the plain step agree to
+    rounding: the clamp is no change of the scheme."""
     pm = fluxact.to_torch(fluxact.catalogue["perona-malik"], params={"lam": 0.5}).double()
-    block = DiffusionBlock(pm)
-    u = torch.sin(torch.linspace(0, 6, 50, dtype=torch.float64)).reshape(1, 1, -1)
+    block = DiffusionBlock(pm, dims=dims, channels=3, h=0.7, boundary=boundary,
+                           stability=stability).double()
+    gen = torch.Generator().manual_seed(3)
+    u = torch.randn((4, 3, *((40,) if dims == 1 else (9, 11))), generator=gen,
+                    dtype=torch.float64)
     plain = u - block.time_step() * block.flux(u)
-    torch.testing.assert_close(block(u), plain, rtol=0, atol=1e-15)
+    torch.testing.assert_close(block(u), plain, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("operator, mode", [("gradient", "isotropic"), ("gradient", "uncoupled"),
+                                            ("www", "isotropic")])
+def test_the_coupled_clamp_changes_only_rounding(operator, mode) -> None:
+    g = diffusivity_to_torch("1/(1 + s2/lam**2)", params={"lam": 0.5}).double()
+    block = CoupledDiffusionBlock2D(g, operator=operator, mode=mode, stability="linf",
+                                    couple_images=False, h=0.7)
+    gen = torch.Generator().manual_seed(4)
+    u = torch.randn((2, 3, 9, 11), generator=gen, dtype=torch.float64)
+    plain = u - block.time_step() * block.K.adjoint(block.phi(block.K(u)))
+    torch.testing.assert_close(block(u), plain, rtol=0, atol=1e-14)
+
+
+def test_no_clamp_for_other_difference_kernels() -> None:
+    """A difference kernel with another stencil ([-1, 0, 1]) has other neighbours: it is not
+    clamped to those of the adjacent taps (that would change the scheme)."""
+    from fluxact.operators import Operator
+
+    lin = fluxact.to_torch("r", "activation").double()
+    K = Operator([torch.tensor([[[-1.0, 0.0, 1.0]]], dtype=torch.float64)], dims=1,
+                 difference=True)
+    block = DiffusionBlock(lin, K, stability="linf")
+    u = torch.randn((3, 1, 30), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    plain = u - block.time_step() * block.flux(u)
+    torch.testing.assert_close(block(u), plain, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -239,3 +272,13 @@ def test_the_clamp_passes_the_gradient_of_the_step_and_keeps_overflow() -> None:
     assert math.isnan(values[4])
     y[:3].sum().backward()
     assert out.grad[:3].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_parameter_names_of_activations_and_diffusivities() -> None:
+    """A parameter named like an attribute of Activation is refused with one line; a
+    diffusivity may have a parameter named x (the kernels' input is renamed)."""
+    with pytest.raises(fluxact.ActivationError, match="attribute of fluxact.Activation"):
+        fluxact.to_torch("stability*tanh(r)", "activation", params={"stability": 1.0})
+    g = diffusivity_to_torch("1/(1 + s2/x**2)", params={"x": 2.0}).double()
+    torch.testing.assert_close(g(torch.tensor([0.0, 4.0], dtype=torch.float64)),
+                               torch.tensor([1.0, 0.5], dtype=torch.float64))

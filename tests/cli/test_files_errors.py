@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fluxact.translator.errors import ParameterError
 
 from fluxact.cli import main
 from fluxact.denoising import SignalError, denoise, load_signal
@@ -177,7 +178,7 @@ def test_time_step_underflow_is_no_step(capsys: pytest.CaptureFixture[str]) -> N
 def test_python_denoise_refuses_grid_sizes() -> None:
     f = np.linspace(0.0, 1.0, 8)
     for h in (1e-300, 1e300, float("nan"), True):
-        with pytest.raises(SignalError, match="between 1e-150 and 1e\\+150"):
+        with pytest.raises(ParameterError, match="between 1e-150 and 1e\\+150"):
             denoise(f, "linear", time=1.0, h=h)
     with pytest.raises(ValueError, match="not a positive finite float64"):
         denoise(np.ones((4, 4)), "lam*r", "activation", params={"lam": 1e10}, h=1e-150,

@@ -214,3 +214,28 @@ def test_toml_nesting_bomb(tmp_path: Path, bomb: str, capsys: pytest.CaptureFixt
     assert err.count("\n") == 1 and "nested too deeply" in err and "report" not in err
     with pytest.raises(BuildError, match="nested too deeply"):
         read_spec(path)
+
+
+def test_staging_is_inside_the_output_folder(spec: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The staging folder lives inside DIR, so the renames into DIR never cross file systems
+    (DIR a mount point, or a link to a folder on another file system: EXDEV before)."""
+    import tempfile
+
+    made: list[Path] = []
+    real = tempfile.mkdtemp
+
+    def recording(*args, **kwargs):
+        path = real(*args, **kwargs)
+        made.append(Path(path))
+        return path
+
+    monkeypatch.setattr(tempfile, "mkdtemp", recording)
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    link = tmp_path / "pkg"
+    link.symlink_to(target, target_is_directory=True)
+    assert main(["build", str(spec), "--out", str(link)]) == 0
+    assert made and all(p.parent == link for p in made)
+    assert sorted(p.name for p in target.iterdir()) == ["__init__.py", "charbonnier.py",
+                                                        "perona_malik.py", "soft.py"]
