@@ -269,6 +269,39 @@ _POWERS: dict[str, Lowering] = {
     ),
     "even_root": _call("tl.exp({y}*tl.log(tl.abs({x})))", "torch.pow(torch.abs({x}), {y})",
                        note="x**(p/q), p even, q odd: |x|**(p/q), the real root"),
+    "expm1": Lowering(
+        "call",
+        (
+            "tl.exp({x})",
+            "{s0} - 1.0",
+            # Kahan: (u - 1) x / log u is exact to a few ulps for u = exp(x) near 1
+            "tl.where(tl.abs({x}) >= 0.5, {s1}, tl.where({s0} == 1.0, {x}, {s1}*{x}/tl.log({s0})))",
+        ),
+        ("torch.expm1({x})",),
+        True,
+        note="expm1 x = exp(x) - 1 without cancelling near 0 (the printers write a - a exp(y) as "
+             "-a expm1(y)); Kahan's (u - 1) x / log(u), u = exp(x), for |x| < 1/2. Error: a few "
+             "ulps (fp32 and fp64).",
+    ),
+    "hypot": Lowering(
+        "call",
+        (
+            "tl.abs({x})",
+            "tl.abs({y})",
+            "tl.maximum({s0}, {s1})",
+            "tl.minimum({s0}, {s1})",
+            "tl.where({s2} > 0.0, {s3}/{s2}, 0.0)",
+            # m sqrt(1 + (n/m)^2), m = max: never overflows before the value does; m sqrt 2
+            # where n = m (also inf); NaN stays NaN (tl.maximum may drop it)
+            "tl.where({s0} != {s0}, {s0}, tl.where({s1} != {s1}, {s1}, tl.where({s3} == {s2}, "
+            "1.4142135623730951*{s2}, {s2}*tl.sqrt(1.0 + {s4}*{s4}))))",
+        ),
+        # a number comes second (printers order it so); torch.hypot takes tensors only
+        ("torch.hypot({x}, torch.as_tensor({y}, dtype={x}.dtype))",),
+        True,
+        note="hypot(a, b) = sqrt(a^2 + b^2) without overflow or underflow of the squares "
+             "(the printers write sqrt(u^2 + v^2) and its powers so). Error: about 2 ulps.",
+    ),
     # results that do not depend on the variable {x}: a tensor of its shape holding {y}
     "full": Lowering("call", ("tl.full({x}.shape, {y}, {x}.dtype)",),
                      ("torch.full_like({x}, {y})",), note="a number as a tensor like x"),
@@ -277,5 +310,6 @@ _POWERS: dict[str, Lowering] = {
                           note="a parameter expression as a tensor like x"),
 }
 
-#: The printer's own lowerings of powers and of constant results, keyed by name (no SymPy class).
+#: The printer's own lowerings of powers, of constant results and of the functions its
+#: rewrites for floating point bring in (expm1, hypot: formulas do not name them), keyed by name.
 POWERS = MappingProxyType(_POWERS)

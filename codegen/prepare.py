@@ -150,9 +150,38 @@ def _symbolic_activation(t: Translation) -> sp.Expr:
 
 def _outputs(phi: sp.Expr, r: sp.Symbol, trainable: tuple[str, ...]
              ) -> tuple[tuple[str, sp.Expr], ...]:
-    out = [("phi", phi), ("dphi", derivative(phi, r, r))]
+    out = [("phi", real_form(phi)), ("dphi", derivative(phi, r, r))]
     out += [(f"dphi_{p}", derivative(phi, parameter_symbol(p), r)) for p in trainable]
     return tuple(out)
+
+
+def real_form(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with every root or power of a real base written so that it is real wherever
+    the function is: |b**e| -> |b|**e (simplify turns sqrt(|r|) into |sqrt(r)|, which is the
+    same number for real r but NaN in real arithmetic for r < 0)."""
+    def is_abs_power(e: sp.Basic) -> bool:
+        return (isinstance(e, sp.Abs) and isinstance(e.args[0], sp.Pow)
+                and e.args[0].base.is_extended_real is True
+                and e.args[0].exp.is_extended_real is True)
+
+    return expr.replace(is_abs_power, lambda e: sp.Abs(e.args[0].base) ** e.args[0].exp)
+
+
+def _complex_powers(expr: sp.Expr) -> set[sp.Basic]:
+    """The powers b**e that real arithmetic prints as NaN where b < 0: e not an integer and not
+    a rational of odd denominator (printed as the real root), b not known to be >= 0."""
+    found = set()
+    for node in sp.preorder_traversal(expr):
+        if not isinstance(node, sp.Pow) or node.exp.is_integer:
+            continue
+        e = node.exp
+        if isinstance(e, sp.Float):
+            e = sp.Rational(float(e))
+        if e.is_Rational and e.q % 2 == 1:
+            continue
+        if node.base.is_nonnegative is not True:
+            found.add(node)
+    return found
 
 
 def derivative(expr: sp.Expr, wrt: sp.Symbol, r: sp.Symbol) -> sp.Expr:
@@ -162,11 +191,16 @@ def derivative(expr: sp.Expr, wrt: sp.Symbol, r: sp.Symbol) -> sp.Expr:
     d = d.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
     d = sp.piecewise_fold(d)
     tidy = attempt(lambda: sp.simplify(d), LIMIT_SECONDS)
+    d = real_form(d)
+    if tidy is not None:
+        tidy = real_form(tidy)
+    # simplify must not bring in a root of a possibly negative base that d did not have
     if (tidy is not None and not tidy.has(sp.zoo, sp.nan, sp.oo)
-            and sp.count_ops(tidy) <= sp.count_ops(d)):
+            and sp.count_ops(tidy) <= sp.count_ops(d)
+            and _complex_powers(tidy) <= _complex_powers(d)):
         d = tidy
     # simplify may add point branches of its own (zoo at r = 0 where the formula is 0 - 0)
-    return fill_removable(_drop_point_branches(d, r), r, "the derivative").expr
+    return real_form(fill_removable(_drop_point_branches(d, r), r, "the derivative").expr)
 
 
 def _drop_point_branches(expr: sp.Expr, r: sp.Symbol) -> sp.Expr:

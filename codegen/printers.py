@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
+from sympy.codegen.cfunctions import expm1, hypot
 from sympy.core.function import UndefinedFunction
 from sympy.printing.codeprinter import CodePrinter
 
@@ -170,6 +171,65 @@ def fold_constants(expr: sp.Basic) -> sp.Basic:
     return expr.func(*args)
 
 
+def _with_expm1(add: sp.Add) -> sp.Expr:
+    """a - a exp(y) + ... -> -a expm1(y) + ...: exp(y) - 1 cancels for small y (Weickert's
+    1 - exp(-C/s^4) is 0 in fp64 for s > 8 where the value is 1e-15)."""
+    terms = list(add.args)
+    for k, term in enumerate(terms):
+        factors = sp.Mul.make_args(term)
+        for factor in factors:
+            if not isinstance(factor, sp.exp):
+                continue
+            rest = sp.Mul(*[f for f in factors if f is not factor])
+            if -rest in terms[:k] + terms[k + 1:]:
+                terms.remove(-rest)
+                terms[terms.index(term)] = rest * expm1(factor.args[0])
+                return _with_expm1(sp.Add(*terms)) if len(terms) > 1 else terms[0]
+    return add
+
+
+def _square_roots(add: sp.Add) -> list[sp.Expr] | None:
+    """[u, v, ...] with add = u**2 + v**2 + ..., each u free of roots of the symbols (|r|/lam
+    for r**2/lam**2, lam for lam**2, 1 for 1); None when a term is no such square."""
+    roots = []
+    for term in add.args:
+        if term.is_nonnegative is not True:
+            return None
+        root = sp.sqrt(term)
+        if any(isinstance(p, sp.Pow) and not p.exp.is_integer and p.base.free_symbols
+               for p in sp.preorder_traversal(root)):
+            return None
+        roots.append(root)
+    return roots
+
+
+def _with_hypot(power: sp.Pow) -> sp.Expr:
+    """(u**2 + v**2)**(k/2) -> hypot(u, v)**k, so that the squares do not overflow
+    (Charbonnier r/sqrt(1 + r**2/lam**2) at |r| = 1e20 in fp32 is lam, not 0)."""
+    exponent = power.exp
+    if isinstance(exponent, sp.Float):
+        exponent = sp.Rational(float(exponent))
+    if not (isinstance(power.base, sp.Add) and power.base.free_symbols and exponent.is_Rational
+            and (exponent.q == 2 or (exponent.is_integer and exponent < 0))):
+        return power
+    roots = _square_roots(power.base)
+    if roots is None:
+        return power
+    roots.sort(key=lambda u: u.is_number)  # numbers last: torch.hypot takes a tensor first
+    value = roots[-1]
+    for root in reversed(roots[:-1]):
+        value = hypot(root, value)
+    return sp.Pow(value, 2 * exponent, evaluate=False)
+
+
+def stable_form(expr: sp.Basic) -> sp.Basic:
+    """``expr`` rewritten for floating point, the same function: a - a exp(y) as -a expm1(y),
+    powers of sums of squares through hypot (their quotients divide by hypot step by step in
+    the printer)."""
+    expr = expr.replace(lambda e: isinstance(e, sp.Add), _with_expm1)
+    return expr.replace(lambda e: isinstance(e, sp.Pow), _with_hypot)
+
+
 class _Printer(CodePrinter):
     """The printer both targets share; the subclasses set ``target`` and ``language``.
 
@@ -260,8 +320,15 @@ class _Printer(CodePrinter):
             return "True" if expr else "False"
         if isinstance(expr, sp.Pow):
             return self._print_Pow(expr)
+        if isinstance(expr, sp.Mul) and any(_is_hypot_quotient(f) for f in expr.args):
+            return self._print_hypot_quotient(expr)
+        if isinstance(expr, sp.Mul) and _power_ratio(expr) is not None:
+            return self._print_power_ratio(expr)
         if isinstance(expr, (sp.Add, sp.Mul)):
             return super()._print(expr, **kwargs)
+        if isinstance(expr, (expm1, hypot)):  # from stable_form
+            lowering = POWERS[type(expr).__name__]
+            return self._apply(lowering, dict(zip(("x", "y"), map(self._print, expr.args))))
         if _is_sympy_function(expr):
             return self._print_known(expr, FUNCTIONS[type(expr).__name__])
         return self._print_not_supported(expr)
@@ -275,6 +342,35 @@ class _Printer(CodePrinter):
         if isinstance(item, sp.Number) and item.is_finite and item >= 0:
             return self._print(item)
         return super().parenthesize(item, level, strict)
+
+    def _print_hypot_quotient(self, expr: sp.Mul) -> str:
+        """a / hypot(u, v)**n as ((a/h)/h)...: a/(h*h) overflows where h*h does (r/(1 +
+        r**2) at r = 1e20 in fp32 is 1e-20, not 0)."""
+        rest = [f for f in expr.args if not _is_hypot_quotient(f)]
+        text = self._print(sp.Mul(*rest)) if rest else "1.0"
+        text = text if _is_atomic(text) else f"({text})"
+        for factor in expr.args:
+            if _is_hypot_quotient(factor):
+                h = self._print(factor.base)
+                h = h if _is_name(h) else self.bind(h)
+                for _ in range(-int(factor.exp)):
+                    text = f"({text}/{h})"
+        return text
+
+    def _print_power_ratio(self, expr: sp.Mul) -> str:
+        """u**n / v**n as (u/v)**n: lam**8/r**8 is 0 in fp32 for r > 1e5 where r**8
+        overflows, (lam/r)**8 only where the value underflows."""
+        ratio = _power_ratio(expr)
+        assert ratio is not None
+        up, down = ratio
+        quotient = self._print(up.base / down.base)
+        name = quotient if _is_name(quotient) else self.bind(quotient)
+        power = self._power_of_name(name, int(up.exp))
+        rest = [f for f in expr.args if f is not up and f is not down]
+        if not rest:
+            return power
+        return f"({self.parenthesize(sp.Mul(*rest), sp.printing.precedence.PRECEDENCE['Mul'])}"\
+               f"*{power})"
 
     # -- atoms ---------------------------------------------------------------------------------
 
@@ -490,6 +586,24 @@ def _hint(expr: Any) -> str:
     )
 
 
+def _power_ratio(expr: sp.Mul) -> tuple[sp.Pow, sp.Pow] | None:
+    """Factors u**n and v**-n (n >= 3 an integer) of a product, or None. (n = 2 is left as
+    u*u/(v*v), which overflows in fp32 only for |u| > 1.8e19.)"""
+    powers = [f for f in expr.args if isinstance(f, sp.Pow) and f.exp.is_Integer]
+    for up in powers:
+        if up.exp < 3:
+            continue
+        for down in powers:
+            if down.exp == -up.exp and up.base.free_symbols | down.base.free_symbols:
+                return up, down
+    return None
+
+
+def _is_hypot_quotient(expr: sp.Basic) -> bool:
+    return (isinstance(expr, sp.Pow) and isinstance(expr.base, hypot)
+            and expr.exp.is_integer is True and expr.exp < 0)
+
+
 def _checked_names(names: Mapping[sp.Symbol, str]) -> Iterator[tuple[sp.Basic, str]]:
     """The symbol -> identifier pairs, refusing what the generated code could not bind."""
     seen: dict[str, sp.Basic] = {}
@@ -566,7 +680,7 @@ def lower(
                 f"not a SymPy expression with a value; give an expression (a condition c is "
                 f"Piecewise((1, c), (0, True)))"
             )
-        folded = fold_constants(expr)
+        folded = fold_constants(stable_form(fold_constants(expr)))
         try:  # a first pass on the whole form, so an error names the form's own sub-expression
             printer_class(checked, like=like, prefix=prefix).doprint(folded)
         except CodegenError as exc:

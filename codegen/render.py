@@ -12,6 +12,7 @@ import sympy as sp
 
 from ..translator.parse import parameter_symbol
 from .errors import CodegenError
+from .functions import FUNCTIONS
 from .names import identifiers as parameter_identifiers
 from .names import positional
 from .prepare import REPAIR_SPLIT, ActivationSpec
@@ -91,7 +92,23 @@ def _lowered(spec: ActivationSpec, keys: list[str], target: str,
             (raw if at_neg is None else at_neg, True),
         )
         repaired.append(out)
-    return lower(outputs, extended, target, variable=r), repaired
+    lowered = lower(outputs, extended, target, variable=r)
+    if "phi" in keys and _swallows_nan(spec.output("phi")):
+        # where/min/max/comparisons may map a NaN input to a number (hard shrinkage: NaN ->
+        # 0); Phi of NaN is NaN
+        x = names[r]
+        where = FUNCTIONS["Piecewise"].steps(target)[0]
+        results = tuple((out, where.format(cond=f"{x} != {x}", a=x, b=text) if out == "phi"
+                         else text) for out, text in lowered.results)
+        lowered = Lowered(lowered.lines, results)
+    return lowered, repaired
+
+
+def _swallows_nan(expr: sp.Expr) -> bool:
+    """Whether the printed ``expr`` may give a number for a NaN input: it has a comparison
+    (Piecewise, Heaviside, sign in Triton) or a minimum or maximum (tl.minimum drops NaN)."""
+    return expr.has(sp.Piecewise, sp.Min, sp.Max, sp.sign, sp.Heaviside) or any(
+        isinstance(a, sp.core.relational.Relational) for a in sp.preorder_traversal(expr))
 
 
 def _context(spec: ActivationSpec, version: str) -> dict[str, object]:

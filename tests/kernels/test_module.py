@@ -178,5 +178,6 @@ def test_awkward_names() -> None:
     torch.testing.assert_close(act(x), 2 * torch.tanh(x / 0.5))
     named = fluxact.to_torch("tanh(r)", "activation", name="torch", backend="torch")
     torch.testing.assert_close(named(x.float()), torch.tanh(x.float()))
-    with pytest.raises(fluxact.ActivationError, match="'float' has the name of an nn.Module"):
+    with pytest.raises(fluxact.ActivationError,
+                       match="'float' has the name of an attribute of fluxact.Activation"):
         fluxact.to_torch("float*r", "activation", params={"float": 2.0})

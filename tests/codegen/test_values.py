@@ -1,0 +1,266 @@
+"""Values and gradients of generated code against truths computed without it (issue 14).
+
+Truths: the formula evaluated in mpmath (40 digits) as a real function, Phi' by mpmath.diff, or
+numbers worked out by hand in the comments. The generated code runs through the public API
+(``fluxact.to_torch``), on the torch backend and, under TRITON_INTERPRET=1 (tests/conftest.py),
+on the Triton kernels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import pytest
+import sympy as sp
+from fluxact.codegen.errors import CodegenError
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+import fluxact
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("triton")
+
+BACKENDS = ("torch", pytest.param("triton", marks=pytest.mark.interpreter))
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+PIECEWISE_ROOT = "Piecewise((r, Abs(r) < 1), (sign(r)*sqrt(Abs(r)), True))"
+CLAMPED_POWER = "Min(Max(Abs(r)**1.5, -1), 1)"
+
+
+def _run(act: torch.nn.Module, xs: list[float], dtype: torch.dtype
+         ) -> tuple[list[float], list[float]]:
+    """(Phi(xs), Phi'(xs)) of the generated code, as floats."""
+    x = torch.tensor(xs, dtype=dtype, device=DEVICE, requires_grad=True)
+    y = act(x)
+    (gx,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    return [float(v) for v in y.detach().cpu()], [float(v) for v in gx.cpu()]
+
+
+class Truth:
+    """Phi of a formula (kind activation unless given) as a real function in mpmath."""
+
+    def __init__(self, formula: object, kind: str | None = "activation",
+                 params: dict | None = None):
+        t = fluxact.translate(formula, kind, params=params or {})
+        self.f = sp.lambdify([t.variable], t.activation, modules="mpmath")
+
+    def value(self, x: float) -> float | None:
+        """Phi(x); None where it is not a finite real number."""
+        with mpmath.workdps(40):
+            try:
+                v = self.f(mpmath.mpf(x))
+            except (ValueError, ZeroDivisionError, TypeError):
+                return None
+        if isinstance(v, mpmath.mpc):
+            if abs(v.imag) > 1e-30 * (1 + abs(v.real)):
+                return None
+            v = v.real
+        v = float(v)
+        return v if math.isfinite(v) else None
+
+    def derivative(self, x: float) -> float | None:
+        """Phi'(x) where the one-sided derivatives agree (not at a kink); else None."""
+        with mpmath.workdps(40):
+            try:
+                left = mpmath.diff(self.f, mpmath.mpf(x), direction=-1)
+                right = mpmath.diff(self.f, mpmath.mpf(x), direction=1)
+            except (ValueError, ZeroDivisionError, TypeError):
+                return None
+        if isinstance(left, mpmath.mpc) or isinstance(right, mpmath.mpc):
+            return None
+        left, right = float(left), float(right)
+        if not (math.isfinite(left) and math.isfinite(right)):
+            return None
+        if abs(left - right) > 1e-6 * (1 + abs(left)):
+            return None
+        return (left + right) / 2
+
+
+def _close(got: float, want: float, rtol: float, atol: float = 0.0) -> bool:
+    return abs(got - want) <= atol + rtol * abs(want)
+
+
+# -- 1, 2: derivatives real wherever the function is --------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_piecewise_root_derivative_left_of_minus_one(backend: str, dtype: torch.dtype) -> None:
+    # Phi = sign(r) sqrt|r| for |r| >= 1: Phi' = 1/(2 sqrt|r|), 0.5 at -1, 0.25 at -4
+    act = fluxact.to_torch(PIECEWISE_ROOT, "activation", backend=backend)
+    y, g = _run(act, [-4.0, -1.0, -2.25, 4.0], dtype)
+    assert y == pytest.approx([-2.0, -1.0, -1.5, 2.0], rel=1e-6)
+    assert g == pytest.approx([0.25, 0.5, 1 / 3, 0.25], rel=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_clamped_power_derivative(backend: str) -> None:
+    # Phi = min(|r|**1.5, 1): Phi' = 1.5 sqrt|r| sign(r) inside |r| < 1, 0 outside
+    act = fluxact.to_torch(CLAMPED_POWER, "activation", backend=backend)
+    _, g = _run(act, [-0.5, 0.5, -2.0, -1.5, 3.0], torch.float64)
+    s = 1.5 * math.sqrt(0.5)
+    assert g == pytest.approx([-s, s, 0.0, 0.0, 0.0], rel=1e-9, abs=1e-300)
+
+
+def test_no_root_of_a_negative_base_in_derivatives() -> None:
+    # simplify writes sqrt(|r|) as |sqrt(r)|: the printed code must never hold the latter
+    for formula in (PIECEWISE_ROOT, CLAMPED_POWER, "Abs(r)**2.5", "sign(r)*Abs(r)**(4/3)"):
+        source = fluxact.emit(formula, "activation", target="torch")
+        assert "torch.abs(torch.sqrt(" not in source, formula
+
+
+FORMULAS = [
+    PIECEWISE_ROOT,
+    CLAMPED_POWER,
+    "sign(r)*Abs(r)**1.5",
+    "r*Abs(r)**0.5/(1 + Abs(r))",
+    "Max(Min(r, 1), -1)*sqrt(1 + Abs(r))",
+    "tanh(r)*Abs(r)**(1/3)",
+    "Piecewise((r**3, Abs(r) < 2), (8*sign(r)*sqrt(Abs(r)/2), True))",
+    "r/sqrt(1 + r**2)",
+    "r*exp(-Abs(r)**1.5)",
+    "atan(r)*sqrt(Abs(r))",
+]
+POINTS = [-1e3, -7.5, -2.0, -1.37, -1.0, -0.75, -0.5, -1e-3, 1e-3, 0.5, 0.75, 1.37, 2.0, 7.5, 1e3]
+
+
+def _check_against_truth(formula: str, xs: list[float]) -> bool:
+    """Generated torch forward and backward in float64 equal the mpmath truth at every x where
+    it is a finite real number; never NaN there. False where no code is generated (a formula
+    refused, e.g. one whose Phi' is infinite at 0)."""
+    try:
+        act = fluxact.to_torch(formula, "activation", backend="torch")
+    except (fluxact.FluxactError, CodegenError):
+        return False
+    truth = Truth(formula)
+    y, g = _run(act, xs, torch.float64)
+    bad = []
+    for x, got_y, got_g in zip(xs, y, g):
+        want_y, want_g = truth.value(x), truth.derivative(x)
+        if want_y is not None and not _close(got_y, want_y, 1e-9, 1e-300):
+            bad.append(f"Phi({x!r}) = {got_y!r}, want {want_y!r}")
+        if want_g is not None and not _close(got_g, want_g, 1e-6, 1e-12):
+            bad.append(f"Phi'({x!r}) = {got_g!r}, want {want_g!r}")
+    assert not bad, f"{formula}: " + "; ".join(bad)
+    return True
+
+
+@pytest.mark.parametrize("formula", FORMULAS)
+def test_formulas_against_mpmath(formula: str) -> None:
+    assert _check_against_truth(formula, POINTS)
+
+
+_LEAVES = st.sampled_from(["r", "Abs(r)", "2*r", "r - 1/2"])
+_UNARY = st.sampled_from([
+    "sqrt(Abs({u}))", "Abs({u})**1.5", "sign({u})*sqrt(Abs({u}))", "tanh({u})",
+    "exp(-({u})**2)", "({u})/(1 + ({u})**2)", "Min(Max({u}, -1), 1)", "Abs({u})**(1/3)",
+    "Piecewise(({u}, Abs(r) < 1), (sign({u})*sqrt(Abs({u})), True))", "atan({u})",
+])
+_FORMULA = st.recursive(_LEAVES, lambda inner: st.builds(str.format, _UNARY, u=inner),
+                        max_leaves=3)
+
+
+@given(formula=_FORMULA.map(lambda f: f"r*({f})" if "r" not in f[:3] else f),
+       xs=st.lists(st.floats(-30, 30, allow_nan=False).filter(lambda v: abs(v) > 1e-6),
+                   min_size=4, max_size=8))
+def test_random_formulas_against_mpmath(formula: str, xs: list[float]) -> None:
+    assume(_check_against_truth(formula, xs))
+
+
+# -- 3: NaN stays NaN ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_hard_shrinkage_keeps_nan(backend: str, dtype: torch.dtype) -> None:
+    # Phi = x where |x| <= sqrt2 th, else 0: NaN -> NaN (docs/codegen.md)
+    act = fluxact.to_torch(fluxact.catalogue["hard"], params={"th": 1.0}, backend=backend)
+    x = torch.tensor([math.nan, 0.5, 3.0, -math.nan], dtype=dtype, device=DEVICE)
+    y = act(x).float().cpu()
+    assert math.isnan(y[0]) and math.isnan(y[3])
+    assert y[1:3].tolist() == [0.5, 0.0]
+
+
+@pytest.mark.parametrize("formula", ["Min(Max(r, -1), 1)", "sign(r)", "Heaviside(r)*r",
+                                     "Piecewise((0, r < 0), (r, True))", "Max(r, r/4)"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nan_input_gives_nan(formula: str, backend: str) -> None:
+    act = fluxact.to_torch(formula, "activation", backend=backend)
+    y = act(torch.tensor([math.nan, 2.0], device=DEVICE))
+    assert math.isnan(float(y[0]))
+
+
+# -- 4: overflow of intermediates ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype, rtol", [(torch.float32, 1e-6), (torch.bfloat16, 1e-2)])
+def test_charbonnier_at_huge_inputs(backend: str, dtype: torch.dtype, rtol: float) -> None:
+    # r/sqrt(1 + r^2/lam^2) -> lam sign(r) as |r| -> oo; at 1e20 the difference is 1e-40
+    act = fluxact.to_torch("r/sqrt(1 + r**2/lam**2)", "activation", params={"lam": 2.0},
+                           backend=backend)
+    y, g = _run(act, [1e20, -1e20, 1e30, -3e38], dtype)
+    assert y == pytest.approx([2.0, -2.0, 2.0, -2.0], rel=rtol)
+    # Phi' = lam^3/(lam^2 + r^2)^(3/2): 8e-60 at 1e20, 0 in fp32
+    assert all(v == 0.0 or (math.isfinite(v) and abs(v) < 1e-37) for v in g)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rational_perona_malik_at_huge_inputs(backend: str) -> None:
+    # r/(1 + r^2) = 1/(r + 1/r): 1e-20 at 1e20, 1e-30 at 1e30 (fp32 normal down to 1.2e-38)
+    act = fluxact.to_torch("r/(1 + r**2/lam**2)", "activation", params={"lam": 1.0},
+                           backend=backend)
+    y, _ = _run(act, [1e20, -1e20, 1e30, 1e-20], torch.float32)
+    want = [1e-20, -1e-20, 1e-30, 1e-20]
+    assert all(_close(a, b, 1e-6) for a, b in zip(y, want)), y
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weickert_far_from_zero(backend: str) -> None:
+    # 1 - exp(-C/y^4) cancels for large y: use the truth from mpmath at 40 digits
+    entry = fluxact.catalogue["weickert"]
+    act = fluxact.to_torch(entry, params={"lam": 1.0}, backend=backend)
+    truth = Truth(entry, None, {"lam": 1.0})
+    xs = [3.0, 10.0, 100.0, -100.0, 1e4]
+    y, g = _run(act, xs, torch.float64)
+    want_y = [truth.value(x) for x in xs]
+    want_g = [truth.derivative(x) for x in xs]
+    assert all(_close(a, b, 1e-9) for a, b in zip(y, want_y)), (y, want_y)
+    assert all(_close(a, b, 1e-6) for a, b in zip(g, want_g)), (g, want_g)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["charbonnier", "perona-malik", "weickert", "hard"])
+def test_no_wrong_finite_value_at_any_scale(name: str, backend: str) -> None:
+    """At +-10^k in fp32 the result is the truth or not finite: never a wrong finite number.
+    rtol 1e-2: Weickert's Phi at 1e5 (2.7e-34) is computed through exp(y) - 1 with y = -2.6e-39,
+    an fp32 subnormal, which keeps 3 digits; atol: fp32's smallest normal number."""
+    entry = fluxact.catalogue[name]
+    params = {p: 1.3 for p in ("lam",) if p in entry.formula} | (
+        {"th": 0.7} if "th" in entry.formula else {})
+    act = fluxact.to_torch(entry, params=params, backend=backend)
+    truth = Truth(entry, None, params)
+    xs = [s * 10.0 ** k for k in range(-30, 31, 5) for s in (1, -1)]
+    y, _ = _run(act, xs, torch.float32)
+    bad = []
+    for x, got in zip(xs, y):
+        x32 = float(torch.tensor(x, dtype=torch.float32))
+        want = truth.value(x32)
+        if math.isfinite(got) and not _close(got, want, 1e-2, 1.2e-38):
+            bad.append(f"Phi({x32!r}) = {got!r}, want {want!r}")
+    assert not bad, "; ".join(bad)
+
+
+# -- 5: bf16 subnormals --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bf16_subnormals_are_kept(backend: str) -> None:
+    # 9e-41 is a bf16 subnormal (bf16 has fp32's exponent range): sign is 1, r*1 is itself
+    x = torch.tensor([9e-41, -9e-41, 1e-39], dtype=torch.bfloat16, device=DEVICE)
+    sign = fluxact.to_torch("sign(r)", "activation", backend=backend)
+    assert sign(x).float().cpu().tolist() == [1.0, -1.0, 1.0]
+    ident = fluxact.to_torch("r*(1 + 0*r)", "activation", backend=backend)
+    assert torch.equal(ident(x).cpu(), x.cpu())
