@@ -320,7 +320,7 @@ class _Printer(CodePrinter):
             return "True" if expr else "False"
         if isinstance(expr, sp.Pow):
             return self._print_Pow(expr)
-        if isinstance(expr, sp.Mul) and any(_is_hypot_quotient(f) for f in expr.args):
+        if isinstance(expr, sp.Mul) and self._chains_hypot(expr):
             return self._print_hypot_quotient(expr)
         if isinstance(expr, sp.Mul) and _power_ratio(expr) is not None:
             return self._print_power_ratio(expr)
@@ -343,14 +343,34 @@ class _Printer(CodePrinter):
             return self._print(item)
         return super().parenthesize(item, level, strict)
 
+    def _chains_hypot(self, expr: sp.Mul) -> bool:
+        """Whether a / hypot(u, v)**n prints as a quotient chain: it has such a factor (also
+        as a common subexpression bound to a name), and a is a sum of terms of degree at most
+        1 (a = 1 - 3 r**2 overflows itself: then a * h**-n gives inf * 0 = NaN, which the
+        repair of NaN from finite inputs turns into the limit, instead of -inf/h/h)."""
+        hyp = [f for f in expr.args if _is_hypot_quotient(f, self.definitions)]
+        if not hyp:
+            return False
+        rest = sp.Mul(*[f for f in expr.args if f not in hyp])
+        for term in sp.Add.make_args(rest.xreplace(self.definitions)):
+            symbols = sorted(term.free_symbols, key=str)
+            if not symbols:
+                continue
+            try:
+                if sp.Poly(term, *symbols).total_degree() > 1:
+                    return False
+            except sp.PolynomialError:
+                return False
+        return True
+
     def _print_hypot_quotient(self, expr: sp.Mul) -> str:
         """a / hypot(u, v)**n as ((a/h)/h)...: a/(h*h) overflows where h*h does (r/(1 +
         r**2) at r = 1e20 in fp32 is 1e-20, not 0)."""
-        rest = [f for f in expr.args if not _is_hypot_quotient(f)]
+        rest = [f for f in expr.args if not _is_hypot_quotient(f, self.definitions)]
         text = self._print(sp.Mul(*rest)) if rest else "1.0"
         text = text if _is_atomic(text) else f"({text})"
         for factor in expr.args:
-            if _is_hypot_quotient(factor):
+            if _is_hypot_quotient(factor, self.definitions):
                 h = self._print(factor.base)
                 h = h if _is_name(h) else self.bind(h)
                 for _ in range(-int(factor.exp)):
@@ -599,9 +619,37 @@ def _power_ratio(expr: sp.Mul) -> tuple[sp.Pow, sp.Pow] | None:
     return None
 
 
-def _is_hypot_quotient(expr: sp.Basic) -> bool:
-    return (isinstance(expr, sp.Pow) and isinstance(expr.base, hypot)
-            and expr.exp.is_integer is True and expr.exp < 0)
+def _inline_hypot_powers(replacements: list[tuple[sp.Symbol, sp.Basic]],
+                         reduced: list[sp.Basic]
+                         ) -> tuple[list[tuple[sp.Symbol, sp.Basic]], list[sp.Basic]]:
+    """Put hypot(u, v)**-n back where common subexpression elimination bound it to a name:
+    t = 1/h**3 overflows to 0 where the product it multiplies (lam**3 t) does not; inline, the
+    printer divides step by step or as (lam/h)**3."""
+    inline: dict[sp.Symbol, sp.Basic] = {}
+    kept = []
+    for symbol, expr in replacements:
+        expr = expr.xreplace(inline)
+        if isinstance(expr, sp.Pow) and expr.exp.is_integer is True and expr.exp < 0 and (
+                isinstance(expr.base, hypot) or isinstance(expr.base, sp.Symbol)):
+            base = expr.base
+            if isinstance(base, hypot) or any(base == s and isinstance(e, hypot)
+                                              for s, e in kept):
+                inline[symbol] = expr
+                continue
+        kept.append((symbol, expr))
+    return kept, [e.xreplace(inline) for e in reduced]
+
+
+def _is_hypot_quotient(expr: sp.Basic, definitions: Mapping[sp.Symbol, sp.Basic] | None = None
+                       ) -> bool:
+    """hypot(u, v)**-n, n a positive integer; the base may be a name that common subexpression
+    elimination bound to a hypot (``definitions``)."""
+    if not (isinstance(expr, sp.Pow) and expr.exp.is_integer is True and expr.exp < 0):
+        return False
+    base = expr.base
+    if isinstance(base, sp.Symbol) and definitions:
+        base = definitions.get(base, base)
+    return isinstance(base, hypot)
 
 
 def _checked_names(names: Mapping[sp.Symbol, str]) -> Iterator[tuple[sp.Basic, str]]:
@@ -688,6 +736,7 @@ def lower(
         forms[out] = folded
 
     replacements, reduced = sp.cse(list(forms.values()), symbols=_cse_symbols())
+    replacements, reduced = _inline_hypot_powers(replacements, reduced)
     tensors: set[sp.Basic] = {variable} if variable is not None else set()
     printer = printer_class(checked, like=like, tensors=tensors, prefix=prefix)
     for symbol, expr in replacements:

@@ -264,3 +264,23 @@ def test_bf16_subnormals_are_kept(backend: str) -> None:
     assert sign(x).float().cpu().tolist() == [1.0, -1.0, 1.0]
     ident = fluxact.to_torch("r*(1 + 0*r)", "activation", backend=backend)
     assert torch.equal(ident(x).cpu(), x.cpu())
+
+
+def test_hypot_quotients_keep_gradients_at_huge_inputs() -> None:
+    """A numerator that overflows itself (1 - 3 r^2) is not chained through hypot (-inf/h/h
+    was the result; inf * 0 = NaN goes to the repair's limit, 0); a hypot power that common
+    subexpression elimination bound to a name is inlined again (1/h^3 was 0 at lam = 1e12,
+    r = 1e13 in fp32 with lam trainable, so Phi' was 0 instead of 9.85e-4)."""
+    def grads(formula, x, **kw):
+        act = fluxact.to_torch(formula, "activation", backend="torch", **kw).float()
+        t = torch.tensor([x], dtype=torch.float32, requires_grad=True)
+        act(t).sum().backward()
+        return float(t.grad), [float(p.grad) for p in act.parameters()]
+
+    assert grads("r/(1 + r**2)**2", 1e20)[0] == 0.0  # truth -3e-80
+    assert grads("r*(1 + r**2)**(-3/2)", -1e30)[0] == 0.0
+    lam, x = 1e12, 1e13
+    gx, (glam,) = grads("r/sqrt(1 + r**2/lam**2)", x, params={"lam": lam}, trainable=("lam",))
+    truth_x = lam**3 / (lam**2 + x**2) ** 1.5  # d/dr of r lam / sqrt(lam^2 + r^2)
+    truth_lam = x**3 / (lam**2 + x**2) ** 1.5
+    assert gx == pytest.approx(truth_x, rel=1e-5) and glam == pytest.approx(truth_lam, rel=1e-5)
