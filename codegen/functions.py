@@ -287,7 +287,8 @@ _POWERS: dict[str, Lowering] = {
         "call",
         (
             "tl.abs({x})",
-            "tl.abs({y})",
+            # a number y takes x's dtype here (tl.abs of a bare float rounds it to fp32)
+            "tl.abs({y} + tl.zeros_like({x}))",
             "tl.maximum({s0}, {s1})",
             "tl.minimum({s0}, {s1})",
             "tl.where({s2} > 0.0, {s3}/{s2}, 0.0)",

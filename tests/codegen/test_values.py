@@ -284,3 +284,14 @@ def test_hypot_quotients_keep_gradients_at_huge_inputs() -> None:
     truth_x = lam**3 / (lam**2 + x**2) ** 1.5  # d/dr of r lam / sqrt(lam^2 + r^2)
     truth_lam = x**3 / (lam**2 + x**2) ** 1.5
     assert gx == pytest.approx(truth_x, rel=1e-5) and glam == pytest.approx(truth_lam, rel=1e-5)
+
+
+def test_triton_hypot_keeps_fp64_constants() -> None:
+    """A number inside hypot takes the input's dtype: tl.abs(0.1) alone is an fp32 scalar
+    (r/sqrt(r^2 + 1/10) in fp64 was 6.7e-9 off at r = 1e-3)."""
+    formula = "r/sqrt(r**2 + 1/10)"
+    x = torch.tensor([1e-3, 5.0], dtype=torch.float64)
+    truth = [float(mpmath.mpf(v) / mpmath.sqrt(mpmath.mpf(v) ** 2 + mpmath.mpf(1) / 10))
+             for v in x.tolist()]
+    act = fluxact.to_torch(formula, "activation", backend="triton").double()
+    assert act(x).tolist() == pytest.approx(truth, rel=1e-15)
