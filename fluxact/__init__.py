@@ -11,10 +11,9 @@ must not import SymPy.
 
 from __future__ import annotations
 
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path as _Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 # Run from a source checkout (PYTHONPATH=<repo>, as on the GPU machines): the top-level folders
 # translator/, codegen/ and templates/ are the subpackages fluxact.translator, fluxact.codegen
@@ -22,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 _root = _Path(__file__).resolve().parent.parent
 if (_root / "pyproject.toml").is_file() and (_root / "translator" / "__init__.py").is_file():
     __path__.append(str(_root))  # noqa: F821 (the package's own __path__)
+
+from .translator.lazy import lazy_exports  # noqa: E402 (after the path: a source checkout)
 
 #: public name -> the module that defines it
 _EXPORTS = {
@@ -88,17 +89,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ load
     from .translator.coupled import coupled as coupled
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(import_module(_EXPORTS[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'fluxact' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
-
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 try:
     __version__ = version("fluxact")

@@ -356,15 +356,20 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
         return explicit_step(self.tau_max, tau_given=self.tau_given, unsafe=self.unsafe,
                              safety=self.safety, stability=self.stability)
 
+    def _clamps(self) -> bool:
+        """Whether a step is clamped to its stencil's range (docs/blocks.md, the guarantees
+        in floating point): under the linf bound, not with unsafe=True."""
+        return self.stability == "linf" and not self.unsafe
+
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if self.fused or (self.fused is None and self.fusable and u.is_cuda):
             self.K.check(u)  # the same inputs as the unfused path
             return runtime.coupled_step2d(self.g.ops, u, self.g.parameter_vector().to(u.device),
                                           self.time_step(), 1 / self.K.h, self.phi.couple_images,
-                                          self.stability == "linf" and not self.unsafe)
+                                          self._clamps())
         tau = self.time_step().to(device=u.device, dtype=u.dtype)
         out = u - tau * self.K.adjoint(self.phi(self.K(u)))
-        if self.stability == "linf" and not self.unsafe:
+        if self._clamps():
             # exact arithmetic keeps out in this range; rounding may not (stencil_range)
             lo, hi = stencil_range(u, 2, False, box=self.K.operator == "www")
             out = clamp_finite(out, lo, hi)

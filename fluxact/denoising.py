@@ -39,8 +39,7 @@ import torch
 from .blocks import DiffusionBlock, FSIBlock, ImplicitBlock, activation_of
 from .operators import BOUNDARIES, Operator
 from .runtime import Activation, StabilityError
-from .translator.verify import GRID_RANGE as H_RANGE
-from .translator.verify import check_grid_size
+from .translator.verify import GRID_RANGE, check_grid_size
 
 SCHEMES = ("explicit", "fsi", "implicit")
 #: default longest FSI cycle: one long cycle approximates linear diffusion poorly (relative
@@ -85,6 +84,11 @@ class SignalError(StabilityError):
 SIGNAL_KINDS = "biuf"
 #: the largest .npy header read (numpy's own limit); a 1D or 2D numeric array needs < 128 bytes
 MAX_HEADER = 10_000
+def _brief(exc: BaseException) -> str:
+    """An exception's message on one line, at most 100 characters (for one-line errors)."""
+    return " ".join(str(exc).split())[:100]
+
+
 def _dtype_problem(dtype: np.dtype, shown: object = None) -> str | None:
     """Why values of ``dtype`` (``shown`` as this, e.g. a torch dtype) are no signal, or None:
     the one check of the dtype."""
@@ -112,7 +116,7 @@ def as_signal(signal: Any) -> np.ndarray:
         a = np.asarray(signal)  # no dtype: strings, complex and objects keep theirs, refused
     except (TypeError, ValueError) as exc:  # e.g. ragged nested lists
         raise SignalError(f"the signal must be a numeric array, got {type(signal).__name__} "
-                          f"({' '.join(str(exc).split())[:100]})") from None
+                          f"({_brief(exc)})") from None
     problem = _dtype_problem(a.dtype) or _shape_problem(a.shape)
     if problem:
         what = "" if isinstance(signal, np.ndarray) else f" (a {type(signal).__name__})"
@@ -133,7 +137,7 @@ def _tensor_values(t: torch.Tensor) -> np.ndarray:
         return t.numpy()
     except (TypeError, RuntimeError, NotImplementedError) as exc:
         raise SignalError(f"the signal is a {t.dtype} tensor ({t.layout}, on {t.device}) that "
-                          f"cannot be read as an array: {' '.join(str(exc).split())[:100]}; "
+                          f"cannot be read as an array: {_brief(exc)}; "
                           "pass a dense real tensor") from None
 
 
@@ -170,7 +174,7 @@ def load_signal(path: str | os.PathLike[str]) -> np.ndarray:
                            else np.lib.format.read_array_header_2_0)
             shape, _, dtype = read_header(f, max_header_size=MAX_HEADER)
         except ValueError as exc:
-            raise SignalError(f"{bad}: unreadable header ({' '.join(str(exc).split())[:100]})"
+            raise SignalError(f"{bad}: unreadable header ({_brief(exc)})"
                               ) from None
         problem = _dtype_problem(dtype) or _shape_problem(shape)
         if problem:
@@ -183,7 +187,7 @@ def load_signal(path: str | os.PathLike[str]) -> np.ndarray:
         try:
             return np.lib.format.read_array(f, allow_pickle=False, max_header_size=MAX_HEADER)
         except ValueError as exc:
-            raise SignalError(f"{bad}: {' '.join(str(exc).split())[:100]}") from None
+            raise SignalError(f"{bad}: {_brief(exc)}") from None
 
 
 def _activation(nonlinearity: Any, kind: str | None, params: Mapping[str, object] | None,
@@ -293,13 +297,13 @@ def denoise(signal: Any, nonlinearity: Any, kind: str | None = None, *, time: fl
 
 def _step(block: torch.nn.Module, h: float) -> float:
     """The block's time step, refused unless a positive finite float64 (g ||K||^2 can overflow
-    or underflow at an extreme h even within H_RANGE)."""
+    or underflow at an extreme h even within GRID_RANGE)."""
     step = float(block.time_step())
     if not 0 < step < math.inf:
         raise StabilityError(
             f"the time step at grid size h = {h:g} is {step:g}, not a positive finite float64 "
             f"(g_max ||K||^2 with ||K||^2 ~ 1/h^2 is out of range); choose h nearer 1 within "
-            f"{H_RANGE[0]:g} to {H_RANGE[1]:g}, or rescale the grid")
+            f"{GRID_RANGE[0]:g} to {GRID_RANGE[1]:g}, or rescale the grid")
     return step
 
 
