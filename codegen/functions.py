@@ -293,9 +293,12 @@ _POWERS: dict[str, Lowering] = {
             "tl.minimum({s0}, {s1})",
             "tl.where({s2} > 0.0, {s3}/{s2}, 0.0)",
             # m sqrt(1 + (n/m)^2), m = max: never overflows before the value does; m sqrt 2
-            # where n = m (also inf); NaN stays NaN (tl.maximum may drop it)
+            # where n = m; as IEEE 754 hypot, inf where either is infinite (even if the other
+            # is NaN: a > 0 with a/2 == a is inf), else NaN stays NaN (tl.maximum may drop it)
+            "tl.where(({s0} > 0.0) & (0.5*{s0} == {s0}), {s0}, "
+            "tl.where(({s1} > 0.0) & (0.5*{s1} == {s1}), {s1}, "
             "tl.where({s0} != {s0}, {s0}, tl.where({s1} != {s1}, {s1}, tl.where({s3} == {s2}, "
-            "1.4142135623730951*{s2}, {s2}*tl.sqrt(1.0 + {s4}*{s4}))))",
+            "1.4142135623730951*{s2}, {s2}*tl.sqrt(1.0 + {s4}*{s4}))))))",
         ),
         # a number comes second (printers order it so); torch.hypot takes tensors only
         ("torch.hypot({x}, torch.as_tensor({y}, dtype={x}.dtype))",),

@@ -184,6 +184,13 @@ def _complex_powers(expr: sp.Expr) -> set[sp.Basic]:
     return found
 
 
+def _exp_arguments(expr: sp.Expr) -> set[sp.Expr]:
+    """The arguments of every exponential in ``expr`` (exp(a) and E**a)."""
+    return {node.exp if isinstance(node, sp.Pow) else node.args[0]
+            for node in sp.preorder_traversal(expr)
+            if isinstance(node, sp.exp) or (isinstance(node, sp.Pow) and node.base is sp.E)}
+
+
 def derivative(expr: sp.Expr, wrt: sp.Symbol, r: sp.Symbol) -> sp.Expr:
     """d expr / d wrt for code: point branches dropped, DiracDelta = 0, 0/0 at r = 0 filled."""
     smooth = _drop_point_branches(expr, r)
@@ -194,10 +201,13 @@ def derivative(expr: sp.Expr, wrt: sp.Symbol, r: sp.Symbol) -> sp.Expr:
     d = real_form(d)
     if tidy is not None:
         tidy = real_form(tidy)
-    # simplify must not bring in a root of a possibly negative base that d did not have
+    # simplify must not bring in a root of a possibly negative base that d did not have, nor
+    # an exponential of a new argument: it writes (1 - e^-s) e^-s as (e^s - 1) e^(-2s), whose
+    # e^s overflows where the value is small (inf * 0 = NaN)
     if (tidy is not None and not tidy.has(sp.zoo, sp.nan, sp.oo)
             and sp.count_ops(tidy) <= sp.count_ops(d)
-            and _complex_powers(tidy) <= _complex_powers(d)):
+            and _complex_powers(tidy) <= _complex_powers(d)
+            and _exp_arguments(tidy) <= _exp_arguments(d)):
         d = tidy
     # simplify may add point branches of its own (zoo at r = 0 where the formula is 0 - 0)
     return real_form(fill_removable(_drop_point_branches(d, r), r, "the derivative").expr)

@@ -255,7 +255,8 @@ class Ops:
 
     def _torch_forward(self, x: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         compute = _compute_dtype(x.dtype)
-        return self.torch_forward(x.to(compute), *p.to(compute).unbind()).to(x.dtype)
+        pc = in_compute_dtype(p, compute, x.device, self.params)
+        return self.torch_forward(x.to(compute), *pc.unbind()).to(x.dtype)
 
     def _torch_backward(self, x: torch.Tensor, gy: torch.Tensor, p: torch.Tensor
                         ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -292,6 +293,28 @@ class Ops:
         if self._coupled_ops is None:
             self._coupled_ops = _register_coupled_ops(self)
         return self._coupled_ops
+
+
+def in_compute_dtype(values: torch.Tensor, compute: torch.dtype, device: torch.device,
+                     names: Sequence[str]) -> torch.Tensor:
+    """``values`` (parameters, a time step) converted to the dtype the code computes in,
+    refusing a finite value that the conversion makes infinite or 0 (lam = 1e39 is inf in
+    float32, and r/(1 + lam r^2) would then be 0 with a NaN gradient): one comparison on the
+    CPU, a device assertion on CUDA and inside torch.compile (no synchronisation)."""
+    out = values.to(device=device, dtype=compute)
+    if values.dtype == compute or values.numel() == 0:
+        return out
+    given, got = values.detach(), out.detach().to(values.device)
+    lost = torch.isfinite(given) & (~torch.isfinite(got) | ((got == 0) & (given != 0)))
+    if torch.compiler.is_compiling() or lost.is_cuda:
+        torch._assert_async(~lost.any(), f"a parameter is outside the range of {compute}")
+    elif bool(lost.any()):
+        k = int(lost.nonzero()[0, 0])
+        raise ActivationError(
+            f"{names[k]} = {float(given[k]):g} is outside the range of {compute}, the dtype "
+            f"this input is computed in; pass a {torch.float64} input (x.double()) or rescale "
+            "the formula")
+    return out
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -642,7 +665,8 @@ def coupled_activation(ops: Ops, s: torch.Tensor, p: torch.Tensor, kind: str) ->
         raise ActivationError("the coupled kernels run Triton: they need a CUDA tensor (or "
                               "TRITON_INTERPRET=1 on the CPU); use backend='torch'")
     compute = torch.float64 if s.dtype == torch.float64 else torch.float32
-    return ops.coupled_ops()[kind](s.contiguous(), p.to(device=s.device, dtype=compute))
+    return ops.coupled_ops()[kind](s.contiguous(), in_compute_dtype(p, compute, s.device,
+                                                                    ops.params))
 
 
 def coupled_step2d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
@@ -652,7 +676,7 @@ def coupled_step2d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor
     channels (``couple_images``) or per channel; gradients for u, the parameters and tau.
     ``clamp``: keep each finite value in its stencil's range (the max-min principle, exact in
     floating point; blocks pass it under the linf bound)."""
-    pc, st = _step_arguments(u, p, tau, inv_h)
+    pc, st = _step_arguments(ops, u, p, tau, inv_h)
     b, m, hh, ww = u.shape
     flat = u.contiguous().reshape((b, m, hh, ww) if couple_images else (b * m, 1, hh, ww))
     return ops.coupled_ops()["c2d"](flat, pc, st, bool(clamp)).reshape(u.shape)
@@ -666,7 +690,7 @@ def row_block(n: int, most: int = BLOCK_SIZE) -> int:
     return max(16, min(most, triton.next_power_of_2(n)))
 
 
-def _step_arguments(u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
+def _step_arguments(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
                     inv_h: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     _compute_dtype(u.dtype)
     if not (u.is_cuda or interpreting()):
@@ -675,9 +699,10 @@ def _step_arguments(u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
     compute = torch.float64 if u.dtype == torch.float64 else torch.float32
     # float64: a Python float is not rounded through float32 on its way to an fp64 kernel
     h1 = inv_h if isinstance(inv_h, torch.Tensor) else torch.tensor(inv_h, dtype=torch.float64)
-    s = torch.stack([tau.reshape(()).to(device=u.device, dtype=compute),
-                     h1.detach().reshape(()).to(device=u.device, dtype=compute)])
-    return p.to(device=u.device, dtype=compute), s
+    s = torch.stack([tau.reshape(()).to(torch.float64),
+                     h1.detach().reshape(()).to(device=tau.device, dtype=torch.float64)])
+    return (in_compute_dtype(p, compute, u.device, ops.params),
+            in_compute_dtype(s, compute, u.device, ("the time step tau", "1/h")))
 
 
 def step(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
@@ -688,7 +713,7 @@ def step(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
     gradients for u, the parameters and tau. ``clamp``: keep each finite value in its
     stencil's range (the max-min principle, exact in floating point; the gradient is the
     step's)."""
-    pc, s = _step_arguments(u, p, tau, inv_h)
+    pc, s = _step_arguments(ops, u, p, tau, inv_h)
     flat = u.contiguous().reshape(-1, *u.shape[u.dim() - dims:])
     out = ops.step_ops()[f"{dims}d"](flat, pc, s, bool(periodic), bool(clamp))
     return out.reshape(u.shape)
@@ -698,7 +723,7 @@ def step_kernel(ops: Ops, u: torch.Tensor, k: torch.Tensor, p: torch.Tensor,
                 tau: torch.Tensor, periodic: bool) -> torch.Tensor:
     """One fused explicit step u - tau K^T Phi(K u) with a learned kernel per channel: u of
     shape (batch, C, n), k of shape (C, W); gradients for u, k, the parameters and tau."""
-    pc, s = _step_arguments(u, p, tau, 1.0)
+    pc, s = _step_arguments(ops, u, p, tau, 1.0)
     compute = pc.dtype
     flat = u.contiguous().reshape(-1, u.shape[-1])
     out = ops.step_ops()["k1d"](flat, k.to(device=u.device, dtype=compute).contiguous(), pc, s,
@@ -715,7 +740,7 @@ def step_mixing(ops: Ops, u: torch.Tensor, k: torch.Tensor, p: torch.Tensor,
     if "c" not in ops_made:
         raise ActivationError(f"activation {ops.name} was generated without the channel-mixing "
                               "step (by an older fluxact); regenerate it, or use fused=False")
-    pc, s = _step_arguments(u, p, tau, 1.0)
+    pc, s = _step_arguments(ops, u, p, tau, 1.0)
     u4 = u.contiguous() if u.dim() == 4 else u.contiguous().unsqueeze(2)
     k4 = (k if k.dim() == 4 else k.unsqueeze(2)).to(device=u.device, dtype=pc.dtype).contiguous()
     return ops_made["c"](u4, k4, pc, s, bool(periodic)).reshape(u.shape)
@@ -740,7 +765,7 @@ def steps1d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
         raise ActivationError(f"signals longer than {MAX_TEMPORAL} samples are run step by step")
     import triton
 
-    pc, s = _step_arguments(u, p.detach(), tau.detach(), inv_h)
+    pc, s = _step_arguments(ops, u, p.detach(), tau.detach(), inv_h)
     flat = u.detach().contiguous().reshape(-1, n)
     out = torch.empty_like(flat)
     block = triton.next_power_of_2(n)
@@ -815,7 +840,8 @@ def apply(ops: Ops, x: torch.Tensor, p: torch.Tensor, backend: str = "auto") -> 
     # the kernels index a flat buffer: a non-contiguous input is copied once, explicitly
     xc = x.contiguous()
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
-    pc = p.to(device=x.device, dtype=compute)  # never a Python float: fp64 scalars halve speed
+    # never a Python float: fp64 scalars halve speed
+    pc = in_compute_dtype(p, compute, x.device, ops.params)
     return forward(xc, pc).view(x.shape)
 
 

@@ -11,6 +11,7 @@ import pytest
 import fluxact
 from fluxact import blocks as blocks_module
 from fluxact import runtime
+from fluxact.activation import diffusivity_to_torch
 from fluxact.blocks import DiffusionBlock, SymmetricResNet
 from fluxact.operators import Operator
 from fluxact.runtime import StabilityError
@@ -266,3 +267,34 @@ def test_fused_steps_keep_the_max_min_principle_exactly(dtype: str) -> None:
     f = signals((5, 5))
     fused = CoupledDiffusionBlock2D(g, stability="linf", couple_images=False, fused=True)
     assert inside(fused(f), f)
+
+
+def test_fused_kernels_keep_bf16_subnormals() -> None:
+    """A constant signal is a fixed point of every explicit step (K u = 0, Phi(0) = 0): in
+    bf16 a subnormal constant (9e-41) must come back unchanged from the fused 1D, 2D,
+    temporally blocked, learned-kernel, channel-mixing and coupled kernels, and the coupled
+    activation g(s^2) s with g(0) = 1 returns a subnormal s itself (converting bf16 with
+    .to flushes subnormals to 0 under the interpreter)."""
+    act = triton_activation("perona-malik", 1.0)
+    ops, p = act.ops, act.parameter_vector().to(DEVICE)
+    g = diffusivity_to_torch(fluxact.lookup("perona-malik"), params={"lam": 1.0},
+                             backend="triton")
+    pg = g.parameter_vector().to(DEVICE)
+    tau = torch.tensor(0.2, dtype=torch.float64, device=DEVICE)
+    tiny = 9e-41
+    u1 = torch.full((2, 3, 17), tiny, dtype=torch.bfloat16, device=DEVICE)
+    u2 = torch.full((2, 3, 5, 7), tiny, dtype=torch.bfloat16, device=DEVICE)
+    assert float(u1[0, 0, 0]) != 0.0
+    outs = [
+        runtime.step(ops, u1, p, tau, 1.0, False, 1),
+        runtime.step(ops, u2, p, tau, 1.0, True, 2),
+        runtime.steps1d(ops, u1, p, tau, 1.0, False, 3),
+        runtime.step_kernel(ops, u1, torch.tensor([[-1.0, 1.0]] * 3, device=DEVICE), p, tau,
+                            False),
+        runtime.step_mixing(ops, u2, torch.randn(3, 3, 2, 2, device=DEVICE) * 0.1, p, tau,
+                            False),
+        runtime.coupled_step2d(g.ops, u2, pg, tau, 1.0, True),
+        runtime.coupled_activation(g.ops, u1, pg, "iso"),
+    ]
+    for k, out in enumerate(outs):
+        assert torch.equal(out.cpu(), u1.cpu() if out.dim() == 3 else u2.cpu()), k

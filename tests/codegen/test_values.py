@@ -295,3 +295,61 @@ def test_triton_hypot_keeps_fp64_constants() -> None:
              for v in x.tolist()]
     act = fluxact.to_torch(formula, "activation", backend="triton").double()
     assert act(x).tolist() == pytest.approx(truth, rel=1e-15)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_simplify_brings_in_no_growing_exponential(backend: str) -> None:
+    """simplify writes Phi' of r (2 - 2 e^(-r^2))/(1 + r^2) with e^(r^2) e^(-r^2): inf * 0 in
+    fp32 at r = 10 (the repair then gave 0). A simplified derivative is kept only if it has no
+    exponential of an argument the plain one lacks."""
+    formula = "r*(2 - 2*exp(-r**2))/(1 + r**2)"
+    act = fluxact.to_torch(formula, "activation", backend=backend)
+    truth = Truth(formula)
+    xs = [10.0, -10.0, 30.0, 1e3, 0.5]
+    _, g = _run(act, xs, torch.float32)
+    want = [truth.derivative(x) for x in xs]
+    assert all(_close(a, b, 1e-5, 1e-30) for a, b in zip(g, want)), (g, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("lam", [1e39, -1e39, 1e-50])
+def test_parameter_outside_the_compute_dtype_is_refused(backend: str, lam: float) -> None:
+    """lam = 1e39 is inf in float32: r/(1 + lam r^2) would be 0 with a NaN gradient. The
+    parameter is checked in the dtype the input is computed in (float64 computes it)."""
+    act = fluxact.to_torch("r/(1 + lam*r**2)", "activation", params={"lam": 1.0},
+                           backend=backend)
+    with torch.no_grad():
+        act.lam.fill_(lam)
+    x = torch.tensor([1.0, 2.0], device=DEVICE)
+    with pytest.raises(fluxact.FluxactError, match="outside the range of torch.float32"):
+        act(x)
+    with pytest.raises(fluxact.FluxactError, match="outside the range of torch.float32"):
+        act(x.to(torch.bfloat16))
+    y = act(x.double())
+    assert y.tolist() == pytest.approx([1 / (1 + lam), 2 / (1 + 4 * lam)], rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_quotient_of_squares_at_tiny_and_huge_scales(backend: str) -> None:
+    """r^2/lam^2 prints as (r/lam)^2: with lam = r = 1e-25 in fp32, r*r/(lam*lam) was 0/0 (the
+    NaN repair then put in Phi(0) = 0), and inf/inf with lam = r = 1e25."""
+    formula = "r*exp(-r**2/lam**2)"
+    for lam in (1e-25, 1e25):
+        act = fluxact.to_torch(formula, "activation", params={"lam": lam}, backend=backend)
+        truth = Truth(formula, params={"lam": lam})
+        xs = [float(torch.tensor(x, dtype=torch.float32)) for x in (lam, -lam, 0.5 * lam)]
+        y, _ = _run(act, xs, torch.float32)
+        want = [truth.value(x) for x in xs]
+        assert all(_close(a, b, 1e-5) for a, b in zip(y, want)), (lam, y, want)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14, open: the NaN repair takes the limit at 0 "
+                   "wherever |r| < 1 gives NaN, not only where that is proven right")
+def test_derivative_at_a_tiny_scale() -> None:
+    """Phi' = (lam^2 - 2 r^2) exp(-r^2/lam^2)/lam^2 prints with 1/lam^2 and r*r apart (common
+    subexpressions): 0 * inf = NaN at lam = r = 1e-25 in fp32, and the repair gives Phi'(0) = 1
+    where the truth is -exp(-1)."""
+    act = fluxact.to_torch("r*exp(-r**2/lam**2)", "activation", params={"lam": 1e-25},
+                           backend="torch")
+    _, g = _run(act, [1e-25], torch.float32)
+    assert _close(g[0], -math.exp(-1.0), 1e-5), g
