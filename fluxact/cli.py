@@ -308,11 +308,9 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from .plotting import plot
+    from .plotting import plot, plot_format
 
-    suffix = args.output.rpartition(".")[2].lower()
-    if suffix not in ("png", "pdf", "svg"):
-        raise UsageError(f"-o {args.output}: the file name must end in .png, .pdf or .svg")
+    plot_format(args.output)  # before the translation: a wrong name fails at once
     plot(translation_from_args(args), out=args.output, r_max=args.r_max)
     print(f"wrote {args.output}")
     return EXIT_OK

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .files import open_atomic
 from .translator import FluxactError, Translation, translate
 from .translator.verify import StabilityReport, verify_translation
 
@@ -121,7 +122,7 @@ def plot(expr: object, kind: str | None = None, *, params: Mapping[str, object] 
     draw_row(axes[0], t, r_max=r_max)
     fig.suptitle("\n".join(textwrap.wrap(title or _label(t), 150)), fontsize=10)
     if out is not None:
-        fig.savefig(out, dpi=120)
+        save(fig, out, dpi=120)
     return fig
 
 
@@ -132,5 +133,26 @@ def dictionary_figure(rows: Sequence[tuple[str, Translation]], out: str | Path |
     fig, axes = _figure(len(rows))
     reports = [draw_row(axes[k], t, label=label) for k, (label, t) in enumerate(rows)]
     if out is not None:
-        fig.savefig(out, dpi=100)
+        save(fig, out, dpi=100)
     return fig, reports
+
+
+#: the formats a figure is saved in, by the file name's suffix
+FORMATS = ("png", "pdf", "svg")
+
+
+def save(fig: Any, out: str | Path, *, dpi: int) -> None:
+    """Save ``fig`` to ``out`` (PNG, PDF or SVG by its suffix) atomically: written whole
+    beside it and renamed over it (fluxact/files.py), so a failure or a kill mid-write never
+    leaves half a file or follows a link planted at a temporary name."""
+    suffix = plot_format(out)
+    with open_atomic(out) as stream:
+        fig.savefig(stream, format=suffix, dpi=dpi)
+
+
+def plot_format(out: str | Path) -> str:
+    """The format a figure is saved in at ``out``, from its suffix (one of FORMATS)."""
+    suffix = Path(out).suffix.lstrip(".").lower()
+    if suffix not in FORMATS:
+        raise PlotError(f"-o {out}: the file name must end in .png, .pdf or .svg")
+    return suffix

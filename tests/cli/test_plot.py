@@ -57,3 +57,28 @@ def test_plot_without_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(PlotError, match="pip install matplotlib"):
         fluxact.plot("1", "diffusivity")
+
+
+def test_plot_output_is_written_atomically(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A link at the output is replaced, never followed; a drawing that fails half-way keeps
+    the old file whole and leaves no temporary file (fluxact/files.py)."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    out = tmp_path / "pm.png"
+    out.symlink_to(victim)
+    assert main(["plot", "--name", "huber", "--param", "th=2", "-o", str(out)]) == 0
+    assert victim.read_text() == "keep me"
+    assert not out.is_symlink() and out.read_bytes()[:4] == b"\x89PNG"
+    old = out.read_bytes()
+
+    from matplotlib.figure import Figure
+
+    def broken(self, stream, **kwargs):
+        stream.write(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", broken)
+    assert main(["plot", "--name", "huber", "--param", "th=2", "-o", str(out)]) == 2
+    assert out.read_bytes() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pm.png", "victim.txt"]
