@@ -191,6 +191,20 @@ def _exp_arguments(expr: sp.Expr) -> set[sp.Expr]:
             if isinstance(node, sp.exp) or (isinstance(node, sp.Pow) and node.base is sp.E)}
 
 
+def _denominators(expr: sp.Expr) -> set[sp.Expr]:
+    """The factors of the denominators in ``expr`` that may vanish: the bases b of b**e with
+    e < 0, split into their factors (1/(u v) has u and v), those SymPy proves nonzero (numbers,
+    lam^2 + r^2 with lam > 0) left out."""
+    found = set()
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, sp.Pow) and node.exp.is_negative:
+            for factor in sp.Mul.make_args(node.base):
+                base = factor.base if isinstance(factor, sp.Pow) else factor
+                if base.is_zero is not False:
+                    found.add(base)
+    return found
+
+
 def derivative(expr: sp.Expr, wrt: sp.Symbol, r: sp.Symbol) -> sp.Expr:
     """d expr / d wrt for code: point branches dropped, DiracDelta = 0, 0/0 at r = 0 filled."""
     smooth = _drop_point_branches(expr, r)
@@ -201,13 +215,15 @@ def derivative(expr: sp.Expr, wrt: sp.Symbol, r: sp.Symbol) -> sp.Expr:
     d = real_form(d)
     if tidy is not None:
         tidy = real_form(tidy)
-    # simplify must not bring in a root of a possibly negative base that d did not have, nor
-    # an exponential of a new argument: it writes (1 - e^-s) e^-s as (e^s - 1) e^(-2s), whose
-    # e^s overflows where the value is small (inf * 0 = NaN)
+    # simplify must not bring in a root of a possibly negative base that d did not have, an
+    # exponential of a new argument (it writes (1 - e^-s) e^-s as (e^s - 1) e^(-2s), whose e^s
+    # overflows where the value is small: inf * 0 = NaN), nor a new denominator (it writes
+    # |u|^1.5 + 1.5 r |u|^0.5 sign(u) over sqrt|u|: 0/0 where u = 0, a finite input)
     if (tidy is not None and not tidy.has(sp.zoo, sp.nan, sp.oo)
             and sp.count_ops(tidy) <= sp.count_ops(d)
             and _complex_powers(tidy) <= _complex_powers(d)
-            and _exp_arguments(tidy) <= _exp_arguments(d)):
+            and _exp_arguments(tidy) <= _exp_arguments(d)
+            and _denominators(tidy) <= _denominators(d)):
         d = tidy
     # simplify may add point branches of its own (zoo at r = 0 where the formula is 0 - 0)
     return real_form(fill_removable(_drop_point_branches(d, r), r, "the derivative").expr)

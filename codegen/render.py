@@ -43,6 +43,7 @@ def environment() -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["pyrepr"] = repr
+    env.filters["nan_of"] = lambda name: f"({name} != {name})"
     return env
 
 
@@ -68,9 +69,11 @@ def render(spec: ActivationSpec, target: str = "module", version: str = "0") -> 
 
 
 def _lowered(spec: ActivationSpec, keys: list[str], target: str,
-             names: dict[sp.Symbol, str], ids: dict[str, str]) -> tuple[Lowered, list[str]]:
-    """Print the outputs ``keys`` with, after each, its NaN repair where one is known.
-    Outputs are named in the code after the parameters' identifiers (dphi_lam)."""
+             names: dict[sp.Symbol, str], ids: dict[str, str], repair: bool = True
+             ) -> tuple[Lowered, list[str]]:
+    """Print the outputs ``keys`` with, after each, its NaN repair where one is known (unless
+    ``repair`` is False). Outputs are named in the code after the parameters' identifiers
+    (dphi_lam)."""
     code = {"phi": "phi", "dphi": "dphi", **{f"dphi_{p}": f"dphi_{i}" for p, i in ids.items()}}
     outputs: dict[str, sp.Expr] = {}
     repaired: list[str] = []
@@ -81,7 +84,7 @@ def _lowered(spec: ActivationSpec, keys: list[str], target: str,
         out = code[key]
         outputs[out] = spec.output(key)
         at0, at_pos, at_neg = repairs[key]
-        if at0 is None and at_pos is None and at_neg is None:
+        if not repair or (at0 is None and at_pos is None and at_neg is None):
             continue
         raw = sp.Symbol(f"_{out}_raw")  # the unrepaired value, where a limit is unknown
         extended[raw] = out
@@ -115,10 +118,14 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
     ids = identifiers(spec)
     names = {spec.variable: "x", **{parameter_symbol(p): ids[p] for p in spec.params}}
     bwd_keys = ["dphi", *(f"dphi_{p}" for p in spec.trainable)]
-    fwd, fwd_repaired = _lowered(spec, ["phi"], "triton", names, ids)
-    bwd, bwd_repaired = _lowered(spec, bwd_keys, "triton", names, ids)
-    tfwd, tfwd_repaired = _lowered(spec, ["phi"], "torch", names, ids)
-    tbwd, tbwd_repaired = _lowered(spec, bwd_keys, "torch", names, ids)
+    # each output twice: as computed in the input's dtype (``raw``), and with the limit
+    # repair for where even float64 makes NaN from a finite input (``wide``)
+    printed = {(target, which, repair): _lowered(spec, keys, target, names, ids, repair)[0]
+               for target in ("triton", "torch")
+               for which, keys in (("fwd", ["phi"]), ("bwd", bwd_keys))
+               for repair in (False, True)}
+    _, fwd_repaired = _lowered(spec, ["phi"], "triton", names, ids)
+    _, bwd_repaired = _lowered(spec, bwd_keys, "triton", names, ids)
     param_ids = [ids[p] for p in spec.params]
     # the class and the function take the parameters as keywords named as in the formula
     # (only kernels and torch functions use ``ids``); one without a value defaults to None,
@@ -153,6 +160,9 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "bwd_kernel": f"_{spec.name}_bwd_kernel",
         "torch_forward": f"{spec.name}_forward_torch",
         "torch_backward": f"{spec.name}_backward_torch",
+        "torch_forward_wide": f"_{spec.name}_forward_wide_torch",
+        "torch_derivatives": f"_{spec.name}_derivatives_torch",
+        "torch_derivatives_wide": f"_{spec.name}_derivatives_wide_torch",
         # NaN or inf in the input or a parameter makes this NaN, so that only NaNs made by
         # floating point from finite inputs are repaired (a NaN input stays NaN)
         "finite_inputs": " + ".join(f"({n} - {n})" for n in ["x", *param_ids]) + " == 0.0",
@@ -160,10 +170,14 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
                         for k, pid in enumerate(param_ids)],
         "torch_args": ", ".join(["x", *param_ids]),
         "torch_bwd_args": ", ".join(["x", "gy", *param_ids]),
-        "fwd": fwd, "fwd_repaired": fwd_repaired,
-        "bwd": bwd, "bwd_repaired": bwd_repaired,
-        "tfwd": tfwd, "tfwd_repaired": tfwd_repaired,
-        "tbwd": tbwd, "tbwd_repaired": tbwd_repaired,
+        "fwd": printed["triton", "fwd", False], "fwd_wide": printed["triton", "fwd", True],
+        "bwd": printed["triton", "bwd", False], "bwd_wide": printed["triton", "bwd", True],
+        "tfwd": printed["torch", "fwd", False], "tfwd_wide": printed["torch", "fwd", True],
+        "tbwd": printed["torch", "bwd", False], "tbwd_wide": printed["torch", "bwd", True],
+        # the repaired outputs (the same names for both targets)
+        "fwd_repaired": fwd_repaired, "bwd_repaired": bwd_repaired,
+        "bwd_outs": ["dphi", *(f"dphi_{ids[p]}" for p in spec.trainable)],
+        "bwd_wide_names": ", ".join(f"_w{k}" for k in range(1 + len(spec.trainable))),
         "phi_text": sp.sstr(spec.output("phi")).replace('"""', "'''").replace("\\", "\\\\"),
         "init_args": init_args,
         "init_values": ", ".join(f"{p!r}: {p}" for p in spec.params),
@@ -174,6 +188,10 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "stability": spec.stability.source() if spec.stability is not None else "None",
         "phi_fn": f"_{spec.name}_phi",
         "dphi_fn": f"_{spec.name}_dphi",
+        "phi_wide_fn": f"_{spec.name}_phi_wide",
+        "dphi_wide_fn": f"_{spec.name}_dphi_wide",
+        "param_args_wide": "".join(f", {pid}.to(tl.float64)" for pid in param_ids),
+        "torch_args_wide": "".join(f", {pid}.double()" for pid in param_ids),
         "step_fwd_kernel": f"_{spec.name}_step1d_fwd_kernel",
         "step_bwd_kernel": f"_{spec.name}_step1d_bwd_kernel",
         "steps_kernel": f"_{spec.name}_steps1d_kernel",
