@@ -12,36 +12,15 @@ otherwise the facts hold only at the parameter values given, and the record says
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import sympy as sp
 
 from ..translator.errors import FluxactError
+from ..translator.facts import Monomial, StabilityFacts
 from ..translator.parse import parameter_symbol
 from ..translator.translation import Translation, translate_nonlinearity
 from ..translator.verify import StabilityReport, verify_translation
-
-Monomial = tuple[float, tuple[tuple[str, float], ...]]
-
-
-@dataclass(frozen=True, slots=True)
-class StabilityFacts:
-    """What generated code records about Phi (rendered as ``_rt.Stability(...)``)."""
-
-    nonnegative: bool
-    antisymmetric: bool
-    monotone: bool
-    g_max: Monomial | None  # None: infinite, or no bound known (see reason)
-    lipschitz: Monomial | None
-    reason: str | None  # why no time step is safe (None: every notion has one)
-    lipschitz_reason: str | None
-    fixed: tuple[tuple[str, float], ...] | None  # the values the facts hold at, if only there
-    method: str
-
-    def source(self) -> str:
-        """The constructor call, as Python source (plain literals only)."""
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"_rt.Stability({fields})"
 
 
 def stability_facts(t: Translation, trainable: tuple[str, ...] = ()) -> StabilityFacts:

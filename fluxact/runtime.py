@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from .translator.errors import FluxactError
+from .translator.facts import StabilityFacts
 
 BACKENDS = ("auto", "triton", "torch")
 #: Elements per Triton program. Untuned: the Triton tutorials' vector-add size; to be measured
@@ -65,27 +66,10 @@ _ROUND_UP = 1.0 + 2.0**-40
 _SYNCED: set[tuple[Any, ...]] = set()
 
 
-@dataclass(frozen=True)
-class Stability:
-    """The verifier's facts about Phi that diffusion blocks need (codegen/stability.py writes
-    them into generated modules; no SymPy here).
-
-    ``g_max`` and ``lipschitz`` are monomials in the parameters, (coefficient, ((name,
-    exponent), ...)), or None where the bound is infinite or unknown (``reason``,
-    ``lipschitz_reason`` say why). ``fixed``: the parameter values the facts were verified
-    at, when the verifier found no closed form in the parameters; None when they hold for
-    every positive value.
-    """
-
-    nonnegative: bool
-    antisymmetric: bool
-    monotone: bool
-    g_max: tuple[float, tuple[tuple[str, float], ...]] | None
-    lipschitz: tuple[float, tuple[tuple[str, float], ...]] | None
-    reason: str | None
-    lipschitz_reason: str | None
-    fixed: tuple[tuple[str, float], ...] | None
-    method: str = ""
+@dataclass(frozen=True, repr=False)
+class Stability(StabilityFacts):
+    """The stability record of translator/facts.py (what generated modules hold) with the
+    run-time checks blocks make before they take a time step from it."""
 
     def check_values(self, values: Mapping[str, Any], trainable: Sequence[str] = ()) -> None:
         """Refuse parameter values the facts were not verified for."""
@@ -167,18 +151,6 @@ class Stability:
             if len(_SYNCED) >= 1024:
                 _SYNCED.clear()
             _SYNCED.add(key)
-
-    def describe(self, which: str = "g_max") -> str:
-        """'1.5*lam**-1' style text of a bound, for error messages."""
-        mono = self.g_max if which == "g_max" else self.lipschitz
-        if mono is None:
-            return "inf"
-        coefficient, exponents = mono
-        return "*".join([f"{coefficient:.6g}", *(f"{n}**{e:g}" for n, e in exponents)])
-
-    def __repr__(self) -> str:
-        return (f"Stability(g_max={self.describe('g_max')}, L={self.describe('lipschitz')}, "
-                f"nonnegative={self.nonnegative}, fixed={self.fixed})")
 
 
 def interpreting() -> bool:

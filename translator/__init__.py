@@ -7,11 +7,9 @@ fluxact error, which the torch runtime subclasses) imports no SymPy.
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .lazy import lazy_exports
+from .lazy import keep_exports_bound, lazy_exports
 
 #: public name -> the submodule that defines it
 _EXPORTS = {
@@ -49,20 +47,5 @@ if TYPE_CHECKING:
     from .verify import verify_translation as verify_translation
 
 
-class _Package(types.ModuleType):
-    """Keeps an exported name bound to its object when the submodule of the same name
-    (``verify``, ``catalogue``) is imported: the import system then sets the package's
-    attribute to the submodule, which would shadow the function (get the submodule with
-    importlib.import_module)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if (isinstance(value, types.ModuleType) and _EXPORTS.get(name) == f".{name}"
-                and value.__name__ == f"{self.__name__}.{name}"):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
+keep_exports_bound(__name__, _EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

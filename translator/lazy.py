@@ -1,9 +1,12 @@
-"""Public names of a package that load on first use (PEP 562), for fluxact and
-fluxact.translator: importing either package loads none of its submodules, so the torch
-runtime can import fluxact.translator.errors without SymPy."""
+"""Public names of a package that load on first use (PEP 562), for fluxact,
+fluxact.translator and fluxact.codegen: importing any of them loads none of its submodules, so
+the torch runtime can import fluxact.translator.errors and fluxact.translator.facts without
+SymPy."""
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Callable, Mapping, MutableMapping
 from importlib import import_module
 from typing import Any
@@ -26,3 +29,19 @@ def lazy_exports(package: str, namespace: MutableMapping[str, Any], exports: Map
         return sorted({*namespace, *exports})
 
     return __getattr__, __dir__
+
+
+def keep_exports_bound(package: str, exports: Mapping[str, str]) -> None:
+    """Keep an exported name bound to its object when the submodule of the same name
+    (fluxact.translator's ``verify``, fluxact.codegen's ``prepare``) is imported: the import
+    system then sets the package's attribute to the submodule, which would shadow the function
+    (get the submodule with importlib.import_module)."""
+
+    class _Package(types.ModuleType):
+        def __setattr__(self, name: str, value: Any) -> None:
+            if (isinstance(value, types.ModuleType) and exports.get(name) == f".{name}"
+                    and value.__name__ == f"{self.__name__}.{name}"):
+                value = getattr(value, name)
+            super().__setattr__(name, value)
+
+    sys.modules[package].__class__ = _Package
