@@ -112,6 +112,52 @@ def to_torch(expr: object, kind: str | None = None, *,
                       formula=spec.formula)
 
 
+def as_activation(obj: object, kind: str | None = None, *, role: str = "activation",
+                  params: Mapping[str, object] | None = None,
+                  trainable: Sequence[str] = (), convention: str | None = None,
+                  tau: object = None, alpha: object = None) -> Activation:
+    """The one coercion of diffusion blocks, coupled blocks and denoise to an Activation.
+
+    ``obj``: an Activation (returned as it is; ``params`` then refused: set values on it), a
+    Translation, a catalogue entry, a catalogue name (a string naming an entry is always the
+    entry: "perona-malik-rational" is never read as the formula perona - malik - rational),
+    or formula text of the given ``kind``. ``role``: "activation" (Phi, for DiffusionBlock and
+    denoise; formula text needs ``kind``) or "diffusivity" (g read as a function of
+    s2 = |s|^2 for the coupled blocks, ``diffusivity_to_torch``; text is a diffusivity).
+    ``tau`` and ``alpha``: the dictionary's step and scaling for a formula (P1 Table 1)."""
+    from .runtime import StabilityError
+    from .translator.catalogue import CatalogueEntry, catalogue
+    from .translator.errors import FormulaError
+
+    if role not in ("activation", "diffusivity"):
+        raise StabilityError(f"unknown role {role!r}; use 'activation' or 'diffusivity'")
+    if isinstance(obj, Activation):
+        if params:
+            raise StabilityError("params= applies to formulas; set an Activation's values on it")
+        return obj
+    if isinstance(obj, str):
+        try:
+            obj = catalogue.lookup(obj)
+        except FormulaError:
+            if kind is None and role == "activation":
+                raise  # one line naming the closest entries
+    if role == "diffusivity":
+        if not isinstance(obj, Translation | CatalogueEntry | str):
+            raise StabilityError(f"expected a diffusivity g (formula text, a catalogue name, "
+                                 f"a Translation or fluxact.diffusivity_to_torch(...)), got "
+                                 f"{type(obj).__name__}")
+        return diffusivity_to_torch(obj, params=params, trainable=trainable,
+                                    convention=convention or "s2")
+    if not isinstance(obj, Translation | CatalogueEntry | str):
+        raise StabilityError(f"expected an activation (fluxact.to_torch(...)), a Translation, "
+                             f"a catalogue name or formula text, got {type(obj).__name__}")
+    if not isinstance(obj, Translation):
+        table = {k: v for k, v in (("tau", tau), ("alpha", alpha)) if v is not None}
+        obj = translate(obj, kind, params=params, convention=convention, **table)
+        params = None
+    return to_torch(obj, params=params, trainable=trainable)
+
+
 def diffusivity_to_torch(expr: object, *, params: Mapping[str, object] | None = None,
                          convention: str = "s2", trainable: Sequence[str] = (),
                          name: str | None = None, backend: str = "auto") -> Activation:

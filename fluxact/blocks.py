@@ -27,7 +27,6 @@ from __future__ import annotations
 import copy
 import math
 import numbers
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -52,23 +51,14 @@ NUMERICAL = frozenset({"tau_logit", "log_tau", "alpha_theta", "weights"})
 SCHEMES = ("explicit", "dufort_frankel", "fsi")
 
 
-def activation_of(act: Any, params: Mapping[str, object] | None = None,
-                  trainable: tuple[str, ...] = ()) -> Activation:
-    """An Activation from an Activation, a Translation, a catalogue entry or its name."""
+def activation_of(act: Any) -> Activation:
+    """An Activation for a block (fluxact.activation.as_activation: an Activation, a
+    Translation, a catalogue entry or its name)."""
     if isinstance(act, Activation):
-        if params:
-            raise StabilityError("params= applies to formulas; set an Activation's values on it")
         return act
-    from .activation import to_torch  # generation needs SymPy; blocks themselves do not
-    from .translator import CatalogueEntry, Translation, lookup
+    from .activation import as_activation  # generation needs SymPy; blocks themselves do not
 
-    if isinstance(act, str):
-        act = lookup(act)  # a catalogue name; formulas go through fluxact.to_torch
-    if not isinstance(act, CatalogueEntry | Translation):
-        raise StabilityError(
-            f"expected an activation (fluxact.to_torch(...)), a Translation or a catalogue "
-            f"name, got {type(act).__name__}")
-    return to_torch(act, params=params, trainable=trainable)
+    return as_activation(act)
 
 
 def operator_of(K: Any, *, dims: int = 1, channels: int = 1, h: float = 1.0,

@@ -311,10 +311,10 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
                  alpha: float = WWW_ALPHA, sigma: float | None = None,
                  fused: bool | None = None) -> None:
         super().__init__()
-        if not isinstance(g, Activation):
-            from .activation import diffusivity_to_torch
+        if not isinstance(g, Activation) or params:
+            from .activation import as_activation
 
-            g = diffusivity_to_torch(g, params=params, trainable=trainable)
+            g = as_activation(g, role="diffusivity", params=params, trainable=trainable)
         self.K = GridOperator(operator, h, sigma=sigma, alpha=alpha)
         self.phi = CoupledActivation(g, mode, couple_images)
         if stability not in ("euclidean", "linf"):
@@ -395,10 +395,10 @@ class MultiscaleDiffusionBlock2D(torch.nn.Module):
                  trainable: tuple[str, ...] = (), beta: float = 1.0, train_tau: bool = False
                  ) -> None:
         super().__init__()
-        if not isinstance(g, Activation):
-            from .activation import diffusivity_to_torch
+        if not isinstance(g, Activation) or params:
+            from .activation import as_activation
 
-            g = diffusivity_to_torch(g, params=params, trainable=trainable)
+            g = as_activation(g, role="diffusivity", params=params, trainable=trainable)
         sigmas = [float(x) for x in sigmas]
         if not sigmas:
             raise StabilityError("give at least one scale")

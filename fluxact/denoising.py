@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .blocks import DiffusionBlock, FSIBlock, ImplicitBlock, activation_of
+from .blocks import DiffusionBlock, FSIBlock, ImplicitBlock
 from .operators import BOUNDARIES, Operator
 from .runtime import Activation, StabilityError
 from .translator.verify import GRID_RANGE, check_grid_size
@@ -194,17 +194,10 @@ def _activation(nonlinearity: Any, kind: str | None, params: Mapping[str, object
                 convention: str | None, table_tau: object, table_alpha: object) -> Activation:
     if isinstance(nonlinearity, Activation):
         return nonlinearity
-    from .activation import to_torch
-    from .translator import CatalogueEntry, Translation, lookup, translate
+    from .activation import as_activation
 
-    if isinstance(nonlinearity, str) and kind is None:
-        nonlinearity = lookup(nonlinearity)
-    if not isinstance(nonlinearity, Translation):
-        if not isinstance(nonlinearity, CatalogueEntry | str):
-            return activation_of(nonlinearity)
-        nonlinearity = translate(nonlinearity, kind, params=params, convention=convention,
-                                 tau=table_tau, alpha=table_alpha)
-    return to_torch(nonlinearity)  # generated torch code on the CPU, Triton on CUDA
+    return as_activation(nonlinearity, kind, params=params, convention=convention,
+                         tau=table_tau, alpha=table_alpha)
 
 
 def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time: float,

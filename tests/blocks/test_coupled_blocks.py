@@ -269,3 +269,27 @@ def test_www_stencil_and_max_min_principle() -> None:
             u = block(u)
             assert (u.amin(dim=(2, 3)) >= low - 1e-9).all()
             assert (u.amax(dim=(2, 3)) <= high + 1e-9).all()
+
+
+def test_blocks_read_a_catalogue_name_as_the_entry() -> None:
+    """One coercion (fluxact.activation.as_activation) for every block and denoise: a string
+    that names a catalogue entry is the entry everywhere ("perona-malik-rational" was parsed as
+    the formula perona - malik - rational by the coupled blocks); other text is a formula."""
+    import fluxact
+    from fluxact.activation import as_activation
+    from fluxact.coupling import MultiscaleDiffusionBlock2D
+
+    entry = fluxact.lookup("perona-malik-rational")
+    coupled = CoupledDiffusionBlock2D("perona-malik-rational", params={"lam": 2.0})
+    multiscale = MultiscaleDiffusionBlock2D("Perona_Malik_Rational", params={"lam": 2.0})
+    assert coupled.g.formula == multiscale.g.formula == entry.formula
+    s2 = torch.tensor([0.0, 4.0, 16.0], dtype=F64)
+    assert coupled.g.double()(s2).tolist() == pytest.approx([1.0, 0.5, 0.2])
+    assert CoupledDiffusionBlock2D(PM, params={"lam": 2.0}).g.formula == PM
+    act = as_activation("perona-malik-rational", params={"lam": 2.0})
+    assert act.formula == entry.formula
+    assert as_activation("r/(1 + r**2)", "activation").formula == "r/(1 + r**2)"
+    with pytest.raises(fluxact.FluxactError, match="did you mean 'perona-malik'"):
+        as_activation("perona - malik")
+    with pytest.raises(StabilityError, match="params= applies to formulas"):
+        as_activation(act, params={"lam": 1.0})
