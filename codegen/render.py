@@ -17,6 +17,7 @@ from .names import identifiers as parameter_identifiers
 from .names import positional
 from .prepare import REPAIR_SPLIT, ActivationSpec
 from .printers import Lowered, lower
+from .shims import KERNEL_KEYS, shims
 
 #: what `fluxact emit --target` prints -> template
 TEMPLATES = {
@@ -140,7 +141,7 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         for p, d in zip(spec.params, spec.defaults)) or "none"
     formula_line = (f"{spec.formula} ({spec.kind}, convention {spec.convention}, "
                     f"tau = {spec.tau}, alpha = {spec.alpha})")
-    return {
+    context: dict[str, object] = {
         "version": version,
         "formula_line": " ".join(formula_line.split()),  # one comment line
         "params_line": params_line,
@@ -177,7 +178,13 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         # the repaired outputs (the same names for both targets)
         "fwd_repaired": fwd_repaired, "bwd_repaired": bwd_repaired,
         "bwd_outs": ["dphi", *(f"dphi_{ids[p]}" for p in spec.trainable)],
+        # the torch derivatives return (Phi', dPhi/dp, ...) flat, their float64 evaluation as
+        # _w0, _w1, ...; the Triton DPHI returns (Phi', (dPhi/dp, ...)), its parts by output
         "bwd_wide_names": ", ".join(f"_w{k}" for k in range(1 + len(spec.trainable))),
+        "bwd_return": "dphi, (" + "".join(f"dphi_{ids[p]}, " for p in spec.trainable).rstrip()
+                      + ")",
+        "bwd_wide_parts": [("dphi", "_w[0]"), *((f"dphi_{ids[p]}", f"_w[1][{k}]")
+                                                for k, p in enumerate(spec.trainable))],
         "phi_text": sp.sstr(spec.output("phi")).replace('"""', "'''").replace("\\", "\\\\"),
         "init_args": init_args,
         "init_values": ", ".join(f"{p!r}: {p}" for p in spec.params),
@@ -190,7 +197,6 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "dphi_fn": f"_{spec.name}_dphi",
         "phi_wide_fn": f"_{spec.name}_phi_wide",
         "dphi_wide_fn": f"_{spec.name}_dphi_wide",
-        "param_args_wide": "".join(f", {pid}.to(tl.float64)" for pid in param_ids),
         "torch_args_wide": "".join(f", {pid}.double()" for pid in param_ids),
         "step_fwd_kernel": f"_{spec.name}_step1d_fwd_kernel",
         "step_bwd_kernel": f"_{spec.name}_step1d_bwd_kernel",
@@ -201,16 +207,14 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "stepk_bwd_kernel": f"_{spec.name}_stepk_bwd_kernel",
         "stepc_fwd_kernel": f"_{spec.name}_stepc_fwd_kernel",
         "stepc_bwd_kernel": f"_{spec.name}_stepc_bwd_kernel",
-        # the coupled activations and the fused coupled 2D step (templates/triton/coupled.py.j2)
+        # the coupled activations and the fused coupled 2D step (fluxact/kernels/coupled.py)
         "iso_fwd_kernel": f"_{spec.name}_iso_fwd_kernel",
         "iso_bwd_kernel": f"_{spec.name}_iso_bwd_kernel",
-        "eig_fn": f"_{spec.name}_eig2",
         "aniso_fwd_kernel": f"_{spec.name}_aniso_fwd_kernel",
         "aniso_bwd_kernel": f"_{spec.name}_aniso_bwd_kernel",
         "c2d_fwd_kernel": f"_{spec.name}_c2d_fwd_kernel",
         "c2d_bwd_kernel": f"_{spec.name}_c2d_bwd_kernel",
-        "param_ids": param_ids,
-        "param_args": ", ".join(param_ids),
-        "step_param_loads": [f"{pid} = tl.load(p_ptr + {k}).to(u.dtype)"
-                             for k, pid in enumerate(param_ids)],
     }
+    context["library_imports"], context["shims"] = shims(
+        spec.name, len(spec.trainable), {key: str(context[key]) for key in KERNEL_KEYS})
+    return context

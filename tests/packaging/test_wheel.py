@@ -24,7 +24,8 @@ def test_wheel_has_subpackages(tmp_path: Path) -> None:
                    "fluxact/codegen/printers.py", "fluxact/templates/_header.j2",
                    "fluxact/templates/module/activation.py.j2",
                    "fluxact/templates/triton/kernels.py.j2",
-                   "fluxact/templates/torch/functions.py.j2"):
+                   "fluxact/templates/torch/functions.py.j2", "fluxact/kernels/__init__.py",
+                   "fluxact/kernels/step1d.py", "fluxact/kernels/coupled.py"):
         assert module in names, module
     assert not any(n.startswith(("translator/", "tests/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

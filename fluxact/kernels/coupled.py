@@ -1,6 +1,24 @@
+"""The coupled activations of paper 003 (isotropic P3 19, 29, 36; anisotropic with the 2 x 2
+eigen-decomposition) and the fused coupled isotropic 2D step, with Phi read as a diffusivity
+g(s2).
+
+The formula enters as PHI(x, p_ptr) -> Phi(x) and, in the backward kernels,
+DPHI(x, p_ptr) -> (Phi'(x), (dPhi/dp_k for the NT trainable parameters)): @triton.jit
+functions of a generated module, passed as constexpr arguments by its kernels
+(docs/codegen.md).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .dtypes import load, to_compute, to_storage
+
+
 @triton.jit
-def {{ iso_fwd_kernel }}(_s_ptr, _out_ptr, p_ptr, _C, _N, BLOCK_SIZE: tl.constexpr,
-{{ " " * (iso_fwd_kernel|length + 5) }}FP64: tl.constexpr):
+def iso_fwd(_s_ptr, _out_ptr, p_ptr, _C, _N, BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr,
+            PHI: tl.constexpr):
     """The coupled isotropic activation (P3 19, 29, 36): out_k = g(sum_j s_j^2) s_k over the
     _C channels of each group; s of shape (groups, _C, _N), contiguous. Grid: groups * blocks
     of _N programs on axis 0. Here Phi of this module is g(s2)."""
@@ -16,24 +34,21 @@ def {{ iso_fwd_kernel }}(_s_ptr, _out_ptr, p_ptr, _C, _N, BLOCK_SIZE: tl.constex
         _sum = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
     _k = 0
     while _k < _C:  # a loop the interpreter runs too
-        _v = _load(_s_ptr + _base + _k * _n, _mask, FP64)
+        _v = load(_s_ptr + _base + _k * _n, _mask, FP64)
         _sum += _v * _v
         _k += 1
-{% for pid in param_ids %}
-    {{ pid }} = tl.load(p_ptr + {{ loop.index0 }}).to(_sum.dtype)
-{% endfor %}
-    _g = {{ phi_fn }}(_sum, {{ param_args }})
+    _g = PHI(_sum, p_ptr)
     _k = 0
     while _k < _C:  # a loop the interpreter runs too
-        _v = _load(_s_ptr + _base + _k * _n, _mask, FP64)
-        tl.store(_out_ptr + _base + _k * _n, _to_storage(_g * _v, _out_ptr),
+        _v = load(_s_ptr + _base + _k * _n, _mask, FP64)
+        tl.store(_out_ptr + _base + _k * _n, to_storage(_g * _v, _out_ptr),
                  mask=_mask)
         _k += 1
 
 
 @triton.jit
-def {{ iso_bwd_kernel }}(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _C, _N,
-{{ " " * (iso_bwd_kernel|length + 5) }}BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr):
+def iso_bwd(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _C, _N, BLOCK_SIZE: tl.constexpr,
+            FP64: tl.constexpr, PHI: tl.constexpr, DPHI: tl.constexpr, NT: tl.constexpr):
     """Backward of the coupled isotropic activation: with S = sum_j s_j^2 and
     q = sum_j gy_j s_j, gs_k = g(S) gy_k + 2 g'(S) q s_k (the Jacobian is symmetric); per
     program the partial sums of dL/dp = sum q dg/dp(S) for the trainable parameters."""
@@ -50,33 +65,29 @@ def {{ iso_bwd_kernel }}(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _C, _N,
     _dot = _sum
     _k = 0
     while _k < _C:  # a loop the interpreter runs too
-        _v = _load(_s_ptr + _base + _k * _n, _mask, FP64)
-        _w = _load(_gy_ptr + _base + _k * _n, _mask, FP64)
+        _v = load(_s_ptr + _base + _k * _n, _mask, FP64)
+        _w = load(_gy_ptr + _base + _k * _n, _mask, FP64)
         _sum += _v * _v
         _dot += _v * _w
         _k += 1
-{% for pid in param_ids %}
-    {{ pid }} = tl.load(p_ptr + {{ loop.index0 }}).to(_sum.dtype)
-{% endfor %}
-    _g = {{ phi_fn }}(_sum, {{ param_args }})
-    _gd{% for p in trainable %}, _gp{{ loop.index }}{% endfor %} = {{ dphi_fn }}(_sum, {{ param_args }})
+    _g = PHI(_sum, p_ptr)
+    _gd, _grads = DPHI(_sum, p_ptr)
     _two = 2.0 * _gd * _dot
     _k = 0
     while _k < _C:  # a loop the interpreter runs too
-        _v = _load(_s_ptr + _base + _k * _n, _mask, FP64)
-        _w = _load(_gy_ptr + _base + _k * _n, _mask, FP64)
-        tl.store(_gs_ptr + _base + _k * _n, _to_storage(_g * _w + _two * _v, _gs_ptr),
+        _v = load(_s_ptr + _base + _k * _n, _mask, FP64)
+        _w = load(_gy_ptr + _base + _k * _n, _mask, FP64)
+        tl.store(_gs_ptr + _base + _k * _n, to_storage(_g * _w + _two * _v, _gs_ptr),
                  mask=_mask)
         _k += 1
-{% for p in trainable %}
-    tl.store(_gp_ptr + _pid * {{ trainable|length }} + {{ loop.index0 }},
-             tl.sum(tl.where(_mask, _dot * _gp{{ loop.index }}, 0.0), axis=0).to(
-                 _gp_ptr.dtype.element_ty))
-{% endfor %}
+    for _j in tl.static_range(NT):
+        tl.store(_gp_ptr + _pid * NT + _j,
+                 tl.sum(tl.where(_mask, _dot * _grads[_j], 0.0), axis=0).to(
+                     _gp_ptr.dtype.element_ty))
 
 
 @triton.jit
-def {{ eig_fn }}(_a, _b, _d, _tol):
+def eig2(_a, _b, _d, _tol):
     """The closed-form eigen-decomposition of the 2 x 2 J = (a b / b d) >= 0, computed on J /
     tr J (no overflow): the mean eigenvalue, nu1 >= nu2, a unit eigenvector (x1, y1) of nu1
     (from the column without cancellation) and whether the eigenvalues coincide (gap <= tol
@@ -99,8 +110,8 @@ def {{ eig_fn }}(_a, _b, _d, _tol):
 
 
 @triton.jit
-def {{ aniso_fwd_kernel }}(_s_ptr, _out_ptr, p_ptr, _V, _N, BLOCK_SIZE: tl.constexpr,
-{{ " " * (aniso_fwd_kernel|length + 5) }}FP64: tl.constexpr):
+def aniso_fwd(_s_ptr, _out_ptr, p_ptr, _V, _N, BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr,
+              PHI: tl.constexpr, DPHI: tl.constexpr, NT: tl.constexpr):
     """The anisotropic activation (P3 30, 40): out_k = g(J) s_k with J = sum_j s_j s_j^T over
     the _V gradient vectors of each group; s of shape (groups, _V, 2, _N). With the unit
     eigenvectors v1, v2 of J: g(J) s = g(nu1) (v1 . s) v1 + g(nu2) (v2 . s) v2, a sum without
@@ -123,39 +134,36 @@ def {{ aniso_fwd_kernel }}(_s_ptr, _out_ptr, p_ptr, _V, _N, BLOCK_SIZE: tl.const
     _d = _a
     _k = 0
     while _k < _V:  # a loop the interpreter runs too
-        _x = _load(_s_ptr + _base + 2 * _k * _n, _mask, FP64)
-        _y = _load(_s_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
+        _x = load(_s_ptr + _base + 2 * _k * _n, _mask, FP64)
+        _y = load(_s_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
         _a += _x * _x
         _b += _x * _y
         _d += _y * _y
         _k += 1
-{% for pid in param_ids %}
-    {{ pid }} = tl.load(p_ptr + {{ loop.index0 }}).to(_a.dtype)
-{% endfor %}
-    _mean, _nu1, _nu2, _x1, _y1, _close = {{ eig_fn }}(_a, _b, _d, _tol)
-    _g1 = {{ phi_fn }}(_nu1, {{ param_args }})
-    _g2 = {{ phi_fn }}(_nu2, {{ param_args }})
-    _gm = {{ phi_fn }}(_mean, {{ param_args }})
-    _slope{% for p in trainable %}, _sp{{ loop.index }}{% endfor %} = {{ dphi_fn }}(_mean, {{ param_args }})
+    _mean, _nu1, _nu2, _x1, _y1, _close = eig2(_a, _b, _d, _tol)
+    _g1 = PHI(_nu1, p_ptr)
+    _g2 = PHI(_nu2, p_ptr)
+    _gm = PHI(_mean, p_ptr)
+    _slope, _ = DPHI(_mean, p_ptr)
     _k = 0
     while _k < _V:
-        _x = _load(_s_ptr + _base + 2 * _k * _n, _mask, FP64)
-        _y = _load(_s_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
+        _x = load(_s_ptr + _base + 2 * _k * _n, _mask, FP64)
+        _y = load(_s_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
         _p1 = _g1 * (_x1 * _x + _y1 * _y)  # g(nu1) (v1 . s); v2 = (-y1, x1)
         _p2 = _g2 * (_x1 * _y - _y1 * _x)
         _ox = tl.where(_close, _gm * _x + _slope * ((_a - _mean) * _x + _b * _y),
                        _p1 * _x1 - _p2 * _y1)
         _oy = tl.where(_close, _gm * _y + _slope * (_b * _x + (_d - _mean) * _y),
                        _p1 * _y1 + _p2 * _x1)
-        tl.store(_out_ptr + _base + 2 * _k * _n, _to_storage(_ox, _out_ptr), mask=_mask)
-        tl.store(_out_ptr + _base + (2 * _k + 1) * _n, _to_storage(_oy, _out_ptr),
+        tl.store(_out_ptr + _base + 2 * _k * _n, to_storage(_ox, _out_ptr), mask=_mask)
+        tl.store(_out_ptr + _base + (2 * _k + 1) * _n, to_storage(_oy, _out_ptr),
                  mask=_mask)
         _k += 1
 
 
 @triton.jit
-def {{ aniso_bwd_kernel }}(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _V, _N,
-{{ " " * (aniso_bwd_kernel|length + 5) }}BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr):
+def aniso_bwd(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _V, _N, BLOCK_SIZE: tl.constexpr,
+              FP64: tl.constexpr, PHI: tl.constexpr, DPHI: tl.constexpr, NT: tl.constexpr):
     """Backward of the anisotropic activation. With G = g(J), Gamma the symmetric part of
     sum_k gy_k s_k^T and the eigenprojections P_i = v_i v_i^T: gs_k = G gy_k + 2 Jbar s_k,
     Jbar = dL/dJ = sum_ij D_ij P_i Gamma P_j (Daleckii-Krein: D_ii = g'(nu_i), D_12 the
@@ -182,10 +190,10 @@ def {{ aniso_bwd_kernel }}(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _V, _N,
     _c22 = _a
     _k = 0
     while _k < _V:
-        _x = _load(_s_ptr + _base + 2 * _k * _n, _mask, FP64)
-        _y = _load(_s_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
-        _wx = _load(_gy_ptr + _base + 2 * _k * _n, _mask, FP64)
-        _wy = _load(_gy_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
+        _x = load(_s_ptr + _base + 2 * _k * _n, _mask, FP64)
+        _y = load(_s_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
+        _wx = load(_gy_ptr + _base + 2 * _k * _n, _mask, FP64)
+        _wy = load(_gy_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
         _a += _x * _x
         _b += _x * _y
         _d += _y * _y
@@ -193,16 +201,13 @@ def {{ aniso_bwd_kernel }}(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _V, _N,
         _c12 += 0.5 * (_wx * _y + _wy * _x)
         _c22 += _wy * _y
         _k += 1
-{% for pid in param_ids %}
-    {{ pid }} = tl.load(p_ptr + {{ loop.index0 }}).to(_a.dtype)
-{% endfor %}
-    _mean, _nu1, _nu2, _x1, _y1, _close = {{ eig_fn }}(_a, _b, _d, _tol)
-    _g1 = {{ phi_fn }}(_nu1, {{ param_args }})
-    _g2 = {{ phi_fn }}(_nu2, {{ param_args }})
-    _gm = {{ phi_fn }}(_mean, {{ param_args }})
-    _d1{% for p in trainable %}, _p1{{ loop.index }}{% endfor %} = {{ dphi_fn }}(_nu1, {{ param_args }})
-    _d2{% for p in trainable %}, _p2{{ loop.index }}{% endfor %} = {{ dphi_fn }}(_nu2, {{ param_args }})
-    _slope{% for p in trainable %}, _sp{{ loop.index }}{% endfor %} = {{ dphi_fn }}(_mean, {{ param_args }})
+    _mean, _nu1, _nu2, _x1, _y1, _close = eig2(_a, _b, _d, _tol)
+    _g1 = PHI(_nu1, p_ptr)
+    _g2 = PHI(_nu2, p_ptr)
+    _gm = PHI(_mean, p_ptr)
+    _d1, _grads1 = DPHI(_nu1, p_ptr)
+    _d2, _grads2 = DPHI(_nu2, p_ptr)
+    _slope, _grads_mean = DPHI(_mean, p_ptr)
     _dd = (_g1 - _g2) / tl.where(_close, 1.0, _nu1 - _nu2)
     # t_ij = v_i . Gamma v_j with v1 = (x1, y1), v2 = (-y1, x1)
     _t11 = _x1 * (_c11 * _x1 + _c12 * _y1) + _y1 * (_c12 * _x1 + _c22 * _y1)
@@ -219,32 +224,30 @@ def {{ aniso_bwd_kernel }}(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _V, _N,
                     + 2.0 * _e3 * _x1 * _y1)
     _k = 0
     while _k < _V:
-        _x = _load(_s_ptr + _base + 2 * _k * _n, _mask, FP64)
-        _y = _load(_s_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
-        _wx = _load(_gy_ptr + _base + 2 * _k * _n, _mask, FP64)
-        _wy = _load(_gy_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
+        _x = load(_s_ptr + _base + 2 * _k * _n, _mask, FP64)
+        _y = load(_s_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
+        _wx = load(_gy_ptr + _base + 2 * _k * _n, _mask, FP64)
+        _wy = load(_gy_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
         _q1 = _g1 * (_x1 * _wx + _y1 * _wy)  # G gy = g(nu1) (v1 . gy) v1 + g(nu2) (v2 . gy) v2
         _q2 = _g2 * (_x1 * _wy - _y1 * _wx)
         _ox = tl.where(_close, _gm * _wx + _slope * ((_a - _mean) * _wx + _b * _wy),
                        _q1 * _x1 - _q2 * _y1) + 2.0 * (_j11 * _x + _j12 * _y)
         _oy = tl.where(_close, _gm * _wy + _slope * (_b * _wx + (_d - _mean) * _wy),
                        _q1 * _y1 + _q2 * _x1) + 2.0 * (_j12 * _x + _j22 * _y)
-        tl.store(_gs_ptr + _base + 2 * _k * _n, _to_storage(_ox, _gs_ptr), mask=_mask)
-        tl.store(_gs_ptr + _base + (2 * _k + 1) * _n, _to_storage(_oy, _gs_ptr),
+        tl.store(_gs_ptr + _base + 2 * _k * _n, to_storage(_ox, _gs_ptr), mask=_mask)
+        tl.store(_gs_ptr + _base + (2 * _k + 1) * _n, to_storage(_oy, _gs_ptr),
                  mask=_mask)
         _k += 1
-{% for p in trainable %}
-    _gpv = tl.where(_close, _sp{{ loop.index }} * (_c11 + _c22),
-                    _p1{{ loop.index }} * _t11 + _p2{{ loop.index }} * _t22)
-    tl.store(_gp_ptr + _pid * {{ trainable|length }} + {{ loop.index0 }},
-             tl.sum(tl.where(_mask, _gpv, 0.0), axis=0).to(_gp_ptr.dtype.element_ty))
-{% endfor %}
+    for _j in tl.static_range(NT):
+        _gpv = tl.where(_close, _grads_mean[_j] * (_c11 + _c22),
+                        _grads1[_j] * _t11 + _grads2[_j] * _t22)
+        tl.store(_gp_ptr + _pid * NT + _j,
+                 tl.sum(tl.where(_mask, _gpv, 0.0), axis=0).to(_gp_ptr.dtype.element_ty))
 
 
 @triton.jit
-def {{ c2d_fwd_kernel }}(_u_ptr, _out_ptr, p_ptr, _st_ptr, _M, _H, _W,
-{{ " " * (c2d_fwd_kernel|length + 5) }}BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr,
-{{ " " * (c2d_fwd_kernel|length + 5) }}CLAMP: tl.constexpr):
+def c2d_fwd(_u_ptr, _out_ptr, p_ptr, _st_ptr, _M, _H, _W, BLOCK_SIZE: tl.constexpr,
+            FP64: tl.constexpr, CLAMP: tl.constexpr, PHI: tl.constexpr):
     """One coupled isotropic explicit step in one pass (P3 19, 29): u (groups, _M, _H, _W),
     K = the forward-difference gradient (D+x, D+y) / h with zero flux across the image
     boundary, Phi = g(S) s with S the sum of |K u_m|^2 over the _M image channels of a group:
@@ -269,22 +272,19 @@ def {{ c2d_fwd_kernel }}(_u_ptr, _out_ptr, p_ptr, _st_ptr, _M, _H, _W,
         _s0 = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
     _sl = _s0
     _su = _s0
-{% for pid in param_ids %}
-    {{ pid }} = tl.load(p_ptr + {{ loop.index0 }}).to(_s0.dtype)
-{% endfor %}
-    _tau = _to_compute(tl.load(_st_ptr + 0), FP64)
-    _ih = _to_compute(tl.load(_st_ptr + 1), FP64)
+    _tau = to_compute(tl.load(_st_ptr + 0), FP64)
+    _ih = to_compute(tl.load(_st_ptr + 1), FP64)
     # S at this pixel, at its left and at its upper neighbour
     _m = 0
     while _m < _M:  # a loop the interpreter runs too
         _p = _u_ptr + (_grp * _M + _m) * _H * _W
-        _uc = _load(_p + _r * _W + _c, _mask, FP64)
-        _ur = _load(_p + _r * _W + _c + 1, _mask & _right, FP64)
-        _ud = _load(_p + (_r + 1) * _W + _c, _mask & _down, FP64)
-        _ul = _load(_p + _r * _W + _c - 1, _left, FP64)
-        _uld = _load(_p + (_r + 1) * _W + _c - 1, _left & _down, FP64)
-        _uu = _load(_p + (_r - 1) * _W + _c, _mask & _up, FP64)
-        _uur = _load(_p + (_r - 1) * _W + _c + 1, _mask & _up & _right, FP64)
+        _uc = load(_p + _r * _W + _c, _mask, FP64)
+        _ur = load(_p + _r * _W + _c + 1, _mask & _right, FP64)
+        _ud = load(_p + (_r + 1) * _W + _c, _mask & _down, FP64)
+        _ul = load(_p + _r * _W + _c - 1, _left, FP64)
+        _uld = load(_p + (_r + 1) * _W + _c - 1, _left & _down, FP64)
+        _uu = load(_p + (_r - 1) * _W + _c, _mask & _up, FP64)
+        _uur = load(_p + (_r - 1) * _W + _c + 1, _mask & _up & _right, FP64)
         _x0 = tl.where(_right, (_ur - _uc) * _ih, 0.0)
         _y0 = tl.where(_down, (_ud - _uc) * _ih, 0.0)
         _xl = tl.where(_left, (_uc - _ul) * _ih, 0.0)
@@ -295,17 +295,17 @@ def {{ c2d_fwd_kernel }}(_u_ptr, _out_ptr, p_ptr, _st_ptr, _M, _H, _W,
         _sl += _xl * _xl + _yl * _yl
         _su += _xu * _xu + _yu * _yu
         _m += 1
-    _g0 = {{ phi_fn }}(_s0, {{ param_args }})
-    _gl = {{ phi_fn }}(_sl, {{ param_args }})
-    _gu = {{ phi_fn }}(_su, {{ param_args }})
+    _g0 = PHI(_s0, p_ptr)
+    _gl = PHI(_sl, p_ptr)
+    _gu = PHI(_su, p_ptr)
     _m = 0
     while _m < _M:  # a loop the interpreter runs too
         _p = _u_ptr + (_grp * _M + _m) * _H * _W
-        _uc = _load(_p + _r * _W + _c, _mask, FP64)
-        _ur = _load(_p + _r * _W + _c + 1, _mask & _right, FP64)
-        _ud = _load(_p + (_r + 1) * _W + _c, _mask & _down, FP64)
-        _ul = _load(_p + _r * _W + _c - 1, _left, FP64)
-        _uu = _load(_p + (_r - 1) * _W + _c, _mask & _up, FP64)
+        _uc = load(_p + _r * _W + _c, _mask, FP64)
+        _ur = load(_p + _r * _W + _c + 1, _mask & _right, FP64)
+        _ud = load(_p + (_r + 1) * _W + _c, _mask & _down, FP64)
+        _ul = load(_p + _r * _W + _c - 1, _left, FP64)
+        _uu = load(_p + (_r - 1) * _W + _c, _mask & _up, FP64)
         _x0 = tl.where(_right, (_ur - _uc) * _ih, 0.0)
         _y0 = tl.where(_down, (_ud - _uc) * _ih, 0.0)
         _xl = tl.where(_left, (_uc - _ul) * _ih, 0.0)
@@ -320,13 +320,14 @@ def {{ c2d_fwd_kernel }}(_u_ptr, _out_ptr, p_ptr, _st_ptr, _M, _H, _W,
             _hi = tl.maximum(tl.maximum(_uc, tl.maximum(_nr, _nd)), tl.maximum(_nl, _nu))
             _o = tl.where(tl.abs(_o) < float("inf"), tl.minimum(tl.maximum(_o, _lo), _hi), _o)
         tl.store(_out_ptr + (_grp * _M + _m) * _H * _W + _r * _W + _c,
-                 _to_storage(_o, _out_ptr), mask=_mask)
+                 to_storage(_o, _out_ptr), mask=_mask)
         _m += 1
 
 
 @triton.jit
-def {{ c2d_bwd_kernel }}(_u_ptr, _gy_ptr, _gu_ptr, p_ptr, _st_ptr, _gp_ptr, _M, _H, _W,
-{{ " " * (c2d_bwd_kernel|length + 5) }}BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr):
+def c2d_bwd(_u_ptr, _gy_ptr, _gu_ptr, p_ptr, _st_ptr, _gp_ptr, _M, _H, _W,
+            BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr, PHI: tl.constexpr, DPHI: tl.constexpr,
+            NT: tl.constexpr):
     """Backward of the coupled 2D step: gu = gy - tau K^T Z with Z = Phi'(K u) K gy at every
     pixel, Phi'(s) w = g(S) w + 2 g'(S) s (s . w), the dot product over the group's image
     channels; partial sums per program of dL/dtau = -sum g(S) (s . w) and dL/dp =
@@ -350,30 +351,27 @@ def {{ c2d_bwd_kernel }}(_u_ptr, _gy_ptr, _gu_ptr, p_ptr, _st_ptr, _gp_ptr, _M, 
     _q0 = _s0
     _ql = _s0
     _qu = _s0
-{% for pid in param_ids %}
-    {{ pid }} = tl.load(p_ptr + {{ loop.index0 }}).to(_s0.dtype)
-{% endfor %}
-    _tau = _to_compute(tl.load(_st_ptr + 0), FP64)
-    _ih = _to_compute(tl.load(_st_ptr + 1), FP64)
+    _tau = to_compute(tl.load(_st_ptr + 0), FP64)
+    _ih = to_compute(tl.load(_st_ptr + 1), FP64)
     _m = 0
     while _m < _M:  # a loop the interpreter runs too
         _off = (_grp * _M + _m) * _H * _W
         _p = _u_ptr + _off
         _w = _gy_ptr + _off
-        _uc = _load(_p + _r * _W + _c, _mask, FP64)
-        _ur = _load(_p + _r * _W + _c + 1, _mask & _right, FP64)
-        _ud = _load(_p + (_r + 1) * _W + _c, _mask & _down, FP64)
-        _ul = _load(_p + _r * _W + _c - 1, _left, FP64)
-        _uld = _load(_p + (_r + 1) * _W + _c - 1, _left & _down, FP64)
-        _uu = _load(_p + (_r - 1) * _W + _c, _mask & _up, FP64)
-        _uur = _load(_p + (_r - 1) * _W + _c + 1, _mask & _up & _right, FP64)
-        _wc = _load(_w + _r * _W + _c, _mask, FP64)
-        _wr = _load(_w + _r * _W + _c + 1, _mask & _right, FP64)
-        _wd = _load(_w + (_r + 1) * _W + _c, _mask & _down, FP64)
-        _wl = _load(_w + _r * _W + _c - 1, _left, FP64)
-        _wld = _load(_w + (_r + 1) * _W + _c - 1, _left & _down, FP64)
-        _wu = _load(_w + (_r - 1) * _W + _c, _mask & _up, FP64)
-        _wur = _load(_w + (_r - 1) * _W + _c + 1, _mask & _up & _right, FP64)
+        _uc = load(_p + _r * _W + _c, _mask, FP64)
+        _ur = load(_p + _r * _W + _c + 1, _mask & _right, FP64)
+        _ud = load(_p + (_r + 1) * _W + _c, _mask & _down, FP64)
+        _ul = load(_p + _r * _W + _c - 1, _left, FP64)
+        _uld = load(_p + (_r + 1) * _W + _c - 1, _left & _down, FP64)
+        _uu = load(_p + (_r - 1) * _W + _c, _mask & _up, FP64)
+        _uur = load(_p + (_r - 1) * _W + _c + 1, _mask & _up & _right, FP64)
+        _wc = load(_w + _r * _W + _c, _mask, FP64)
+        _wr = load(_w + _r * _W + _c + 1, _mask & _right, FP64)
+        _wd = load(_w + (_r + 1) * _W + _c, _mask & _down, FP64)
+        _wl = load(_w + _r * _W + _c - 1, _left, FP64)
+        _wld = load(_w + (_r + 1) * _W + _c - 1, _left & _down, FP64)
+        _wu = load(_w + (_r - 1) * _W + _c, _mask & _up, FP64)
+        _wur = load(_w + (_r - 1) * _W + _c + 1, _mask & _up & _right, FP64)
         _x0 = tl.where(_right, (_ur - _uc) * _ih, 0.0)
         _y0 = tl.where(_down, (_ud - _uc) * _ih, 0.0)
         _xl = tl.where(_left, (_uc - _ul) * _ih, 0.0)
@@ -387,12 +385,12 @@ def {{ c2d_bwd_kernel }}(_u_ptr, _gy_ptr, _gu_ptr, p_ptr, _st_ptr, _gp_ptr, _M, 
         _ql += _xl * (_wc - _wl) * _ih + _yl * (_wld - _wl) * _ih
         _qu += _xu * (_wur - _wu) * _ih + _yu * (_wc - _wu) * _ih
         _m += 1
-    _g0 = {{ phi_fn }}(_s0, {{ param_args }})
-    _gl = {{ phi_fn }}(_sl, {{ param_args }})
-    _gu = {{ phi_fn }}(_su, {{ param_args }})
-    _h0{% for p in trainable %}, _gp{{ loop.index }}{% endfor %} = {{ dphi_fn }}(_s0, {{ param_args }})
-    _hl{% for p in trainable %}, _lp{{ loop.index }}{% endfor %} = {{ dphi_fn }}(_sl, {{ param_args }})
-    _hu{% for p in trainable %}, _up{{ loop.index }}{% endfor %} = {{ dphi_fn }}(_su, {{ param_args }})
+    _g0 = PHI(_s0, p_ptr)
+    _gl = PHI(_sl, p_ptr)
+    _gu = PHI(_su, p_ptr)
+    _h0, _grads = DPHI(_s0, p_ptr)
+    _hl, _ = DPHI(_sl, p_ptr)
+    _hu, _ = DPHI(_su, p_ptr)
     _t0 = 2.0 * _h0 * _q0
     _tl = 2.0 * _hl * _ql
     _tu = 2.0 * _hu * _qu
@@ -401,29 +399,28 @@ def {{ c2d_bwd_kernel }}(_u_ptr, _gy_ptr, _gu_ptr, p_ptr, _st_ptr, _gp_ptr, _M, 
         _off = (_grp * _M + _m) * _H * _W
         _p = _u_ptr + _off
         _w = _gy_ptr + _off
-        _uc = _load(_p + _r * _W + _c, _mask, FP64)
-        _ur = _load(_p + _r * _W + _c + 1, _mask & _right, FP64)
-        _ud = _load(_p + (_r + 1) * _W + _c, _mask & _down, FP64)
-        _ul = _load(_p + _r * _W + _c - 1, _left, FP64)
-        _uu = _load(_p + (_r - 1) * _W + _c, _mask & _up, FP64)
-        _wc = _load(_w + _r * _W + _c, _mask, FP64)
-        _wr = _load(_w + _r * _W + _c + 1, _mask & _right, FP64)
-        _wd = _load(_w + (_r + 1) * _W + _c, _mask & _down, FP64)
-        _wl = _load(_w + _r * _W + _c - 1, _left, FP64)
-        _wu = _load(_w + (_r - 1) * _W + _c, _mask & _up, FP64)
+        _uc = load(_p + _r * _W + _c, _mask, FP64)
+        _ur = load(_p + _r * _W + _c + 1, _mask & _right, FP64)
+        _ud = load(_p + (_r + 1) * _W + _c, _mask & _down, FP64)
+        _ul = load(_p + _r * _W + _c - 1, _left, FP64)
+        _uu = load(_p + (_r - 1) * _W + _c, _mask & _up, FP64)
+        _wc = load(_w + _r * _W + _c, _mask, FP64)
+        _wr = load(_w + _r * _W + _c + 1, _mask & _right, FP64)
+        _wd = load(_w + (_r + 1) * _W + _c, _mask & _down, FP64)
+        _wl = load(_w + _r * _W + _c - 1, _left, FP64)
+        _wu = load(_w + (_r - 1) * _W + _c, _mask & _up, FP64)
         # Z = Phi'(s) w at this pixel (x, y), at the left (x) and the upper (y) neighbour
         _zx0 = tl.where(_right, _g0 * (_wr - _wc) * _ih + _t0 * (_ur - _uc) * _ih, 0.0)
         _zy0 = tl.where(_down, _g0 * (_wd - _wc) * _ih + _t0 * (_ud - _uc) * _ih, 0.0)
         _zxl = tl.where(_left, _gl * (_wc - _wl) * _ih + _tl * (_uc - _ul) * _ih, 0.0)
         _zyu = tl.where(_up, _gu * (_wc - _wu) * _ih + _tu * (_uc - _uu) * _ih, 0.0)
         _o = _wc + _tau * _ih * (_zx0 + _zy0 - _zxl - _zyu)
-        tl.store(_gu_ptr + _off + _r * _W + _c, _to_storage(_o, _gu_ptr), mask=_mask)
+        tl.store(_gu_ptr + _off + _r * _W + _c, to_storage(_o, _gu_ptr), mask=_mask)
         _m += 1
-    _slot = _gp_ptr + _pid * {{ trainable|length + 1 }}
+    _slot = _gp_ptr + _pid * (NT + 1)
     tl.store(_slot, -tl.sum(tl.where(_mask, _g0 * _q0, 0.0), axis=0).to(
         _gp_ptr.dtype.element_ty))
-{% for p in trainable %}
-    tl.store(_slot + {{ loop.index }},
-             (-_tau * tl.sum(tl.where(_mask, _q0 * _gp{{ loop.index }}, 0.0), axis=0)).to(
-                 _gp_ptr.dtype.element_ty))
-{% endfor %}
+    for _j in tl.static_range(NT):
+        tl.store(_slot + 1 + _j,
+                 (-_tau * tl.sum(tl.where(_mask, _q0 * _grads[_j], 0.0), axis=0)).to(
+                     _gp_ptr.dtype.element_ty))

@@ -1,0 +1,141 @@
+"""Explicit diffusion steps in 2D with the forward-difference gradient (P2 11): one step per
+plane and its backward.
+
+The formula enters as PHI(x, p_ptr) -> Phi(x) and, in the backward kernels,
+DPHI(x, p_ptr) -> (Phi'(x), (dPhi/dp_k for the NT trainable parameters)): @triton.jit
+functions of a generated module, passed as constexpr arguments by its kernels
+(docs/codegen.md).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .dtypes import load, to_compute, to_storage
+
+
+@triton.jit
+def step2d_fwd(u_ptr, out_ptr, p_ptr, s_ptr, H, W, PERIODIC: tl.constexpr,
+               BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr, CLAMP: tl.constexpr,
+               PHI: tl.constexpr):
+    """One explicit step on (planes, H, W) with the forward-difference gradient (K = (D+x,
+    D+y)/h): out = u + tau/h (Phi_right - Phi_left + Phi_down - Phi_up), one pass. Grid:
+    planes * H * column blocks programs on axis 0 (CUDA limits axes 1 and 2 to 65535)."""
+    pid = tl.program_id(0).to(tl.int64)  # one grid axis: planes * H * blocks programs
+    blocks = (W + BLOCK_SIZE - 1) // BLOCK_SIZE
+    plane = pid // (H * blocks)
+    y = (pid // blocks) % H
+    x = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    mask = x < W
+    if PERIODIC:
+        xr = tl.where(x + 1 < W, x + 1, 0)
+        xl = tl.where(x > 0, x - 1, W - 1)
+        yd = tl.where(y + 1 < H, y + 1, 0)
+        yu = tl.where(y > 0, y - 1, H - 1)
+    else:
+        xr = tl.minimum(x + 1, W - 1)
+        xl = tl.maximum(x - 1, 0)
+        yd = tl.minimum(y + 1, H - 1)
+        yu = tl.maximum(y - 1, 0)
+    base = u_ptr + plane * H * W
+    u = tl.load(base + y * W + x, mask=mask, other=0.0)
+    ur = tl.load(base + y * W + xr, mask=mask, other=0.0)
+    ul = tl.load(base + y * W + xl, mask=mask, other=0.0)
+    ud = tl.load(base + yd * W + x, mask=mask, other=0.0)
+    uu = tl.load(base + yu * W + x, mask=mask, other=0.0)
+    u = to_compute(u, FP64)
+    ur = to_compute(ur, FP64)
+    ul = to_compute(ul, FP64)
+    ud = to_compute(ud, FP64)
+    uu = to_compute(uu, FP64)
+    tau = to_compute(tl.load(s_ptr + 0), FP64)
+    inv_h = to_compute(tl.load(s_ptr + 1), FP64)
+    vr = PHI((ur - u) * inv_h, p_ptr)
+    vl = PHI((u - ul) * inv_h, p_ptr)
+    vd = PHI((ud - u) * inv_h, p_ptr)
+    vu = PHI((u - uu) * inv_h, p_ptr)
+    if not PERIODIC:
+        vr = tl.where(x < W - 1, vr, 0.0)
+        vl = tl.where(x > 0, vl, 0.0)
+        vd = tl.where(y < H - 1, vd, 0.0)
+        vu = tl.where(y > 0, vu, 0.0)
+    out = u + tau * inv_h * (vr - vl + vd - vu)
+    if CLAMP:  # to the range of u and its four neighbours, as in the 1D step
+        low = tl.minimum(tl.minimum(u, tl.minimum(ur, ul)), tl.minimum(ud, uu))
+        high = tl.maximum(tl.maximum(u, tl.maximum(ur, ul)), tl.maximum(ud, uu))
+        out = tl.where(tl.abs(out) < float("inf"), tl.minimum(tl.maximum(out, low), high), out)
+    tl.store(out_ptr + plane * H * W + y * W + x, to_storage(out, out_ptr), mask=mask)
+
+
+@triton.jit
+def step2d_bwd(u_ptr, gy_ptr, gu_ptr, p_ptr, s_ptr, gp_ptr, H, W, PERIODIC: tl.constexpr,
+               BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr, PHI: tl.constexpr, DPHI: tl.constexpr,
+               NT: tl.constexpr):
+    """Backward of the 2D fused step: gu = gy - tau K^T (Phi'(K u) * K gy); partial sums of
+    dL/dtau and dL/dp over the right and down fluxes of each pixel (each flux once)."""
+    pid = tl.program_id(0).to(tl.int64)  # one grid axis: planes * H * blocks programs
+    blocks = (W + BLOCK_SIZE - 1) // BLOCK_SIZE
+    plane = pid // (H * blocks)
+    y = (pid // blocks) % H
+    x = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    mask = x < W
+    if PERIODIC:
+        xr = tl.where(x + 1 < W, x + 1, 0)
+        xl = tl.where(x > 0, x - 1, W - 1)
+        yd = tl.where(y + 1 < H, y + 1, 0)
+        yu = tl.where(y > 0, y - 1, H - 1)
+        flux_r = mask
+        flux_d = mask
+    else:
+        xr = tl.minimum(x + 1, W - 1)
+        xl = tl.maximum(x - 1, 0)
+        yd = tl.minimum(y + 1, H - 1)
+        yu = tl.maximum(y - 1, 0)
+        flux_r = mask & (x < W - 1)
+        flux_d = mask & (y < H - 1)
+    base = u_ptr + plane * H * W
+    gbase = gy_ptr + plane * H * W
+    u = tl.load(base + y * W + x, mask=mask, other=0.0)
+    u = to_compute(u, FP64)
+    ur = load(base + y * W + xr, mask, FP64)
+    ul = load(base + y * W + xl, mask, FP64)
+    ud = load(base + yd * W + x, mask, FP64)
+    uu = load(base + yu * W + x, mask, FP64)
+    gy = load(gbase + y * W + x, mask, FP64)
+    gr = load(gbase + y * W + xr, mask, FP64)
+    gl = load(gbase + y * W + xl, mask, FP64)
+    gd = load(gbase + yd * W + x, mask, FP64)
+    gu_ = load(gbase + yu * W + x, mask, FP64)
+    tau = to_compute(tl.load(s_ptr + 0), FP64)
+    inv_h = to_compute(tl.load(s_ptr + 1), FP64)
+    rr = (ur - u) * inv_h
+    rd = (ud - u) * inv_h
+    dr, grads_r = DPHI(rr, p_ptr)
+    dd, grads_d = DPHI(rd, p_ptr)
+    dl, _ = DPHI((u - ul) * inv_h, p_ptr)
+    du, _ = DPHI((u - uu) * inv_h, p_ptr)
+    kgr = (gr - gy) * inv_h
+    kgd = (gd - gy) * inv_h
+    zr = dr * kgr
+    zl = dl * (gy - gl) * inv_h
+    zd = dd * kgd
+    zu = du * (gy - gu_) * inv_h
+    if not PERIODIC:
+        zr = tl.where(x < W - 1, zr, 0.0)
+        zl = tl.where(x > 0, zl, 0.0)
+        zd = tl.where(y < H - 1, zd, 0.0)
+        zu = tl.where(y > 0, zu, 0.0)
+    g = gy + tau * inv_h * (zr - zl + zd - zu)
+    tl.store(gu_ptr + plane * H * W + y * W + x, to_storage(g, gu_ptr), mask=mask)
+    slot = gp_ptr + pid * (NT + 1)
+    vr = PHI(rr, p_ptr)
+    vd = PHI(rd, p_ptr)
+    tl.store(slot, -(tl.sum(tl.where(flux_r, kgr * vr, 0.0), axis=0)
+                     + tl.sum(tl.where(flux_d, kgd * vd, 0.0), axis=0)
+                     ).to(gp_ptr.dtype.element_ty))
+    for k in tl.static_range(NT):
+        tl.store(slot + 1 + k,
+                 (-tau * (tl.sum(tl.where(flux_r, kgr * grads_r[k], 0.0), axis=0)
+                          + tl.sum(tl.where(flux_d, kgd * grads_d[k], 0.0), axis=0))
+                  ).to(gp_ptr.dtype.element_ty))
