@@ -4,17 +4,26 @@
 # The device image has torch, triton, sympy, jinja2, mpmath, pytest, hypothesis, scipy and tqdm;
 # fluxact runs from the source tree. Results go to $OUT (the device tool brings them back):
 # the GPU test suite (kernels compiled, not interpreted) and the benchmark tables to paste
-# into docs/benchmarks.md with the device name.
+# into docs/benchmarks.md with the device name. Each step has its own time limit, so the whole
+# run stays within 8 minutes (a step cut short says so in its file: "timed out").
 set -u
 export PYTHONPATH="$PWD" HYPOTHESIS_PROFILE=ci
 out="${OUT:-/tmp/fluxact-gpu}"
 mkdir -p "$out"
+step() {  # step SECONDS FILE COMMAND...: run COMMAND into $out/FILE, cut at SECONDS
+    local seconds=$1 file=$2
+    shift 2
+    timeout "$seconds" "$@" > "$out/$file" 2>&1 || echo "exit $? (124: timed out)" >> "$out/$file"
+}
 { nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 } > "$out/device.txt" 2>&1
-python3 -m pytest -q -p no:cacheprovider tests/kernels tests/blocks/test_fused.py \
-    tests/blocks/test_blocks.py > "$out/gpu_tests.txt" 2>&1
-python3 benchmarks/activation.py --sizes 24 28 --threads 0 > "$out/bench_activation.txt" 2>&1
-python3 benchmarks/blocks.py --threads 0 > "$out/bench_blocks.txt" 2>&1
-python3 benchmarks/blocks.py --threads 0 --dtype bfloat16 > "$out/bench_blocks_bf16.txt" 2>&1
+# the kernels, fused and coupled steps, values and run-time checks, compiled on the GPU
+step 270 gpu_tests.txt python3 -m pytest -q -p no:cacheprovider --maxfail=5 tests/kernels \
+    tests/blocks/test_fused.py tests/blocks/test_coupled_kernels.py \
+    tests/blocks/test_runtime_safety.py tests/codegen/test_values.py
+step 60 gpu_blocks_tests.txt python3 -m pytest -q -p no:cacheprovider tests/blocks/test_blocks.py
+step 60 bench_activation.txt python3 benchmarks/activation.py --sizes 24 28 --threads 0
+step 45 bench_blocks.txt python3 benchmarks/blocks.py --threads 0
+step 45 bench_blocks_bf16.txt python3 benchmarks/blocks.py --threads 0 --dtype bfloat16
 tail -n 3 "$out"/*.txt
