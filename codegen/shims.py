@@ -83,6 +83,7 @@ def shims(activation: str, trainable: int, names: Mapping[str, str]
         params = [*runtime.split(", "), *(f"{c}: tl.constexpr" for c in constexprs.split(", "))]
         name = names[key]
         shims.append({
+            "key": key.removesuffix("_kernel"),  # the name fluxact.runtime.Ops.kernel takes
             "name": name,
             "signature": _wrap(params, len(f"def {name}(")),
             "call": f"{alias}(" + _wrap([*args, *formula[uses]], len(alias) + 5) + ")",
