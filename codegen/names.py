@@ -28,7 +28,7 @@ import builtins
 import keyword
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from importlib.resources import files
 
 from ..translator.errors import ParameterError
@@ -55,20 +55,25 @@ _COMMENT = re.compile(r"#[^\n]*")
 _WORD = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 
 
-def _template_names() -> frozenset[str]:
-    """Every identifier in the code of every template (Jinja2 tags, strings and comments
-    removed). It over-approximates (keyword-argument names such as mask= count too), which
-    only renames a parameter inside the generated code, never in its public keywords."""
-    names: set[str] = set()
+def template_sources() -> Iterator[tuple[str, str]]:
+    """(file name, text) of every Jinja2 template of fluxact.templates."""
     folders = [files("fluxact.templates")]
     while folders:
         for entry in folders.pop().iterdir():
             if entry.is_dir():
                 folders.append(entry)
             elif entry.name.endswith(".j2"):
-                text = entry.read_text(encoding="utf-8")
-                code = _COMMENT.sub(" ", _STRINGS.sub(" ", _JINJA.sub(" ", text)))
-                names.update(_WORD.findall(code))
+                yield entry.name, entry.read_text(encoding="utf-8")
+
+
+def _template_names() -> frozenset[str]:
+    """Every identifier in the code of every template (Jinja2 tags, strings and comments
+    removed). It over-approximates (keyword-argument names such as mask= count too), which
+    only renames a parameter inside the generated code, never in its public keywords."""
+    names: set[str] = set()
+    for _, text in template_sources():
+        code = _COMMENT.sub(" ", _STRINGS.sub(" ", _JINJA.sub(" ", text)))
+        names.update(_WORD.findall(code))
     return frozenset(names - set(keyword.kwlist))
 
 

@@ -12,7 +12,25 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .dtypes import to_compute, to_storage
+from .dtypes import load, to_storage
+from .stencil import clamp_finite, neighbours, step_sizes
+
+
+@triton.jit
+def _update(u, up, um, i, n, tau, inv_h, p_ptr, PERIODIC: tl.constexpr, CLAMP: tl.constexpr,
+            PHI: tl.constexpr):
+    """u_i + tau/h (Phi((u_{i+1} - u_i)/h) - Phi((u_i - u_{i-1})/h)), zero flux across the ends
+    unless PERIODIC; CLAMP: a finite result kept in [min, max] of u_{i-1}, u_i, u_{i+1}."""
+    vp = PHI((up - u) * inv_h, p_ptr)
+    vm = PHI((u - um) * inv_h, p_ptr)
+    if not PERIODIC:
+        vp = tl.where(i < n - 1, vp, 0.0)
+        vm = tl.where(i > 0, vm, 0.0)
+    out = u + tau * inv_h * (vp - vm)
+    if CLAMP:
+        out = clamp_finite(out, tl.minimum(u, tl.minimum(up, um)),
+                           tl.maximum(u, tl.maximum(up, um)))
+    return out
 
 
 @triton.jit
@@ -28,32 +46,13 @@ def step1d_fwd(u_ptr, out_ptr, p_ptr, s_ptr, n, PERIODIC: tl.constexpr, BLOCK_SI
     row = pid // blocks
     i = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
     mask = i < n
-    if PERIODIC:
-        ip = tl.where(i + 1 < n, i + 1, 0)
-        im = tl.where(i > 0, i - 1, n - 1)
-    else:
-        ip = tl.minimum(i + 1, n - 1)
-        im = tl.maximum(i - 1, 0)
+    ip, im = neighbours(i, n, PERIODIC)
     base = u_ptr + row * n
-    u = tl.load(base + i, mask=mask, other=0.0)
-    up = tl.load(base + ip, mask=mask, other=0.0)
-    um = tl.load(base + im, mask=mask, other=0.0)
-    u = to_compute(u, FP64)
-    up = to_compute(up, FP64)
-    um = to_compute(um, FP64)
-    tau = to_compute(tl.load(s_ptr + 0), FP64)
-    inv_h = to_compute(tl.load(s_ptr + 1), FP64)
-    vp = PHI((up - u) * inv_h, p_ptr)
-    vm = PHI((u - um) * inv_h, p_ptr)
-    if not PERIODIC:
-        vp = tl.where(i < n - 1, vp, 0.0)
-        vm = tl.where(i > 0, vm, 0.0)
-    out = u + tau * inv_h * (vp - vm)
-    if CLAMP:
-        low = tl.minimum(u, tl.minimum(up, um))
-        high = tl.maximum(u, tl.maximum(up, um))
-        finite = tl.abs(out) < float("inf")  # NaN and inf stay as they are
-        out = tl.where(finite, tl.minimum(tl.maximum(out, low), high), out)
+    u = load(base + i, mask, FP64)
+    up = load(base + ip, mask, FP64)
+    um = load(base + im, mask, FP64)
+    tau, inv_h = step_sizes(s_ptr, FP64)
+    out = _update(u, up, um, i, n, tau, inv_h, p_ptr, PERIODIC, CLAMP, PHI)
     tl.store(out_ptr + row * n + i, to_storage(out, out_ptr), mask=mask)
 
 
@@ -69,30 +68,19 @@ def step1d_bwd(u_ptr, gy_ptr, gu_ptr, p_ptr, s_ptr, gp_ptr, n, PERIODIC: tl.cons
     row = pid // blocks
     i = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
     mask = i < n
-    if PERIODIC:
-        ip = tl.where(i + 1 < n, i + 1, 0)
-        im = tl.where(i > 0, i - 1, n - 1)
-        flux = mask
-    else:
-        ip = tl.minimum(i + 1, n - 1)
-        im = tl.maximum(i - 1, 0)
+    ip, im = neighbours(i, n, PERIODIC)
+    flux = mask  # the fluxes this program owns: all, or all but the one past the end
+    if not PERIODIC:
         flux = mask & (i < n - 1)
     base = u_ptr + row * n
     gbase = gy_ptr + row * n
-    u = tl.load(base + i, mask=mask, other=0.0)
-    up = tl.load(base + ip, mask=mask, other=0.0)
-    um = tl.load(base + im, mask=mask, other=0.0)
-    gy = tl.load(gbase + i, mask=mask, other=0.0)
-    gyp = tl.load(gbase + ip, mask=mask, other=0.0)
-    gym = tl.load(gbase + im, mask=mask, other=0.0)
-    u = to_compute(u, FP64)
-    up = to_compute(up, FP64)
-    um = to_compute(um, FP64)
-    gy = to_compute(gy, FP64)
-    gyp = to_compute(gyp, FP64)
-    gym = to_compute(gym, FP64)
-    tau = to_compute(tl.load(s_ptr + 0), FP64)
-    inv_h = to_compute(tl.load(s_ptr + 1), FP64)
+    u = load(base + i, mask, FP64)
+    up = load(base + ip, mask, FP64)
+    um = load(base + im, mask, FP64)
+    gy = load(gbase + i, mask, FP64)
+    gyp = load(gbase + ip, mask, FP64)
+    gym = load(gbase + im, mask, FP64)
+    tau, inv_h = step_sizes(s_ptr, FP64)
     rp = (up - u) * inv_h
     dp, grads = DPHI(rp, p_ptr)
     dm, _ = DPHI((u - um) * inv_h, p_ptr)
@@ -122,31 +110,12 @@ def steps1d(u_ptr, out_ptr, p_ptr, s_ptr, n, steps, PERIODIC: tl.constexpr,
     row = tl.program_id(0).to(tl.int64)
     i = tl.arange(0, BLOCK_SIZE)
     mask = i < n
-    if PERIODIC:
-        ip = tl.where(i + 1 < n, i + 1, 0)
-        im = tl.where(i > 0, i - 1, n - 1)
-    else:
-        ip = tl.minimum(i + 1, n - 1)
-        im = tl.maximum(i - 1, 0)
-    u = tl.load(u_ptr + row * n + i, mask=mask, other=0.0)
-    u = to_compute(u, FP64)
-    tau = to_compute(tl.load(s_ptr + 0), FP64)
-    inv_h = to_compute(tl.load(s_ptr + 1), FP64)
+    ip, im = neighbours(i, n, PERIODIC)
+    u = load(u_ptr + row * n + i, mask, FP64)
+    tau, inv_h = step_sizes(s_ptr, FP64)
     k = 0
     while k < steps:  # a while loop: Triton's interpreter cannot range() over an argument
-        up = tl.gather(u, ip, 0)
-        um = tl.gather(u, im, 0)
-        vp = PHI((up - u) * inv_h, p_ptr)
-        vm = PHI((u - um) * inv_h, p_ptr)
-        if not PERIODIC:
-            vp = tl.where(i < n - 1, vp, 0.0)
-            vm = tl.where(i > 0, vm, 0.0)
-        new = u + tau * inv_h * (vp - vm)
-        if CLAMP:  # as in the single step
-            low = tl.minimum(u, tl.minimum(up, um))
-            high = tl.maximum(u, tl.maximum(up, um))
-            new = tl.where(tl.abs(new) < float("inf"), tl.minimum(tl.maximum(new, low), high),
-                           new)
-        u = new
+        u = _update(u, tl.gather(u, ip, 0), tl.gather(u, im, 0), i, n, tau, inv_h, p_ptr,
+                    PERIODIC, CLAMP, PHI)
         k += 1
     tl.store(out_ptr + row * n + i, to_storage(u, out_ptr), mask=mask)

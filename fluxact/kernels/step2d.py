@@ -12,7 +12,29 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .dtypes import load, to_compute, to_storage
+from .dtypes import load, to_storage
+from .stencil import clamp_finite, neighbours, step_sizes
+
+
+@triton.jit
+def _pixels(pid, H, W, BLOCK_SIZE: tl.constexpr, PERIODIC: tl.constexpr):
+    """The pixels of program ``pid`` (planes * H * column blocks programs on axis 0: CUDA
+    limits axes 1 and 2 to 65535): (plane, y, x, mask, x right, x left, y down, y up)."""
+    blocks = (W + BLOCK_SIZE - 1) // BLOCK_SIZE
+    plane = pid // (H * blocks)
+    y = (pid // blocks) % H
+    x = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    xr, xl = neighbours(x, W, PERIODIC)
+    yd, yu = neighbours(y, H, PERIODIC)
+    return plane, y, x, x < W, xr, xl, yd, yu
+
+
+@triton.jit
+def _stencil(base, y, x, xr, xl, yd, yu, W, mask, FP64: tl.constexpr):
+    """The values at the pixel and its right, left, down and up neighbours."""
+    return (load(base + y * W + x, mask, FP64), load(base + y * W + xr, mask, FP64),
+            load(base + y * W + xl, mask, FP64), load(base + yd * W + x, mask, FP64),
+            load(base + yu * W + x, mask, FP64))
 
 
 @triton.jit
@@ -20,37 +42,11 @@ def step2d_fwd(u_ptr, out_ptr, p_ptr, s_ptr, H, W, PERIODIC: tl.constexpr,
                BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr, CLAMP: tl.constexpr,
                PHI: tl.constexpr):
     """One explicit step on (planes, H, W) with the forward-difference gradient (K = (D+x,
-    D+y)/h): out = u + tau/h (Phi_right - Phi_left + Phi_down - Phi_up), one pass. Grid:
-    planes * H * column blocks programs on axis 0 (CUDA limits axes 1 and 2 to 65535)."""
+    D+y)/h): out = u + tau/h (Phi_right - Phi_left + Phi_down - Phi_up), one pass."""
     pid = tl.program_id(0).to(tl.int64)  # one grid axis: planes * H * blocks programs
-    blocks = (W + BLOCK_SIZE - 1) // BLOCK_SIZE
-    plane = pid // (H * blocks)
-    y = (pid // blocks) % H
-    x = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    mask = x < W
-    if PERIODIC:
-        xr = tl.where(x + 1 < W, x + 1, 0)
-        xl = tl.where(x > 0, x - 1, W - 1)
-        yd = tl.where(y + 1 < H, y + 1, 0)
-        yu = tl.where(y > 0, y - 1, H - 1)
-    else:
-        xr = tl.minimum(x + 1, W - 1)
-        xl = tl.maximum(x - 1, 0)
-        yd = tl.minimum(y + 1, H - 1)
-        yu = tl.maximum(y - 1, 0)
-    base = u_ptr + plane * H * W
-    u = tl.load(base + y * W + x, mask=mask, other=0.0)
-    ur = tl.load(base + y * W + xr, mask=mask, other=0.0)
-    ul = tl.load(base + y * W + xl, mask=mask, other=0.0)
-    ud = tl.load(base + yd * W + x, mask=mask, other=0.0)
-    uu = tl.load(base + yu * W + x, mask=mask, other=0.0)
-    u = to_compute(u, FP64)
-    ur = to_compute(ur, FP64)
-    ul = to_compute(ul, FP64)
-    ud = to_compute(ud, FP64)
-    uu = to_compute(uu, FP64)
-    tau = to_compute(tl.load(s_ptr + 0), FP64)
-    inv_h = to_compute(tl.load(s_ptr + 1), FP64)
+    plane, y, x, mask, xr, xl, yd, yu = _pixels(pid, H, W, BLOCK_SIZE, PERIODIC)
+    u, ur, ul, ud, uu = _stencil(u_ptr + plane * H * W, y, x, xr, xl, yd, yu, W, mask, FP64)
+    tau, inv_h = step_sizes(s_ptr, FP64)
     vr = PHI((ur - u) * inv_h, p_ptr)
     vl = PHI((u - ul) * inv_h, p_ptr)
     vd = PHI((ud - u) * inv_h, p_ptr)
@@ -62,9 +58,8 @@ def step2d_fwd(u_ptr, out_ptr, p_ptr, s_ptr, H, W, PERIODIC: tl.constexpr,
         vu = tl.where(y > 0, vu, 0.0)
     out = u + tau * inv_h * (vr - vl + vd - vu)
     if CLAMP:  # to the range of u and its four neighbours, as in the 1D step
-        low = tl.minimum(tl.minimum(u, tl.minimum(ur, ul)), tl.minimum(ud, uu))
-        high = tl.maximum(tl.maximum(u, tl.maximum(ur, ul)), tl.maximum(ud, uu))
-        out = tl.where(tl.abs(out) < float("inf"), tl.minimum(tl.maximum(out, low), high), out)
+        out = clamp_finite(out, tl.minimum(tl.minimum(u, tl.minimum(ur, ul)), tl.minimum(ud, uu)),
+                           tl.maximum(tl.maximum(u, tl.maximum(ur, ul)), tl.maximum(ud, uu)))
     tl.store(out_ptr + plane * H * W + y * W + x, to_storage(out, out_ptr), mask=mask)
 
 
@@ -75,40 +70,15 @@ def step2d_bwd(u_ptr, gy_ptr, gu_ptr, p_ptr, s_ptr, gp_ptr, H, W, PERIODIC: tl.c
     """Backward of the 2D fused step: gu = gy - tau K^T (Phi'(K u) * K gy); partial sums of
     dL/dtau and dL/dp over the right and down fluxes of each pixel (each flux once)."""
     pid = tl.program_id(0).to(tl.int64)  # one grid axis: planes * H * blocks programs
-    blocks = (W + BLOCK_SIZE - 1) // BLOCK_SIZE
-    plane = pid // (H * blocks)
-    y = (pid // blocks) % H
-    x = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    mask = x < W
-    if PERIODIC:
-        xr = tl.where(x + 1 < W, x + 1, 0)
-        xl = tl.where(x > 0, x - 1, W - 1)
-        yd = tl.where(y + 1 < H, y + 1, 0)
-        yu = tl.where(y > 0, y - 1, H - 1)
-        flux_r = mask
-        flux_d = mask
-    else:
-        xr = tl.minimum(x + 1, W - 1)
-        xl = tl.maximum(x - 1, 0)
-        yd = tl.minimum(y + 1, H - 1)
-        yu = tl.maximum(y - 1, 0)
+    plane, y, x, mask, xr, xl, yd, yu = _pixels(pid, H, W, BLOCK_SIZE, PERIODIC)
+    flux_r = mask  # the fluxes this program owns
+    flux_d = mask
+    if not PERIODIC:
         flux_r = mask & (x < W - 1)
         flux_d = mask & (y < H - 1)
-    base = u_ptr + plane * H * W
-    gbase = gy_ptr + plane * H * W
-    u = tl.load(base + y * W + x, mask=mask, other=0.0)
-    u = to_compute(u, FP64)
-    ur = load(base + y * W + xr, mask, FP64)
-    ul = load(base + y * W + xl, mask, FP64)
-    ud = load(base + yd * W + x, mask, FP64)
-    uu = load(base + yu * W + x, mask, FP64)
-    gy = load(gbase + y * W + x, mask, FP64)
-    gr = load(gbase + y * W + xr, mask, FP64)
-    gl = load(gbase + y * W + xl, mask, FP64)
-    gd = load(gbase + yd * W + x, mask, FP64)
-    gu_ = load(gbase + yu * W + x, mask, FP64)
-    tau = to_compute(tl.load(s_ptr + 0), FP64)
-    inv_h = to_compute(tl.load(s_ptr + 1), FP64)
+    u, ur, ul, ud, uu = _stencil(u_ptr + plane * H * W, y, x, xr, xl, yd, yu, W, mask, FP64)
+    gy, gr, gl, gd, gu_ = _stencil(gy_ptr + plane * H * W, y, x, xr, xl, yd, yu, W, mask, FP64)
+    tau, inv_h = step_sizes(s_ptr, FP64)
     rr = (ur - u) * inv_h
     rd = (ud - u) * inv_h
     dr, grads_r = DPHI(rr, p_ptr)

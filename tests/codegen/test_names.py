@@ -85,24 +85,16 @@ def test_identifiers_built_by_jinja_are_reserved_by_their_prefix() -> None:
     counts as `_gp`, not `_gp1`. That is safe only because every identifier glued to a Jinja2
     expression starts with '_' or 'dphi', which ``is_reserved`` reserves as a pattern: pin it
     (an indentation expression such as {{ ' ' * n }} followed by code is no identifier)."""
-    from importlib.resources import files
-
     from fluxact.codegen import names
 
     glued = []
-    folders = [files("fluxact.templates")]
-    while folders:
-        for entry in folders.pop().iterdir():
-            if entry.is_dir():
-                folders.append(entry)
-            elif entry.name.endswith(".j2"):
-                text = entry.read_text(encoding="utf-8")
-                for m in re.finditer(r"(\w*)\{\{(.*?)\}\}(\w*)", text):
-                    prefix, expr, suffix = m.groups()
-                    indent = re.match(r"""\s*(['"]) \1 \*""", expr)  # ' ' * n, " " * n
-                    # init_args renders 'lam=1.0, ' (ends in a separator)
-                    if prefix or (suffix and not indent and expr.strip() != "init_args"):
-                        glued.append((entry.name, m.group(0), prefix + "1" + suffix))
+    for name, text in names.template_sources():
+        for m in re.finditer(r"(\w*)\{\{(.*?)\}\}(\w*)", text):
+            prefix, expr, suffix = m.groups()
+            indent = re.match(r"""\s*(['"]) \1 \*""", expr)  # ' ' * n, " " * n
+            # init_args renders 'lam=1.0, ' (ends in a separator)
+            if prefix or (suffix and not indent and expr.strip() != "init_args"):
+                glued.append((name, m.group(0), prefix + "1" + suffix))
     assert glued  # _gp{{ loop.index }}, dphi_{{ p }}, _{{ out }}_nan, ...
     loose = [(name, text) for name, text, example in glued
              if not re.match(r"_|dphi", text) or not names.is_reserved(example)]
