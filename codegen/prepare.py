@@ -34,9 +34,13 @@ from .errors import CodegenError
 from .names import check_parameter_names, class_name, python_name
 from .stability import StabilityFacts, stability_facts
 
-#: A NaN of floating point in |r| < REPAIR_SPLIT takes the limit at 0, elsewhere the one at
-#: +-oo: NaNs come from intermediates that under- or overflow, far from this split.
-REPAIR_SPLIT = 1.0
+#: Where float64 still makes NaN from a finite input, |r| <= REPAIR_NEAR takes the limit at 0
+#: and |r| >= REPAIR_FAR the one at +oo or -oo; in between the NaN stays. An intermediate
+#: under- or overflows in float64 from such a finite input only at extreme scales, while a NaN
+#: at a moderate r is the formula's own (0 * inf at a cusp of a root: the truth is then often
+#: infinite), which no limit at 0 or oo describes.
+REPAIR_NEAR = 2.0**-40
+REPAIR_FAR = 2.0**40
 
 
 @dataclass(frozen=True, slots=True)

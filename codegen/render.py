@@ -15,7 +15,7 @@ from .errors import CodegenError
 from .functions import FUNCTIONS
 from .names import identifiers as parameter_identifiers
 from .names import positional
-from .prepare import REPAIR_SPLIT, ActivationSpec
+from .prepare import REPAIR_FAR, REPAIR_NEAR, ActivationSpec
 from .printers import Lowered, lower
 from .shims import KERNEL_KEYS, shims
 
@@ -91,9 +91,10 @@ def _lowered(spec: ActivationSpec, keys: list[str], target: str,
         extended[raw] = out
         # '_' first: no parameter's name starts with '_', so no dphi_<p> is ever this name
         outputs[f"_{out}_nan"] = sp.Piecewise(
-            (raw if at0 is None else at0, sp.Abs(r) < REPAIR_SPLIT),
-            (raw if at_pos is None else at_pos, r > 0),
-            (raw if at_neg is None else at_neg, True),
+            (raw if at0 is None else at0, sp.Abs(r) <= REPAIR_NEAR),
+            (raw if at_pos is None else at_pos, r >= REPAIR_FAR),
+            (raw if at_neg is None else at_neg, r <= -REPAIR_FAR),
+            (raw, True),
         )
         repaired.append(out)
     lowered = lower(outputs, extended, target, variable=r)

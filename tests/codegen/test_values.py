@@ -369,3 +369,23 @@ def test_fp32_nan_is_computed_again_in_float64(backend: str, dtype: torch.dtype)
     rtol = {torch.float32: 1e-5, torch.bfloat16: 1e-2}[dtype]
     assert all(_close(float(a), b, rtol) for a, b in zip(gx.cpu(), want_x)), (gx, want_x)
     assert _close(float(glam), want_lam, rtol), (float(glam), want_lam)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_no_limit_put_in_at_a_moderate_input(backend: str, dtype: torch.dtype) -> None:
+    """Phi' of r sign(r - 1/2) sqrt|r - 1/2| is 0 * inf at r = 1/2 in every precision (the
+    truth: +inf, a cusp). The limit repair put in Phi'(0) = -sqrt(1/2) there; it now applies
+    only at |r| <= 2^-40 and |r| >= 2^40, so the value is NaN, not a wrong number. Beside the
+    cusp, and at the extreme inputs, the values are the truth."""
+    formula = "r*sign(r - 1/2)*sqrt(Abs(r - 1/2))"
+    act = fluxact.to_torch(formula, "activation", backend=backend)
+    truth = Truth(formula)
+    xs = [0.5, 0.75, -2.0, 1e-20, 3e12]
+    y, g = _run(act, xs, dtype)
+    assert math.isnan(g[0])
+    rtol = 1e-9 if dtype == torch.float64 else 1e-5
+    for x, got in zip(xs[1:], g[1:]):
+        want = truth.derivative(float(torch.tensor(x, dtype=dtype)))
+        assert _close(got, want, rtol, 1e-30), (x, got, want)
+    assert _close(y[1], truth.value(0.75), rtol)
