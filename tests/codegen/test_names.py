@@ -9,11 +9,15 @@ import ast
 import builtins
 import hashlib
 import inspect
+import keyword
 import re
 from types import ModuleType
 
 import pytest
 import sympy as sp
+from fluxact.codegen.names import RESERVED
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 import fluxact
 from fluxact import FluxactError, FormulaError, ParameterError, runtime
@@ -317,3 +321,38 @@ def test_every_refusal_is_a_fluxact_error() -> None:
                  lambda: fluxact.emit("tanh(r)", "activation", name="λ")):
         with pytest.raises(FluxactError):
             call()
+
+
+_NAMES = st.one_of(
+    st.sampled_from(sorted(n for n in RESERVED if n.isidentifier()
+                           and not n.startswith("_") and not keyword.iskeyword(n))),
+    st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,6}", fullmatch=True),
+)
+
+
+@pytest.mark.interpreter
+@settings(max_examples=12, deadline=None)
+@given(name=_NAMES)
+def test_no_parameter_name_reaches_a_kernel(name: str) -> None:
+    """A parameter may take any name the parser accepts, the kernels' own (KH, CP, W, n,
+    u_ptr, ...) included: it is a local of the generated Phi functions, read from p_ptr, and
+    never appears in a kernel body (fluxact/kernels/). The elementwise kernels and a fused
+    step with the parameter named so equal those with a plain name."""
+    try:
+        act = fluxact.to_torch(RATIONAL.format(name), "activation", params={name: 1.5},
+                               trainable=(name,), backend="triton")
+    except FluxactError:
+        assume(False)  # a name the parser refuses (a function's name, a keyword)
+        return
+    plain = fluxact.to_torch(RATIONAL.format("q"), "activation", params={"q": 1.5},
+                             trainable=("q",), backend="triton")
+    x = torch.linspace(-3, 3, 7, dtype=torch.float64, device=DEVICE, requires_grad=True)
+    got, want = act.double()(x), plain.double()(x)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    torch.testing.assert_close(torch.autograd.grad(got.sum(), x)[0],
+                               torch.autograd.grad(want.sum(), x)[0], rtol=1e-12, atol=0)
+    u = torch.randn(1, 9, dtype=torch.float64, device=DEVICE)
+    tau = torch.tensor(0.2, dtype=torch.float64, device=DEVICE)
+    steps = [runtime.step(a.ops, u, a.parameter_vector().to(DEVICE), tau, 1.0, False, 1)
+             for a in (act, plain)]
+    torch.testing.assert_close(steps[0], steps[1], rtol=1e-12, atol=0)
