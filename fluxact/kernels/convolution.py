@@ -13,6 +13,30 @@ import triton
 import triton.language as tl
 
 from .dtypes import load, to_compute, to_storage
+from .stencil import row_lanes
+
+
+@triton.jit
+def _wrap(idx, n, PERIODIC: tl.constexpr):
+    """An index of a row of length n: wrapped (periodic) or clamped to the ends (the fluxes
+    that would read past them are masked by the caller)."""
+    if PERIODIC:
+        out = tl.where(idx < 0, idx + n, tl.where(idx >= n, idx - n, idx))
+    else:
+        out = tl.minimum(tl.maximum(idx, 0), n - 1)
+    return out
+
+
+@triton.jit
+def _correlate(base, j, like, n, k_ptr, chan, mask, W: tl.constexpr, PERIODIC: tl.constexpr,
+               FP64: tl.constexpr):
+    """(K u)_j = sum_q k_q u_{j+q} of the row at ``base`` with the kernel of channel ``chan``
+    (a tensor like ``like``)."""
+    r = tl.zeros_like(like)
+    for q in tl.static_range(W):
+        r += to_compute(tl.load(k_ptr + chan * W + q), FP64) * load(
+            base + _wrap(j + q, n, PERIODIC), mask, FP64)
+    return r
 
 
 @triton.jit
@@ -23,31 +47,18 @@ def learned1d_fwd(u_ptr, out_ptr, k_ptr, p_ptr, s_ptr, n, C, W: tl.constexpr,
     sum_q k_q u_{j+q} (valid correlation, or periodic), out_i = u_i - tau sum_m k_m
     Phi((K u)_{i-m}). Rows are (batch, channel) pairs; channel = row % C; s_ptr holds tau."""
     pid = tl.program_id(0).to(tl.int64)  # one grid axis: rows * blocks programs
-    blocks = (n + BLOCK_SIZE - 1) // BLOCK_SIZE
-    row = pid // blocks
+    row, i, mask = row_lanes(pid, n, BLOCK_SIZE)
     chan = row % C
-    i = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    mask = i < n
     base = u_ptr + row * n
-    u = tl.load(base + i, mask=mask, other=0.0)
-    u = to_compute(u, FP64)
+    u = load(base + i, mask, FP64)
     tau = to_compute(tl.load(s_ptr + 0), FP64)
-    nflux = n - W + 1
+    nflux = n - W + 1  # valid correlation: the fluxes that read no sample past the end
     if PERIODIC:
         nflux = n
     acc = tl.zeros_like(u)
     for m in tl.static_range(W):
         j = i - m  # the flux that sample i receives through tap m
-        r = tl.zeros_like(u)
-        for q in tl.static_range(W):
-            idx = j + q
-            if PERIODIC:
-                idx = tl.where(idx < 0, idx + n, tl.where(idx >= n, idx - n, idx))
-            else:
-                idx = tl.minimum(tl.maximum(idx, 0), n - 1)
-            kq = to_compute(tl.load(k_ptr + chan * W + q), FP64)
-            r += kq * load(base + idx, mask, FP64)
-        v = PHI(r, p_ptr)
+        v = PHI(_correlate(base, j, u, n, k_ptr, chan, mask, W, PERIODIC, FP64), p_ptr)
         if not PERIODIC:
             v = tl.where((j >= 0) & (j < nflux), v, 0.0)
         acc += to_compute(tl.load(k_ptr + chan * W + m), FP64) * v
@@ -64,35 +75,20 @@ def learned1d_bwd(u_ptr, gy_ptr, gu_ptr, k_ptr, p_ptr, s_ptr, gp_ptr, gk_ptr, n,
     dPhi/dp((K u)_j) (gp_ptr, column 0 tau) and dL/dk_m = -tau sum_j (gy_{j+m} Phi((K u)_j)
     + (K gy)_j Phi'((K u)_j) u_{j+m}) (gk_ptr)."""
     pid = tl.program_id(0).to(tl.int64)  # one grid axis: rows * blocks programs
-    blocks = (n + BLOCK_SIZE - 1) // BLOCK_SIZE
-    row = pid // blocks
+    row, i, mask = row_lanes(pid, n, BLOCK_SIZE)
     chan = row % C
-    i = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    mask = i < n
     base = u_ptr + row * n
     gbase = gy_ptr + row * n
-    gy = tl.load(gbase + i, mask=mask, other=0.0)
-    gy = to_compute(gy, FP64)
+    gy = load(gbase + i, mask, FP64)
     tau = to_compute(tl.load(s_ptr + 0), FP64)
-    nflux = n - W + 1
+    nflux = n - W + 1  # valid correlation: the fluxes that read no sample past the end
     if PERIODIC:
         nflux = n
     acc = tl.zeros_like(gy)
     for m in tl.static_range(W):
         j = i - m
-        r = tl.zeros_like(gy)
-        kg = tl.zeros_like(gy)
-        for q in tl.static_range(W):
-            idx = j + q
-            if PERIODIC:
-                idx = tl.where(idx < 0, idx + n, tl.where(idx >= n, idx - n, idx))
-            else:
-                idx = tl.minimum(tl.maximum(idx, 0), n - 1)
-            kq = to_compute(tl.load(k_ptr + chan * W + q), FP64)
-            r += kq * load(base + idx, mask, FP64)
-            kg += kq * load(gbase + idx, mask, FP64)
-        d, _ = DPHI(r, p_ptr)
-        z = d * kg
+        d, _ = DPHI(_correlate(base, j, gy, n, k_ptr, chan, mask, W, PERIODIC, FP64), p_ptr)
+        z = d * _correlate(gbase, j, gy, n, k_ptr, chan, mask, W, PERIODIC, FP64)
         if not PERIODIC:
             z = tl.where((j >= 0) & (j < nflux), z, 0.0)
         acc += to_compute(tl.load(k_ptr + chan * W + m), FP64) * z
@@ -100,17 +96,8 @@ def learned1d_bwd(u_ptr, gy_ptr, gu_ptr, k_ptr, p_ptr, s_ptr, gp_ptr, gk_ptr, n,
     tl.store(gu_ptr + row * n + i, to_storage(g, gu_ptr), mask=mask)
     # sums over the fluxes j = i of this program
     valid = mask & (i < nflux)
-    r = tl.zeros_like(gy)
-    kg = tl.zeros_like(gy)
-    for q in tl.static_range(W):
-        idx = i + q
-        if PERIODIC:
-            idx = tl.where(idx >= n, idx - n, idx)
-        else:
-            idx = tl.minimum(idx, n - 1)
-        kq = to_compute(tl.load(k_ptr + chan * W + q), FP64)
-        r += kq * load(base + idx, mask, FP64)
-        kg += kq * load(gbase + idx, mask, FP64)
+    r = _correlate(base, i, gy, n, k_ptr, chan, mask, W, PERIODIC, FP64)
+    kg = _correlate(gbase, i, gy, n, k_ptr, chan, mask, W, PERIODIC, FP64)
     v = PHI(r, p_ptr)
     d, grads = DPHI(r, p_ptr)
     slot = gp_ptr + pid * (NT + 1)
@@ -121,11 +108,7 @@ def learned1d_bwd(u_ptr, gy_ptr, gu_ptr, k_ptr, p_ptr, s_ptr, gp_ptr, gk_ptr, n,
                   ).to(gp_ptr.dtype.element_ty))
     kslot = gk_ptr + pid * W
     for m in tl.static_range(W):
-        idx = i + m
-        if PERIODIC:
-            idx = tl.where(idx >= n, idx - n, idx)
-        else:
-            idx = tl.minimum(idx, n - 1)
+        idx = _wrap(i + m, n, PERIODIC)
         um = load(base + idx, mask, FP64)
         gm = load(gbase + idx, mask, FP64)
         tl.store(kslot + m, (-tau * tl.sum(tl.where(valid, gm * v + kg * d * um, 0.0), axis=0)

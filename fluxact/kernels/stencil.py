@@ -1,5 +1,6 @@
-"""Pieces the stencil kernels share: the neighbours of an index at the boundary, the time step
-and grid size, and the clamp that keeps a step in its stencil's range."""
+"""Pieces the stencil kernels share: the lanes of a program along a row, the neighbours of an
+index at the boundary, the time step and grid size, and the clamp that keeps a step in its
+stencil's range."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ import triton
 import triton.language as tl
 
 from .dtypes import to_compute
+
+
+@triton.jit
+def row_lanes(pid, n, BLOCK_SIZE: tl.constexpr):
+    """(row, i, mask) of program ``pid`` over rows of length n, one grid axis: rows * blocks
+    programs (CUDA limits axes 1 and 2 to 65535)."""
+    blocks = (n + BLOCK_SIZE - 1) // BLOCK_SIZE
+    i = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    return pid // blocks, i, i < n
 
 
 @triton.jit

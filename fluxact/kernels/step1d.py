@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from .dtypes import load, to_storage
-from .stencil import clamp_finite, neighbours, step_sizes
+from .stencil import clamp_finite, neighbours, row_lanes, step_sizes
 
 
 @triton.jit
@@ -42,10 +42,7 @@ def step1d_fwd(u_ptr, out_ptr, p_ptr, s_ptr, n, PERIODIC: tl.constexpr, BLOCK_SI
     out_i is clamped to [min, max] of u_{i-1}, u_i, u_{i+1}, which under the max-min bound it
     never leaves in exact arithmetic (a rounding correction; fluxact.operators.stencil_range)."""
     pid = tl.program_id(0).to(tl.int64)  # one grid axis: rows * blocks programs
-    blocks = (n + BLOCK_SIZE - 1) // BLOCK_SIZE
-    row = pid // blocks
-    i = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    mask = i < n
+    row, i, mask = row_lanes(pid, n, BLOCK_SIZE)
     ip, im = neighbours(i, n, PERIODIC)
     base = u_ptr + row * n
     u = load(base + i, mask, FP64)
@@ -64,10 +61,7 @@ def step1d_bwd(u_ptr, gy_ptr, gu_ptr, p_ptr, s_ptr, gp_ptr, n, PERIODIC: tl.cons
     partial sums of dL/dtau = -sum (K gy) Phi(K u) and dL/dp = -tau sum (K gy) dPhi/dp(K u)
     (column 0: tau, then the trainable parameters), reduced on the device by the caller."""
     pid = tl.program_id(0).to(tl.int64)  # one grid axis: rows * blocks programs
-    blocks = (n + BLOCK_SIZE - 1) // BLOCK_SIZE
-    row = pid // blocks
-    i = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    mask = i < n
+    row, i, mask = row_lanes(pid, n, BLOCK_SIZE)
     ip, im = neighbours(i, n, PERIODIC)
     flux = mask  # the fluxes this program owns: all, or all but the one past the end
     if not PERIODIC:
