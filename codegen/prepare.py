@@ -27,12 +27,13 @@ import sympy as sp
 from ..translator.budget import attempt
 from ..translator.dictionary import LIMIT_SECONDS, fill_removable
 from ..translator.errors import ParameterError, missing_value
+from ..translator.facts import StabilityFacts
 from ..translator.nonlinearity import KINDS, exact_number, parameter_values
 from ..translator.parse import normal_name, parameter_symbol
 from ..translator.translation import Translation, _symbolic_forms
 from .errors import CodegenError
 from .names import check_parameter_names, class_name, python_name
-from .stability import StabilityFacts, stability_facts
+from .stability import stability_facts
 
 #: Where float64 still makes NaN from a finite input, |r| <= REPAIR_NEAR takes the limit at 0
 #: and |r| >= REPAIR_FAR the one at +oo or -oo; in between the NaN stays. An intermediate

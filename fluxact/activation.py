@@ -124,7 +124,9 @@ def as_activation(obj: object, kind: str | None = None, *, role: str = "activati
     or formula text of the given ``kind``. ``role``: "activation" (Phi, for DiffusionBlock and
     denoise; formula text needs ``kind``) or "diffusivity" (g read as a function of
     s2 = |s|^2 for the coupled blocks, ``diffusivity_to_torch``; text is a diffusivity).
-    ``tau`` and ``alpha``: the dictionary's step and scaling for a formula (P1 Table 1)."""
+    ``tau`` and ``alpha``: the dictionary's step and scaling for a formula (P1 Table 1; None:
+    translate's defaults). What cannot apply is refused: params= or trainable= with an
+    Activation, params=, tau= or alpha= with a Translation."""
     from .runtime import StabilityError
     from .translator.catalogue import CatalogueEntry, catalogue
     from .translator.errors import FormulaError
@@ -132,9 +134,14 @@ def as_activation(obj: object, kind: str | None = None, *, role: str = "activati
     if role not in ("activation", "diffusivity"):
         raise StabilityError(f"unknown role {role!r}; use 'activation' or 'diffusivity'")
     if isinstance(obj, Activation):
-        if params:
-            raise StabilityError("params= applies to formulas; set an Activation's values on it")
+        if params or trainable:
+            raise StabilityError("params= and trainable= apply to formulas; set an Activation's "
+                                 "values on it, and choose its trainable parameters when you "
+                                 "generate it (fluxact.to_torch(..., trainable=...))")
         return obj
+    if isinstance(obj, Translation) and (params or tau is not None or alpha is not None):
+        raise StabilityError("params=, tau= and alpha= apply to formula text; a Translation has "
+                             "its own (translate the formula with them)")
     if isinstance(obj, str):
         try:
             obj = catalogue.lookup(obj)
@@ -154,8 +161,7 @@ def as_activation(obj: object, kind: str | None = None, *, role: str = "activati
     if not isinstance(obj, Translation):
         table = {k: v for k, v in (("tau", tau), ("alpha", alpha)) if v is not None}
         obj = translate(obj, kind, params=params, convention=convention, **table)
-        params = None
-    return to_torch(obj, params=params, trainable=trainable)
+    return to_torch(obj, trainable=trainable)
 
 
 def diffusivity_to_torch(expr: object, *, params: Mapping[str, object] | None = None,

@@ -308,7 +308,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .plotting import plot, plot_format
 
-    plot_format(args.output)  # before the translation: a wrong name fails at once
+    plot_format(args.output, where="-o ")  # before the translation: fails at once
     plot(translation_from_args(args), out=args.output, r_max=args.r_max)
     print(f"wrote {args.output}")
     return EXIT_OK

@@ -205,7 +205,7 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
                 tau: float | None = None, stability: str | None = None,
                 scheme: str = "explicit",
                 boundary: str = "reflect", h: float = 1.0, unsafe: bool = False,
-                table_tau: object = "1/4", table_alpha: object = "1/4",
+                table_tau: object = None, table_alpha: object = None,
                 max_cycle: int = MAX_CYCLE, progress: bool | None = None,
                 device: str | torch.device = "cpu") -> DenoiseRun:
     """``denoise`` with a record of what it did (see DenoiseRun)."""

@@ -10,6 +10,7 @@ figures are drawn without pyplot's global state.
 from __future__ import annotations
 
 import math
+import os
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -114,8 +115,11 @@ def plot(expr: object, kind: str | None = None, *, params: Mapping[str, object] 
          convention: str | None = None, out: str | Path | None = None,
          r_max: float | None = None, title: str | None = None) -> Any:
     """The four forms of one nonlinearity in one row (a matplotlib Figure, saved to ``out``
-    when given: PNG, PDF or SVG by its suffix). ``expr``: a Translation, formula text (with
+    when given: a file name, in the format its suffix names (.png, .pdf, .svg, or any other
+    matplotlib writes), or an open binary stream). ``expr``: a Translation, formula text (with
     ``kind``) or catalogue entry; every parameter needs a value."""
+    if isinstance(out, str | os.PathLike):
+        plot_format(out, _matplotlib_formats())  # before the translation: fails at once
     t = expr if isinstance(expr, Translation) else translate(expr, kind, params=params,
                                                              convention=convention)
     fig, axes = _figure(1)
@@ -137,22 +141,39 @@ def dictionary_figure(rows: Sequence[tuple[str, Translation]], out: str | Path |
     return fig, reports
 
 
-#: the formats a figure is saved in, by the file name's suffix
+#: the formats `fluxact plot -o` writes, by the file name's suffix
 FORMATS = ("png", "pdf", "svg")
 
 
-def save(fig: Any, out: str | Path, *, dpi: int) -> None:
-    """Save ``fig`` to ``out`` (PNG, PDF or SVG by its suffix) atomically: written whole
-    beside it and renamed over it (fluxact/files.py), so a failure or a kill mid-write never
-    leaves half a file or follows a link planted at a temporary name."""
-    suffix = plot_format(out)
+def save(fig: Any, out: Any, *, dpi: int) -> None:
+    """Save ``fig`` to ``out``. A file name is written atomically (fluxact/files.py: whole,
+    beside it, renamed over it; a failure or a kill mid-write never leaves half a file or
+    follows a link planted at a temporary name), in the format its suffix names; an open
+    binary stream is the caller's and is written as matplotlib writes it."""
+    if not isinstance(out, str | os.PathLike):
+        fig.savefig(out, dpi=dpi)
+        return
+    suffix = plot_format(out, _matplotlib_formats())
     with open_atomic(out) as stream:
         fig.savefig(stream, format=suffix, dpi=dpi)
 
 
-def plot_format(out: str | Path) -> str:
-    """The format a figure is saved in at ``out``, from its suffix (one of FORMATS)."""
+def plot_format(out: str | os.PathLike[str], formats: Sequence[str] = FORMATS,
+                where: str = "") -> str:
+    """The format of the figure file ``out``, from its suffix, which must be one of
+    ``formats``; ``where``: how the caller names it in a message (the CLI says -o)."""
     suffix = Path(out).suffix.lstrip(".").lower()
-    if suffix not in FORMATS:
-        raise PlotError(f"-o {out}: the file name must end in .png, .pdf or .svg")
+    if suffix not in formats:
+        named = [f".{f}" for f in formats[:3]]
+        shown = (f"{', '.join(named[:-1])} or {named[-1]}" if len(formats) <= 3 else
+                 f"{', '.join(named)} or another suffix matplotlib writes")
+        raise PlotError(f"{where}{out}: the file name must end in {shown}")
     return suffix
+
+
+def _matplotlib_formats() -> tuple[str, ...]:
+    """The suffixes matplotlib can write (png, pdf, svg, eps, jpg, ...), PNG, PDF and SVG
+    first."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return (*FORMATS, *sorted(set(FigureCanvasBase.get_supported_filetypes()) - set(FORMATS)))

@@ -799,7 +799,10 @@ def apply(ops: Ops, x: torch.Tensor, p: torch.Tensor, backend: str = "auto") -> 
 
 def parameter_vector(values: Sequence[object], like: torch.Tensor | None = None) -> torch.Tensor:
     """Parameters (numbers or 0-dim tensors) stacked into one vector."""
-    tensors = [v if isinstance(v, torch.Tensor) else torch.tensor(float(v)) for v in values]
+    # float64, so that a number is kept as given (float32 made lam = 1e39 inf before the
+    # range check, and rounded every value of a float64 input's parameters)
+    tensors = [v if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=torch.float64)
+               for v in values]
     if not tensors:
         return torch.zeros(0) if like is None else like.new_zeros(0)
     if like is not None:

@@ -291,5 +291,18 @@ def test_blocks_read_a_catalogue_name_as_the_entry() -> None:
     assert as_activation("r/(1 + r**2)", "activation").formula == "r/(1 + r**2)"
     with pytest.raises(fluxact.FluxactError, match="did you mean 'perona-malik'"):
         as_activation("perona - malik")
-    with pytest.raises(StabilityError, match="params= applies to formulas"):
+    with pytest.raises(StabilityError, match="apply to formulas"):
         as_activation(act, params={"lam": 1.0})
+
+
+def test_as_activation_refuses_what_it_cannot_apply() -> None:
+    import fluxact
+    from fluxact.activation import as_activation
+
+    t = fluxact.translate("r/(1 + r**2)", "activation")
+    act = as_activation(t)
+    for kwargs in ({"params": {"lam": 1.0}}, {"tau": "1/2"}, {"alpha": 1}):
+        with pytest.raises(StabilityError, match="a Translation has its own"):
+            as_activation(t, **kwargs)
+    with pytest.raises(StabilityError, match="trainable= apply to formulas"):
+        as_activation(act, trainable=("lam",))

@@ -82,3 +82,19 @@ def test_plot_output_is_written_atomically(tmp_path: Path,
     assert main(["plot", "--name", "huber", "--param", "th=2", "-o", str(out)]) == 2
     assert out.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pm.png", "victim.txt"]
+
+
+def test_plot_api_formats_and_streams(tmp_path: Path) -> None:
+    """fluxact.plot writes any format matplotlib writes (by the suffix, atomically) and an open
+    stream; a suffix no format has fails before anything is translated or drawn."""
+    import io
+
+    fig = fluxact.plot(fluxact.lookup("huber"), out=tmp_path / "h.eps", params={"th": 2})
+    assert (tmp_path / "h.eps").read_bytes()[:4] == b"%!PS"
+    stream = io.BytesIO()
+    fluxact.plot(fluxact.lookup("huber"), out=stream, params={"th": 2})
+    assert stream.getvalue()[:4] == b"\x89PNG"
+    with pytest.raises(PlotError, match=r"must end in \.png, \.pdf, \.svg or another"):
+        fluxact.plot("no such formula ((", out=tmp_path / "h.xyz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.eps"]
+    del fig

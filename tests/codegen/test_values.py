@@ -389,3 +389,18 @@ def test_no_limit_put_in_at_a_moderate_input(backend: str, dtype: torch.dtype) -
         want = truth.derivative(float(torch.tensor(x, dtype=dtype)))
         assert _close(got, want, rtol, 1e-30), (x, got, want)
     assert _close(y[1], truth.value(0.75), rtol)
+
+
+def test_functional_form_keeps_parameters_in_float64() -> None:
+    """The generated function NAME(x, lam=...) takes Python numbers: they were made float32
+    tensors, so lam = 1e39 was inf before the range check (r/(1 + lam r^2) gave 0 at 1e-20
+    in float64, truth 1e-20) and lam = 1.1 was rounded for float64 inputs."""
+    from fluxact.activation import load_spec, spec_of
+
+    mod = load_spec(spec_of("r/(1 + lam*r**2)", "activation", params={"lam": 1.0}))
+    x = torch.tensor([1e-20, 2.0], dtype=torch.float64)
+    assert mod.activation(x, lam=1.1, backend="torch").tolist() == [1e-20, 2.0 / (1 + 1.1 * 4)]
+    y = mod.activation(x, lam=1e39, backend="torch")
+    assert y.tolist() == pytest.approx([1e-20 / (1 + 1e39 * 1e-40), 2.0 / (1 + 4e39)], rel=1e-15)
+    with pytest.raises(fluxact.FluxactError, match="outside the range of torch.float32"):
+        mod.activation(x.float(), lam=1e39, backend="torch")
