@@ -38,6 +38,18 @@ def _stencil(base, y, x, xr, xl, yd, yu, W, mask, FP64: tl.constexpr):
 
 
 @triton.jit
+def _divergence(right, left, down, up, x, y, H, W, PERIODIC: tl.constexpr):
+    """right - left + down - up for the fluxes through a pixel's four sides, those across the
+    image's border 0 unless PERIODIC (zero flux: reflecting)."""
+    if not PERIODIC:
+        right = tl.where(x < W - 1, right, 0.0)
+        left = tl.where(x > 0, left, 0.0)
+        down = tl.where(y < H - 1, down, 0.0)
+        up = tl.where(y > 0, up, 0.0)
+    return right - left + down - up
+
+
+@triton.jit
 def step2d_fwd(u_ptr, out_ptr, p_ptr, s_ptr, H, W, PERIODIC: tl.constexpr,
                BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr, CLAMP: tl.constexpr,
                PHI: tl.constexpr):
@@ -51,12 +63,7 @@ def step2d_fwd(u_ptr, out_ptr, p_ptr, s_ptr, H, W, PERIODIC: tl.constexpr,
     vl = PHI((u - ul) * inv_h, p_ptr)
     vd = PHI((ud - u) * inv_h, p_ptr)
     vu = PHI((u - uu) * inv_h, p_ptr)
-    if not PERIODIC:
-        vr = tl.where(x < W - 1, vr, 0.0)
-        vl = tl.where(x > 0, vl, 0.0)
-        vd = tl.where(y < H - 1, vd, 0.0)
-        vu = tl.where(y > 0, vu, 0.0)
-    out = u + tau * inv_h * (vr - vl + vd - vu)
+    out = u + tau * inv_h * _divergence(vr, vl, vd, vu, x, y, H, W, PERIODIC)
     if CLAMP:  # to the range of u and its four neighbours, as in the 1D step
         out = clamp_finite(out, tl.minimum(tl.minimum(u, tl.minimum(ur, ul)), tl.minimum(ud, uu)),
                            tl.maximum(tl.maximum(u, tl.maximum(ur, ul)), tl.maximum(ud, uu)))
@@ -91,12 +98,7 @@ def step2d_bwd(u_ptr, gy_ptr, gu_ptr, p_ptr, s_ptr, gp_ptr, H, W, PERIODIC: tl.c
     zl = dl * (gy - gl) * inv_h
     zd = dd * kgd
     zu = du * (gy - gu_) * inv_h
-    if not PERIODIC:
-        zr = tl.where(x < W - 1, zr, 0.0)
-        zl = tl.where(x > 0, zl, 0.0)
-        zd = tl.where(y < H - 1, zd, 0.0)
-        zu = tl.where(y > 0, zu, 0.0)
-    g = gy + tau * inv_h * (zr - zl + zd - zu)
+    g = gy + tau * inv_h * _divergence(zr, zl, zd, zu, x, y, H, W, PERIODIC)
     tl.store(gu_ptr + plane * H * W + y * W + x, to_storage(g, gu_ptr), mask=mask)
     slot = gp_ptr + pid * (NT + 1)
     vr = PHI(rr, p_ptr)
