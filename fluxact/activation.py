@@ -125,8 +125,8 @@ def as_activation(obj: object, kind: str | None = None, *, role: str = "activati
     denoise; formula text needs ``kind``) or "diffusivity" (g read as a function of
     s2 = |s|^2 for the coupled blocks, ``diffusivity_to_torch``; text is a diffusivity).
     ``tau`` and ``alpha``: the dictionary's step and scaling for a formula (P1 Table 1; None:
-    translate's defaults). What cannot apply is refused: params= or trainable= with an
-    Activation, params=, tau= or alpha= with a Translation."""
+    translate's defaults). What cannot apply is refused: params=, trainable=, tau= or alpha=
+    with an Activation, params=, tau= or alpha= with a Translation."""
     from .runtime import StabilityError
     from .translator.catalogue import CatalogueEntry, catalogue
     from .translator.errors import FormulaError
@@ -134,10 +134,10 @@ def as_activation(obj: object, kind: str | None = None, *, role: str = "activati
     if role not in ("activation", "diffusivity"):
         raise StabilityError(f"unknown role {role!r}; use 'activation' or 'diffusivity'")
     if isinstance(obj, Activation):
-        if params or trainable:
-            raise StabilityError("params= and trainable= apply to formulas; set an Activation's "
-                                 "values on it, and choose its trainable parameters when you "
-                                 "generate it (fluxact.to_torch(..., trainable=...))")
+        if params or trainable or tau is not None or alpha is not None:
+            raise StabilityError("params=, trainable=, tau= and alpha= apply to formulas; set an "
+                                 "Activation's values on it, and choose its trainable parameters "
+                                 "when you generate it (fluxact.to_torch(..., trainable=...))")
         return obj
     if isinstance(obj, Translation) and (params or tau is not None or alpha is not None):
         raise StabilityError("params=, tau= and alpha= apply to formula text; a Translation has "

@@ -311,7 +311,7 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
                  alpha: float = WWW_ALPHA, sigma: float | None = None,
                  fused: bool | None = None) -> None:
         super().__init__()
-        if not isinstance(g, Activation) or params:
+        if not isinstance(g, Activation) or params or trainable:
             from .activation import as_activation
 
             g = as_activation(g, role="diffusivity", params=params, trainable=trainable)
@@ -395,7 +395,7 @@ class MultiscaleDiffusionBlock2D(torch.nn.Module):
                  trainable: tuple[str, ...] = (), beta: float = 1.0, train_tau: bool = False
                  ) -> None:
         super().__init__()
-        if not isinstance(g, Activation) or params:
+        if not isinstance(g, Activation) or params or trainable:
             from .activation import as_activation
 
             g = as_activation(g, role="diffusivity", params=params, trainable=trainable)

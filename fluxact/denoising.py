@@ -192,9 +192,10 @@ def load_signal(path: str | os.PathLike[str]) -> np.ndarray:
 
 def _activation(nonlinearity: Any, kind: str | None, params: Mapping[str, object] | None,
                 convention: str | None, table_tau: object, table_alpha: object) -> Activation:
-    if isinstance(nonlinearity, Activation):
-        return nonlinearity
-    from .activation import as_activation
+    if isinstance(nonlinearity, Activation) and not (
+            params or table_tau is not None or table_alpha is not None):
+        return nonlinearity  # as it is, without importing the code generator
+    from .activation import as_activation  # refuses what cannot apply
 
     return as_activation(nonlinearity, kind, params=params, convention=convention,
                          tau=table_tau, alpha=table_alpha)

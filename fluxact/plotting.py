@@ -29,12 +29,19 @@ class PlotError(FluxactError):
     """A plot that cannot be drawn: matplotlib missing, parameters without values."""
 
 
-def _figure(rows: int) -> Any:
+def _matplotlib() -> Any:
+    """The matplotlib package, or one line saying how to get it (it is optional: the plot
+    extra)."""
     try:
-        from matplotlib.figure import Figure
+        import matplotlib.backend_bases
+        import matplotlib.figure
     except ImportError:
         raise PlotError("plotting needs matplotlib: pip install matplotlib") from None
-    fig = Figure(figsize=(13, 2.6 * rows + 0.6), layout="constrained")
+    return matplotlib
+
+
+def _figure(rows: int) -> Any:
+    fig = _matplotlib().figure.Figure(figsize=(13, 2.6 * rows + 0.6), layout="constrained")
     return fig, fig.subplots(rows, 4, squeeze=False)
 
 
@@ -174,6 +181,5 @@ def plot_format(out: str | os.PathLike[str], formats: Sequence[str] = FORMATS,
 def _matplotlib_formats() -> tuple[str, ...]:
     """The suffixes matplotlib can write (png, pdf, svg, eps, jpg, ...), PNG, PDF and SVG
     first."""
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    return (*FORMATS, *sorted(set(FigureCanvasBase.get_supported_filetypes()) - set(FORMATS)))
+    supported = _matplotlib().backend_bases.FigureCanvasBase.get_supported_filetypes()
+    return (*FORMATS, *sorted(set(supported) - set(FORMATS)))

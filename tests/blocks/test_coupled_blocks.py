@@ -304,5 +304,23 @@ def test_as_activation_refuses_what_it_cannot_apply() -> None:
     for kwargs in ({"params": {"lam": 1.0}}, {"tau": "1/2"}, {"alpha": 1}):
         with pytest.raises(StabilityError, match="a Translation has its own"):
             as_activation(t, **kwargs)
-    with pytest.raises(StabilityError, match="trainable= apply to formulas"):
+    with pytest.raises(StabilityError, match="apply to formulas"):
         as_activation(act, trainable=("lam",))
+    # the blocks and denoise pass what they are given on, so they refuse it too
+    g = g_module()
+    with pytest.raises(StabilityError, match="apply to formulas"):
+        CoupledDiffusionBlock2D(g, trainable=("lam",))
+    with pytest.raises(StabilityError, match="apply to formulas"):
+        fluxact.denoise(np.zeros(8), act, time=1.0, params={"lam": 2.0})
+    with pytest.raises(StabilityError, match="apply to formulas"):
+        fluxact.denoise(np.zeros(8), act, time=1.0, table_tau="1/2")
+
+
+def test_a_module_from_another_version_is_refused_with_one_line() -> None:
+    from fluxact import runtime
+
+    g = g_module()
+    with pytest.raises(runtime.ActivationError, match="another fluxact version.*fwd_kernel="):
+        runtime.Ops(name="old", digest="0" * 64, params=(), trainable=(), kernels={},
+                    torch_forward=None, torch_backward=None, stability=g.stability,
+                    fwd_kernel=None)

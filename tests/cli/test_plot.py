@@ -57,6 +57,8 @@ def test_plot_without_matplotlib(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(PlotError, match="pip install matplotlib"):
         fluxact.plot("1", "diffusivity")
+    with pytest.raises(PlotError, match="pip install matplotlib"):  # the suffix check too
+        fluxact.plot("1", "diffusivity", out="g.png")
 
 
 def test_plot_output_is_written_atomically(tmp_path: Path,
