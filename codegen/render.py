@@ -17,7 +17,7 @@ from .names import identifiers as parameter_identifiers
 from .names import positional
 from .prepare import REPAIR_FAR, REPAIR_NEAR, ActivationSpec
 from .printers import Lowered, lower
-from .shims import KERNEL_KEYS, shims
+from .shims import shims
 
 #: what `fluxact emit --target` prints -> template
 TEMPLATES = {
@@ -122,12 +122,13 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
     bwd_keys = ["dphi", *(f"dphi_{p}" for p in spec.trainable)]
     # each output twice: as computed in the input's dtype (``raw``), and with the limit
     # repair for where even float64 makes NaN from a finite input (``wide``)
-    printed = {(target, which, repair): _lowered(spec, keys, target, names, ids, repair)[0]
-               for target in ("triton", "torch")
-               for which, keys in (("fwd", ["phi"]), ("bwd", bwd_keys))
-               for repair in (False, True)}
-    _, fwd_repaired = _lowered(spec, ["phi"], "triton", names, ids)
-    _, bwd_repaired = _lowered(spec, bwd_keys, "triton", names, ids)
+    both = {(target, which, repair): _lowered(spec, keys, target, names, ids, repair)
+            for target in ("triton", "torch")
+            for which, keys in (("fwd", ["phi"]), ("bwd", bwd_keys))
+            for repair in (False, True)}
+    printed = {key: lowered for key, (lowered, _) in both.items()}
+    # the outputs with a repair (the same for both targets)
+    fwd_repaired, bwd_repaired = both["triton", "fwd", True][1], both["triton", "bwd", True][1]
     param_ids = [ids[p] for p in spec.params]
     # the class and the function take the parameters as keywords named as in the formula
     # (only kernels and torch functions use ``ids``); one without a value defaults to None,
@@ -158,8 +159,6 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "defaults": spec.defaults,
         "trainable": [ids[p] for p in spec.trainable],
         "trainable_names": spec.trainable,
-        "fwd_kernel": f"_{spec.name}_fwd_kernel",
-        "bwd_kernel": f"_{spec.name}_bwd_kernel",
         "torch_forward": f"{spec.name}_forward_torch",
         "torch_backward": f"{spec.name}_backward_torch",
         "torch_forward_wide": f"_{spec.name}_forward_wide_torch",
@@ -199,23 +198,6 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "phi_wide_fn": f"_{spec.name}_phi_wide",
         "dphi_wide_fn": f"_{spec.name}_dphi_wide",
         "torch_args_wide": "".join(f", {pid}.double()" for pid in param_ids),
-        "step_fwd_kernel": f"_{spec.name}_step1d_fwd_kernel",
-        "step_bwd_kernel": f"_{spec.name}_step1d_bwd_kernel",
-        "steps_kernel": f"_{spec.name}_steps1d_kernel",
-        "step2d_fwd_kernel": f"_{spec.name}_step2d_fwd_kernel",
-        "step2d_bwd_kernel": f"_{spec.name}_step2d_bwd_kernel",
-        "stepk_fwd_kernel": f"_{spec.name}_stepk_fwd_kernel",
-        "stepk_bwd_kernel": f"_{spec.name}_stepk_bwd_kernel",
-        "stepc_fwd_kernel": f"_{spec.name}_stepc_fwd_kernel",
-        "stepc_bwd_kernel": f"_{spec.name}_stepc_bwd_kernel",
-        # the coupled activations and the fused coupled 2D step (fluxact/kernels/coupled.py)
-        "iso_fwd_kernel": f"_{spec.name}_iso_fwd_kernel",
-        "iso_bwd_kernel": f"_{spec.name}_iso_bwd_kernel",
-        "aniso_fwd_kernel": f"_{spec.name}_aniso_fwd_kernel",
-        "aniso_bwd_kernel": f"_{spec.name}_aniso_bwd_kernel",
-        "c2d_fwd_kernel": f"_{spec.name}_c2d_fwd_kernel",
-        "c2d_bwd_kernel": f"_{spec.name}_c2d_bwd_kernel",
     }
-    context["library_imports"], context["shims"] = shims(
-        spec.name, len(spec.trainable), {key: str(context[key]) for key in KERNEL_KEYS})
+    context["library_imports"], context["shims"] = shims(spec.name, len(spec.trainable))
     return context

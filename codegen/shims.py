@@ -11,79 +11,75 @@ could not be checked without a GPU; the shims are ordinary kernels to torch.comp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 #: The kernels of a generated module: each calls a body of fluxact.kernels with the formula.
-#: (name in the context, library module, body, run-time arguments, constexpr arguments,
+#: (name: the kernel is _<activation>_<name>_kernel, fluxact.runtime.Ops.kernel(name) finds
+#: it; library module, body, run-time arguments, constexpr arguments,
 #: formula arguments: "phi" for PHI, "dphi" for DPHI and NT, "both" for PHI, DPHI and NT,
 #: "both+rows" with NTP, the power of two >= NT the channel-mixing backward sums in)
 KERNELS = (
-    ("fwd_kernel", "elementwise", "activation_fwd", "x_ptr, y_ptr, p_ptr, n_elements",
+    ("fwd", "elementwise", "activation_fwd", "x_ptr, y_ptr, p_ptr, n_elements",
      "BLOCK_SIZE, FP64", "phi"),
-    ("bwd_kernel", "elementwise", "activation_bwd",
+    ("bwd", "elementwise", "activation_bwd",
      "x_ptr, gy_ptr, gx_ptr, p_ptr, gp_ptr, n_elements", "BLOCK_SIZE, FP64", "dphi"),
-    ("step_fwd_kernel", "step1d", "step1d_fwd", "u_ptr, out_ptr, p_ptr, s_ptr, n",
+    ("step1d_fwd", "step1d", "step1d_fwd", "u_ptr, out_ptr, p_ptr, s_ptr, n",
      "PERIODIC, BLOCK_SIZE, FP64, CLAMP", "phi"),
-    ("step_bwd_kernel", "step1d", "step1d_bwd", "u_ptr, gy_ptr, gu_ptr, p_ptr, s_ptr, gp_ptr, n",
+    ("step1d_bwd", "step1d", "step1d_bwd", "u_ptr, gy_ptr, gu_ptr, p_ptr, s_ptr, gp_ptr, n",
      "PERIODIC, BLOCK_SIZE, FP64", "both"),
-    ("steps_kernel", "step1d", "steps1d", "u_ptr, out_ptr, p_ptr, s_ptr, n, steps",
+    ("steps1d", "step1d", "steps1d", "u_ptr, out_ptr, p_ptr, s_ptr, n, steps",
      "PERIODIC, BLOCK_SIZE, FP64, CLAMP", "phi"),
-    ("step2d_fwd_kernel", "step2d", "step2d_fwd", "u_ptr, out_ptr, p_ptr, s_ptr, H, W",
+    ("step2d_fwd", "step2d", "step2d_fwd", "u_ptr, out_ptr, p_ptr, s_ptr, H, W",
      "PERIODIC, BLOCK_SIZE, FP64, CLAMP", "phi"),
-    ("step2d_bwd_kernel", "step2d", "step2d_bwd",
+    ("step2d_bwd", "step2d", "step2d_bwd",
      "u_ptr, gy_ptr, gu_ptr, p_ptr, s_ptr, gp_ptr, H, W", "PERIODIC, BLOCK_SIZE, FP64", "both"),
-    ("stepk_fwd_kernel", "convolution", "learned1d_fwd",
+    ("stepk_fwd", "convolution", "learned1d_fwd",
      "u_ptr, out_ptr, k_ptr, p_ptr, s_ptr, n, C", "W, PERIODIC, BLOCK_SIZE, FP64", "phi"),
-    ("stepk_bwd_kernel", "convolution", "learned1d_bwd",
+    ("stepk_bwd", "convolution", "learned1d_bwd",
      "u_ptr, gy_ptr, gu_ptr, k_ptr, p_ptr, s_ptr, gp_ptr, gk_ptr, n, C",
      "W, PERIODIC, BLOCK_SIZE, FP64", "both"),
-    ("stepc_fwd_kernel", "convolution", "mixing_fwd",
+    ("stepc_fwd", "convolution", "mixing_fwd",
      "u_ptr, out_ptr, k_ptr, p_ptr, s_ptr, C, H, W", "CP, KH, KW, PERIODIC, BLOCK_SIZE, FP64",
      "phi"),
-    ("stepc_bwd_kernel", "convolution", "mixing_bwd",
+    ("stepc_bwd", "convolution", "mixing_bwd",
      "u_ptr, gy_ptr, gu_ptr, k_ptr, p_ptr, s_ptr, gp_ptr, gk_ptr, C, H, W",
      "CP, KH, KW, PERIODIC, BLOCK_SIZE, FP64", "both+rows"),
-    ("iso_fwd_kernel", "coupled", "iso_fwd", "s_ptr, out_ptr, p_ptr, C, N", "BLOCK_SIZE, FP64",
+    ("iso_fwd", "coupled", "iso_fwd", "s_ptr, out_ptr, p_ptr, C, N", "BLOCK_SIZE, FP64",
      "phi"),
-    ("iso_bwd_kernel", "coupled", "iso_bwd", "s_ptr, gy_ptr, gs_ptr, p_ptr, gp_ptr, C, N",
+    ("iso_bwd", "coupled", "iso_bwd", "s_ptr, gy_ptr, gs_ptr, p_ptr, gp_ptr, C, N",
      "BLOCK_SIZE, FP64", "both"),
-    ("aniso_fwd_kernel", "coupled", "aniso_fwd", "s_ptr, out_ptr, p_ptr, V, N",
+    ("aniso_fwd", "coupled", "aniso_fwd", "s_ptr, out_ptr, p_ptr, V, N",
      "BLOCK_SIZE, FP64", "both"),
-    ("aniso_bwd_kernel", "coupled", "aniso_bwd", "s_ptr, gy_ptr, gs_ptr, p_ptr, gp_ptr, V, N",
+    ("aniso_bwd", "coupled", "aniso_bwd", "s_ptr, gy_ptr, gs_ptr, p_ptr, gp_ptr, V, N",
      "BLOCK_SIZE, FP64", "both"),
-    ("c2d_fwd_kernel", "coupled", "c2d_fwd", "u_ptr, out_ptr, p_ptr, s_ptr, M, H, W",
+    ("c2d_fwd", "coupled", "c2d_fwd", "u_ptr, out_ptr, p_ptr, s_ptr, M, H, W",
      "BLOCK_SIZE, FP64, CLAMP", "phi"),
-    ("c2d_bwd_kernel", "coupled", "c2d_bwd", "u_ptr, gy_ptr, gu_ptr, p_ptr, s_ptr, gp_ptr, M, H, W",
+    ("c2d_bwd", "coupled", "c2d_bwd", "u_ptr, gy_ptr, gu_ptr, p_ptr, s_ptr, gp_ptr, M, H, W",
      "BLOCK_SIZE, FP64", "both"),
 )
 
 
-#: the context keys of the kernels' names (render.py)
-KERNEL_KEYS = tuple(k[0] for k in KERNELS)
 #: the names the module imports the kernel bodies under
 LIBRARY_ALIASES = frozenset(f"_k_{k[2]}" for k in KERNELS)
 #: every identifier of the kernels (codegen/names.py reserves them)
 KERNEL_NAMES = frozenset(name for k in KERNELS for part in k[3:5] for name in part.split(", "))
 
 
-def shims(activation: str, trainable: int, names: Mapping[str, str]
-          ) -> tuple[list[str], list[dict[str, str]]]:
+def shims(activation: str, trainable: int) -> tuple[list[str], list[dict[str, str]]]:
     """(imports, kernels) of the generated module of ``activation`` with ``trainable``
-    trainable parameters: each kernel (named as ``names`` says) calls its library body with
-    the module's PHI (_<activation>_phi) and DPHI (_<activation>_dphi)."""
+    trainable parameters: each kernel calls its library body with the module's PHI
+    (_<activation>_phi) and DPHI (_<activation>_dphi)."""
     phi, dphi = f"_{activation}_phi", f"_{activation}_dphi"
     nt = trainable
     formula = {"phi": [phi], "dphi": [dphi, str(nt)], "both": [phi, dphi, str(nt)],
                "both+rows": [phi, dphi, str(nt), str(1 << max(nt - 1, 0).bit_length())]}
     imports, shims = [], []
     for key, module, body, runtime, constexprs, uses in KERNELS:
+        name = f"_{activation}_{key}_kernel"
         alias = f"_k_{body}"  # LIBRARY_ALIASES
         imports.append(f"from fluxact.kernels.{module} import {body} as {alias}")
         args = [*runtime.split(", "), *constexprs.split(", ")]
         params = [*runtime.split(", "), *(f"{c}: tl.constexpr" for c in constexprs.split(", "))]
-        name = names[key]
         shims.append({
-            "key": key.removesuffix("_kernel"),  # the name fluxact.runtime.Ops.kernel takes
+            "key": key,
             "name": name,
             "signature": _wrap(params, len(f"def {name}(")),
             "call": f"{alias}(" + _wrap([*args, *formula[uses]], len(alias) + 5) + ")",

@@ -199,7 +199,7 @@ class Ops:
             _register_triton_ops(self) if torch.cuda.is_available() or interpreting() else None)
 
     def kernel(self, name: str) -> Any:
-        """The generated kernel ``name`` ("fwd", "step_fwd", "iso_bwd", ...)."""
+        """The generated kernel ``name`` ("fwd", "step1d_fwd", "iso_bwd", ...)."""
         try:
             return self.kernels[name]
         except KeyError:
@@ -349,7 +349,7 @@ def _register_step_ops(ops: Ops) -> Any:
     from torch.library import register_autograd, triton_op, wrap_triton
 
     kernels = {k: ops.kernel(k) for k in (  # looked up once, outside the ops
-        "step_fwd", "step_bwd", "step2d_fwd", "step2d_bwd", "stepk_fwd", "stepk_bwd",
+        "step1d_fwd", "step1d_bwd", "step2d_fwd", "step2d_bwd", "stepk_fwd", "stepk_bwd",
         "stepc_fwd", "stepc_bwd")}
 
     tag = f"fluxact::{ops.name}_{ops.digest[:12]}_step"
@@ -368,7 +368,7 @@ def _register_step_ops(ops: Ops) -> Any:
         out = torch.empty_like(u)
         block = row_block(n)
         with _quiet():
-            wrap_triton(kernels["step_fwd"])[(rows * triton.cdiv(n, block),)](
+            wrap_triton(kernels["step1d_fwd"])[(rows * triton.cdiv(n, block),)](
                 u, out, p, s, n, PERIODIC=periodic, BLOCK_SIZE=block, FP64=u.dtype == fp64,
                 CLAMP=clamp)
         return out
@@ -382,7 +382,7 @@ def _register_step_ops(ops: Ops) -> Any:
         programs = rows * triton.cdiv(n, block)
         partial = partial_sums(u, programs)
         with _quiet():
-            wrap_triton(kernels["step_bwd"])[(programs,)](
+            wrap_triton(kernels["step1d_bwd"])[(programs,)](
                 u, gy, gu, p, s, partial, n, PERIODIC=periodic, BLOCK_SIZE=block,
                 FP64=u.dtype == fp64)
         return gu, partial.sum(dim=0)
@@ -727,7 +727,7 @@ def steps1d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
     out = torch.empty_like(flat)
     block = triton.next_power_of_2(n)
     with _quiet():  # warps grow with the row held in registers (no spills up to 8192)
-        ops.kernel("steps")[(flat.shape[0],)](flat, out, pc, s, n, int(steps),
+        ops.kernel("steps1d")[(flat.shape[0],)](flat, out, pc, s, n, int(steps),
                                            PERIODIC=bool(periodic), BLOCK_SIZE=block,
                                            FP64=u.dtype == torch.float64,
                                            CLAMP=bool(clamp),
