@@ -63,10 +63,24 @@ def _can_use_alarm() -> bool:
             and threading.current_thread() is threading.main_thread())
 
 
-#: code running here swallows exceptions (Python reports them as "unraisable"): a budget's
-#: exception raised there would be lost, so it waits for the next tick
+#: code running here, or called from here, swallows exceptions (Python reports them as
+#: "unraisable"; weakref.finalize's __call__ too): a budget's exception raised there would be
+#: lost, so it waits for the next tick
 _SWALLOWING = ("__del__", "gc_callback", "_remove", "__exit__")
 _RETRY = 0.01  # seconds of CPU time until the timer fires again
+
+
+def _swallowed_in(frame: types.FrameType | None) -> bool:
+    """Whether an exception raised in ``frame`` would be swallowed: the frame, or one it was
+    called from, is a finalizer, a weakref or gc callback or an __exit__ (the timer may fire
+    anywhere inside one: in SymPy code a weakref.finalize callback runs, say)."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name in _SWALLOWING or (code.co_name == "__call__"
+                                           and code.co_filename.endswith("weakref.py")):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _expire(signum: int, frame: types.FrameType | None) -> None:
@@ -77,7 +91,7 @@ def _expire(signum: int, frame: types.FrameType | None) -> None:
             # fire again soon in any case: should the exception be swallowed after all (a
             # weakref callback), the budget still ends
             signal.setitimer(signal.ITIMER_PROF, _RETRY)
-            if frame is not None and frame.f_code.co_name in _SWALLOWING:
+            if _swallowed_in(frame):
                 return
             raise BudgetExceeded(level)
     if _deadlines:  # fired a little early (timer granularity): wait for the innermost

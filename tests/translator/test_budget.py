@@ -57,3 +57,37 @@ def test_an_inner_budget_that_runs_out_first_leaves_the_outer_running() -> None:
 
     assert within_budget(outer, 3.0, lambda: ("outer expired", "")) == ("inner expired",
                                                                         "finished")
+
+
+def test_a_budget_never_ends_inside_a_finalizer(monkeypatch) -> None:
+    """The timer can fire in code that a weakref.finalize callback runs (SymPy's caches do
+    this): an exception raised there is swallowed ("unraisable"), so the budget waits for the
+    next tick instead. Outside a finalizer it ends the step."""
+    import gc
+    import signal
+    import sys
+    import weakref
+
+    import pytest
+    from fluxact.translator import budget
+
+    monkeypatch.setattr(signal, "setitimer", lambda *args: None)  # no real timer here
+    monkeypatch.setattr(budget, "_deadlines", [0.0])  # a budget whose time is up
+    raised = []
+
+    def deep() -> None:  # a call inside the callback, as SymPy's assumptions code is
+        try:
+            budget._expire(signal.SIGPROF, sys._getframe())
+        except budget.BudgetExceeded:
+            raised.append(True)
+
+    class Thing:
+        pass
+
+    thing = Thing()
+    weakref.finalize(thing, deep)
+    del thing
+    gc.collect()
+    assert raised == []
+    with pytest.raises(budget.BudgetExceeded):
+        budget._expire(signal.SIGPROF, sys._getframe())
