@@ -1,13 +1,17 @@
-"""Compile every Triton kernel of a generated module for an H100/H200 (sm_90) without a GPU,
-and report the registers and spills ptxas gives each one.
+"""Compile every Triton kernel of fluxact.kernels, bound to a generated module's formula, for
+an H100/H200 (sm_90) without a GPU, and report the registers and spills ptxas gives each one.
 
 Triton compiles a kernel for a CUDA GPUTarget down to PTX and a cubin with the ptxas it ships,
-so compile errors and register spills show before any GPU sees the code. Each kernel is
-compiled with the constexpr values its launcher in fluxact/runtime.py uses for a 256-wide
-image (BLOCK_SIZE_2D for the 2D steps, 1024 elements for the elementwise kernels), 4
-channels and 3 x 3 learned kernels. Prints one markdown row per kernel and dtype, and exits 1
-if any compile failed. Run it without TRITON_INTERPRET (tests/kernels/test_compile_sm90.py runs
-it in a child process):
+so compile errors and register spills show before any GPU sees the code. What is compiled is
+the source torch.compile emits for the kernel (the kernel and every @triton.jit function and
+constexpr it reaches through its globals, each under its own name: torch._inductor's
+user_defined_triton_kernel_transitive_closure_source_code), so a kernel that only works as a
+Python object (a function imported under an alias, a function-valued argument) fails here as
+it would under torch.compile on a GPU. Each kernel is compiled with the constexpr values its
+launcher in fluxact/kernels/ uses for a 256-wide image (BLOCK_SIZE_2D for the 2D steps, 1024
+elements for the elementwise kernels), 4 channels and 3 x 3 learned kernels. Prints one
+markdown row per kernel and dtype, and exits 1 if any compile failed. Run it without
+TRITON_INTERPRET (tests/codegen/test_compile_sm90.py runs it in a child process):
 
     env -u TRITON_INTERPRET .venv/bin/python benchmarks/compile_sm90.py [--quick]
 
@@ -19,6 +23,7 @@ compile on a CPU core; the full run also compiles fp32 and that step in fp64.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import subprocess
@@ -37,8 +42,9 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.backends.nvidia.compiler import get_ptxas  # noqa: E402
 
 import fluxact  # noqa: E402
-from fluxact import runtime  # noqa: E402
 from fluxact.activation import import_source  # noqa: E402
+from fluxact.kernels.launch import BLOCK_SIZE, BLOCK_SIZE_2D, row_block  # noqa: E402
+from fluxact.kernels.library import KERNELS  # noqa: E402
 
 TARGET = GPUTarget("cuda", 90, 32)
 #: pointers to parameters, time steps and learned kernels hold the compute dtype; the others
@@ -50,13 +56,29 @@ SLOW = "stepc"  # the channel-mixing step: unrolled KH x KW x KH x KW loops
 
 
 def constexprs(kernel: str, data: str) -> dict[str, object]:
-    """The constexpr values the launchers in fluxact/runtime.py pass for a 256-wide image with
+    """The constexpr values the launchers in fluxact/kernels/ pass for a 256-wide image with
     4 channels and 3 x 3 kernels."""
-    block = runtime.BLOCK_SIZE if kernel.endswith(("_fwd_kernel", "_bwd_kernel")) and not any(
-        k in kernel for k in ("step", "c2d", "iso", "aniso")) else runtime.row_block(
-        256, runtime.BLOCK_SIZE_2D)
+    block = BLOCK_SIZE if kernel in ("fwd", "bwd") else row_block(256, BLOCK_SIZE_2D)
     return {"BLOCK_SIZE": block, "CP": 4, "KH": 3, "KW": 3, "W": 3, "PERIODIC": False,
             "CLAMP": True, "FP64": data == "fp64"}
+
+
+def as_torch_compile_emits(kernel: triton.runtime.jit.JITFunction, folder: str
+                           ) -> triton.runtime.jit.JITFunction:
+    """``kernel`` from the source torch.compile (inductor) writes for it, imported from a file
+    in ``folder``."""
+    from torch._inductor.codegen.wrapper import (
+        user_defined_triton_kernel_transitive_closure_source_code as closure,
+    )
+
+    name = kernel.fn.__name__
+    path = Path(folder, f"emitted_{name}.py")
+    path.write_text("import triton\nimport triton.language as tl\n\n\n@triton.jit\n"
+                    + closure(kernel))
+    spec = importlib.util.spec_from_file_location(f"emitted_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
 
 
 def compile_one(fn: triton.runtime.jit.JITFunction, name: str, data: str) -> dict[str, object]:
@@ -98,28 +120,28 @@ def main() -> int:
     params = {p: 1.0 for p in fluxact.translate(entry).free_parameters}
     source = fluxact.emit(entry, target="module", params=params, trainable=tuple(params))
     module = import_source(source, "fluxact_sm90_check")
-    kernels = sorted(n for n in dir(module) if n.endswith("_kernel") and isinstance(
-        getattr(module, n), triton.runtime.jit.JITFunction))
     dtypes = ("bf16", "fp64") if args.quick else ("fp32", "bf16", "fp64")
-    print(f"Triton {triton.__version__}, target sm_90, {args.formula} (parameters trainable)")
+    print(f"Triton {triton.__version__}, target sm_90, {args.formula} (parameters trainable), "
+          "the source torch.compile emits")
     print()
     print("| kernel | dtype | registers | spill stores (bytes) | spill loads (bytes) | compile s |")
     print("|---|---|---:|---:|---:|---:|")
     failed = 0
-    for name in kernels:
-        for data in dtypes:
-            if args.quick and data == "fp64" and SLOW in name:
-                continue
-            short = name.removeprefix(f"_{module.NAME}_")
-            try:
-                r = compile_one(getattr(module, name), name, data)
-            except Exception as exc:  # every failure is reported, then the exit status says so
-                failed += 1
-                print(f"| {short} | {data} | FAILED: {type(exc).__name__}: "
-                      f"{str(exc).splitlines()[0][:200]} | | | |", flush=True)
-                continue
-            print(f"| {short} | {data} | {r['registers']} | {r['stores']} | {r['loads']} | "
-                  f"{r['seconds']:.1f} |", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        for name in KERNELS:
+            for data in dtypes:
+                if args.quick and data == "fp64" and SLOW in name:
+                    continue
+                try:
+                    kernel = as_torch_compile_emits(module.OPS.kernel(name), folder)
+                    r = compile_one(kernel, name, data)
+                except Exception as exc:  # every failure is reported, then the exit status
+                    failed += 1
+                    print(f"| {name} | {data} | FAILED: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200]} | | | |", flush=True)
+                    continue
+                print(f"| {name} | {data} | {r['registers']} | {r['stores']} | {r['loads']} | "
+                      f"{r['seconds']:.1f} |", flush=True)
     return 1 if failed else 0
 
 

@@ -35,7 +35,6 @@ from ..translator.errors import ParameterError
 from ..translator.parse import check_name
 from .errors import CodegenError
 from .printers import RESERVED_NAMES as PRINTED_MODULES
-from .shims import KERNEL_NAMES, LIBRARY_ALIASES
 
 #: the keywords the generated class and function take besides the parameters
 API_NAMES = ("trainable", "backend")
@@ -45,6 +44,8 @@ API_NAMES = ("trainable", "backend")
 MODULE_CONSTANTS = frozenset({
     "torch", "triton", "tl", "annotations", "_rt", "NAME", "FORMULA", "KIND", "CONVENTION",
     "PARAMS", "DEFAULTS", "TRAINABLE", "DIGEST", "STABILITY", "OPS", "_OPS", "_FORMULA",
+    # the Triton functions, under the names fluxact/kernels/formula.py binds kernels to
+    "_phi", "_dphi", "_phi_wide", "_dphi_wide",
 })
 
 # Jinja2 tags, then Python strings and comments: what is left is code
@@ -80,14 +81,15 @@ def _template_names() -> frozenset[str]:
 #: identifiers the templates use themselves
 TEMPLATE_NAMES = _template_names()
 #: identifiers of generated code a parameter must not take inside kernels and torch functions:
-#: the templates', the kernels' arguments (codegen/shims.py), the positional arguments self
-#: and x (their names come from ``positional``), and the printers' (the outputs phi, dphi;
-#: dphi_<p>, printer temporaries and names starting with '_' are _RESERVED_PATTERN)
-RESERVED = TEMPLATE_NAMES | KERNEL_NAMES | PRINTED_MODULES | {"self", "x", "gy", "phi", "dphi"}
+#: the templates', the positional arguments self and x (their names come from
+#: ``positional``), and the printers' (the outputs phi, dphi; dphi_<p>, printer temporaries
+#: and names starting with '_' are _RESERVED_PATTERN). The kernels of fluxact.kernels never
+#: see a parameter's name: _phi and _dphi read the parameters by index from p_ptr.
+RESERVED = TEMPLATE_NAMES | PRINTED_MODULES | {"self", "x", "gy", "phi", "dphi"}
 _RESERVED_PATTERN = re.compile(r"t\d+|_.*|dphi.*")
-#: names bound at the top (constants, the imported kernel bodies) and builtins the templates
-#: read: an activation's function or class named so would shadow them
-MODULE_NAMES = MODULE_CONSTANTS | LIBRARY_ALIASES | (TEMPLATE_NAMES & set(dir(builtins)))
+#: names bound at the top (constants) and builtins the templates read: an activation's
+#: function or class named so would shadow them
+MODULE_NAMES = MODULE_CONSTANTS | (TEMPLATE_NAMES & set(dir(builtins)))
 
 
 def is_reserved(name: str) -> bool:

@@ -17,7 +17,6 @@ from .names import identifiers as parameter_identifiers
 from .names import positional
 from .prepare import REPAIR_FAR, REPAIR_NEAR, ActivationSpec
 from .printers import Lowered, lower
-from .shims import shims
 
 #: what `fluxact emit --target` prints -> template
 TEMPLATES = {
@@ -193,11 +192,11 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "self_name": positional("self", spec.params),
         "input_name": positional("x", spec.params),
         "stability": spec.stability.source() if spec.stability is not None else "None",
-        "phi_fn": f"_{spec.name}_phi",
-        "dphi_fn": f"_{spec.name}_dphi",
-        "phi_wide_fn": f"_{spec.name}_phi_wide",
-        "dphi_wide_fn": f"_{spec.name}_dphi_wide",
+        # the names fluxact/kernels/formula.py binds the library's kernels to
+        "phi_fn": "_phi",
+        "dphi_fn": "_dphi",
+        "phi_wide_fn": "_phi_wide",
+        "dphi_wide_fn": "_dphi_wide",
         "torch_args_wide": "".join(f", {pid}.double()" for pid in param_ids),
     }
-    context["library_imports"], context["shims"] = shims(spec.name, len(spec.trainable))
     return context

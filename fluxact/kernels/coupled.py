@@ -2,23 +2,26 @@
 eigen-decomposition) and the fused coupled isotropic 2D step, with Phi read as a diffusivity
 g(s2).
 
-The formula enters as PHI(x, p_ptr) -> Phi(x) and, in the backward kernels,
-DPHI(x, p_ptr) -> (Phi'(x), (dPhi/dp_k for the NT trainable parameters)): @triton.jit
-functions of a generated module, passed as constexpr arguments by its kernels
-(docs/codegen.md).
+The formula enters through the globals _phi, _dphi and N_TRAIN that a bound copy of each
+kernel holds (fluxact/kernels/formula.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import torch
 import triton
 import triton.language as tl
 
 from .dtypes import load, to_compute, to_storage
+from .formula import N_TRAIN, _dphi, _phi
+from .launch import BLOCK_SIZE, BLOCK_SIZE_2D, launch, partial_sums, row_block
 
 
 @triton.jit
-def iso_fwd(_s_ptr, _out_ptr, p_ptr, _C, _N, BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr,
-            PHI: tl.constexpr):
+def iso_fwd(_s_ptr, _out_ptr, p_ptr, _C, _N, BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr):
     """The coupled isotropic activation (P3 19, 29, 36): out_k = g(sum_j s_j^2) s_k over the
     _C channels of each group; s of shape (groups, _C, _N), contiguous. Grid: groups * blocks
     of _N programs on axis 0. Here Phi of this module is g(s2)."""
@@ -37,7 +40,7 @@ def iso_fwd(_s_ptr, _out_ptr, p_ptr, _C, _N, BLOCK_SIZE: tl.constexpr, FP64: tl.
         _v = load(_s_ptr + _base + _k * _n, _mask, FP64)
         _sum += _v * _v
         _k += 1
-    _g = PHI(_sum, p_ptr)
+    _g = _phi(_sum, p_ptr)
     _k = 0
     while _k < _C:  # a loop the interpreter runs too
         _v = load(_s_ptr + _base + _k * _n, _mask, FP64)
@@ -48,7 +51,7 @@ def iso_fwd(_s_ptr, _out_ptr, p_ptr, _C, _N, BLOCK_SIZE: tl.constexpr, FP64: tl.
 
 @triton.jit
 def iso_bwd(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _C, _N, BLOCK_SIZE: tl.constexpr,
-            FP64: tl.constexpr, PHI: tl.constexpr, DPHI: tl.constexpr, NT: tl.constexpr):
+            FP64: tl.constexpr):
     """Backward of the coupled isotropic activation: with S = sum_j s_j^2 and
     q = sum_j gy_j s_j, gs_k = g(S) gy_k + 2 g'(S) q s_k (the Jacobian is symmetric); per
     program the partial sums of dL/dp = sum q dg/dp(S) for the trainable parameters."""
@@ -70,8 +73,8 @@ def iso_bwd(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _C, _N, BLOCK_SIZE: tl.con
         _sum += _v * _v
         _dot += _v * _w
         _k += 1
-    _g = PHI(_sum, p_ptr)
-    _gd, _grads = DPHI(_sum, p_ptr)
+    _g = _phi(_sum, p_ptr)
+    _gd, _grads = _dphi(_sum, p_ptr)
     _two = 2.0 * _gd * _dot
     _k = 0
     while _k < _C:  # a loop the interpreter runs too
@@ -80,8 +83,8 @@ def iso_bwd(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _C, _N, BLOCK_SIZE: tl.con
         tl.store(_gs_ptr + _base + _k * _n, to_storage(_g * _w + _two * _v, _gs_ptr),
                  mask=_mask)
         _k += 1
-    for _j in tl.static_range(NT):
-        tl.store(_gp_ptr + _pid * NT + _j,
+    for _j in tl.static_range(N_TRAIN):
+        tl.store(_gp_ptr + _pid * N_TRAIN + _j,
                  tl.sum(tl.where(_mask, _dot * _grads[_j], 0.0), axis=0).to(
                      _gp_ptr.dtype.element_ty))
 
@@ -110,8 +113,7 @@ def eig2(_a, _b, _d, _tol):
 
 
 @triton.jit
-def aniso_fwd(_s_ptr, _out_ptr, p_ptr, _V, _N, BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr,
-              PHI: tl.constexpr, DPHI: tl.constexpr, NT: tl.constexpr):
+def aniso_fwd(_s_ptr, _out_ptr, p_ptr, _V, _N, BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr):
     """The anisotropic activation (P3 30, 40): out_k = g(J) s_k with J = sum_j s_j s_j^T over
     the _V gradient vectors of each group; s of shape (groups, _V, 2, _N). With the unit
     eigenvectors v1, v2 of J: g(J) s = g(nu1) (v1 . s) v1 + g(nu2) (v2 . s) v2, a sum without
@@ -141,10 +143,10 @@ def aniso_fwd(_s_ptr, _out_ptr, p_ptr, _V, _N, BLOCK_SIZE: tl.constexpr, FP64: t
         _d += _y * _y
         _k += 1
     _mean, _nu1, _nu2, _x1, _y1, _close = eig2(_a, _b, _d, _tol)
-    _g1 = PHI(_nu1, p_ptr)
-    _g2 = PHI(_nu2, p_ptr)
-    _gm = PHI(_mean, p_ptr)
-    _slope, _ = DPHI(_mean, p_ptr)
+    _g1 = _phi(_nu1, p_ptr)
+    _g2 = _phi(_nu2, p_ptr)
+    _gm = _phi(_mean, p_ptr)
+    _slope, _ = _dphi(_mean, p_ptr)
     _k = 0
     while _k < _V:
         _x = load(_s_ptr + _base + 2 * _k * _n, _mask, FP64)
@@ -163,7 +165,7 @@ def aniso_fwd(_s_ptr, _out_ptr, p_ptr, _V, _N, BLOCK_SIZE: tl.constexpr, FP64: t
 
 @triton.jit
 def aniso_bwd(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _V, _N, BLOCK_SIZE: tl.constexpr,
-              FP64: tl.constexpr, PHI: tl.constexpr, DPHI: tl.constexpr, NT: tl.constexpr):
+              FP64: tl.constexpr):
     """Backward of the anisotropic activation. With G = g(J), Gamma the symmetric part of
     sum_k gy_k s_k^T and the eigenprojections P_i = v_i v_i^T: gs_k = G gy_k + 2 Jbar s_k,
     Jbar = dL/dJ = sum_ij D_ij P_i Gamma P_j (Daleckii-Krein: D_ii = g'(nu_i), D_12 the
@@ -202,12 +204,12 @@ def aniso_bwd(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _V, _N, BLOCK_SIZE: tl.c
         _c22 += _wy * _y
         _k += 1
     _mean, _nu1, _nu2, _x1, _y1, _close = eig2(_a, _b, _d, _tol)
-    _g1 = PHI(_nu1, p_ptr)
-    _g2 = PHI(_nu2, p_ptr)
-    _gm = PHI(_mean, p_ptr)
-    _d1, _grads1 = DPHI(_nu1, p_ptr)
-    _d2, _grads2 = DPHI(_nu2, p_ptr)
-    _slope, _grads_mean = DPHI(_mean, p_ptr)
+    _g1 = _phi(_nu1, p_ptr)
+    _g2 = _phi(_nu2, p_ptr)
+    _gm = _phi(_mean, p_ptr)
+    _d1, _grads1 = _dphi(_nu1, p_ptr)
+    _d2, _grads2 = _dphi(_nu2, p_ptr)
+    _slope, _grads_mean = _dphi(_mean, p_ptr)
     _dd = (_g1 - _g2) / tl.where(_close, 1.0, _nu1 - _nu2)
     # t_ij = v_i . Gamma v_j with v1 = (x1, y1), v2 = (-y1, x1)
     _t11 = _x1 * (_c11 * _x1 + _c12 * _y1) + _y1 * (_c12 * _x1 + _c22 * _y1)
@@ -238,16 +240,16 @@ def aniso_bwd(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _V, _N, BLOCK_SIZE: tl.c
         tl.store(_gs_ptr + _base + (2 * _k + 1) * _n, to_storage(_oy, _gs_ptr),
                  mask=_mask)
         _k += 1
-    for _j in tl.static_range(NT):
+    for _j in tl.static_range(N_TRAIN):
         _gpv = tl.where(_close, _grads_mean[_j] * (_c11 + _c22),
                         _grads1[_j] * _t11 + _grads2[_j] * _t22)
-        tl.store(_gp_ptr + _pid * NT + _j,
+        tl.store(_gp_ptr + _pid * N_TRAIN + _j,
                  tl.sum(tl.where(_mask, _gpv, 0.0), axis=0).to(_gp_ptr.dtype.element_ty))
 
 
 @triton.jit
 def c2d_fwd(_u_ptr, _out_ptr, p_ptr, _st_ptr, _M, _H, _W, BLOCK_SIZE: tl.constexpr,
-            FP64: tl.constexpr, CLAMP: tl.constexpr, PHI: tl.constexpr):
+            FP64: tl.constexpr, CLAMP: tl.constexpr):
     """One coupled isotropic explicit step in one pass (P3 19, 29): u (groups, _M, _H, _W),
     K = the forward-difference gradient (D+x, D+y) / h with zero flux across the image
     boundary, Phi = g(S) s with S the sum of |K u_m|^2 over the _M image channels of a group:
@@ -295,9 +297,9 @@ def c2d_fwd(_u_ptr, _out_ptr, p_ptr, _st_ptr, _M, _H, _W, BLOCK_SIZE: tl.constex
         _sl += _xl * _xl + _yl * _yl
         _su += _xu * _xu + _yu * _yu
         _m += 1
-    _g0 = PHI(_s0, p_ptr)
-    _gl = PHI(_sl, p_ptr)
-    _gu = PHI(_su, p_ptr)
+    _g0 = _phi(_s0, p_ptr)
+    _gl = _phi(_sl, p_ptr)
+    _gu = _phi(_su, p_ptr)
     _m = 0
     while _m < _M:  # a loop the interpreter runs too
         _p = _u_ptr + (_grp * _M + _m) * _H * _W
@@ -326,8 +328,7 @@ def c2d_fwd(_u_ptr, _out_ptr, p_ptr, _st_ptr, _M, _H, _W, BLOCK_SIZE: tl.constex
 
 @triton.jit
 def c2d_bwd(_u_ptr, _gy_ptr, _gu_ptr, p_ptr, _st_ptr, _gp_ptr, _M, _H, _W,
-            BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr, PHI: tl.constexpr, DPHI: tl.constexpr,
-            NT: tl.constexpr):
+            BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr):
     """Backward of the coupled 2D step: gu = gy - tau K^T Z with Z = Phi'(K u) K gy at every
     pixel, Phi'(s) w = g(S) w + 2 g'(S) s (s . w), the dot product over the group's image
     channels; partial sums per program of dL/dtau = -sum g(S) (s . w) and dL/dp =
@@ -385,12 +386,12 @@ def c2d_bwd(_u_ptr, _gy_ptr, _gu_ptr, p_ptr, _st_ptr, _gp_ptr, _M, _H, _W,
         _ql += _xl * (_wc - _wl) * _ih + _yl * (_wld - _wl) * _ih
         _qu += _xu * (_wur - _wu) * _ih + _yu * (_wc - _wu) * _ih
         _m += 1
-    _g0 = PHI(_s0, p_ptr)
-    _gl = PHI(_sl, p_ptr)
-    _gu = PHI(_su, p_ptr)
-    _h0, _grads = DPHI(_s0, p_ptr)
-    _hl, _ = DPHI(_sl, p_ptr)
-    _hu, _ = DPHI(_su, p_ptr)
+    _g0 = _phi(_s0, p_ptr)
+    _gl = _phi(_sl, p_ptr)
+    _gu = _phi(_su, p_ptr)
+    _h0, _grads = _dphi(_s0, p_ptr)
+    _hl, _ = _dphi(_sl, p_ptr)
+    _hu, _ = _dphi(_su, p_ptr)
     _t0 = 2.0 * _h0 * _q0
     _tl = 2.0 * _hl * _ql
     _tu = 2.0 * _hu * _qu
@@ -417,10 +418,71 @@ def c2d_bwd(_u_ptr, _gy_ptr, _gu_ptr, p_ptr, _st_ptr, _gp_ptr, _M, _H, _W,
         _o = _wc + _tau * _ih * (_zx0 + _zy0 - _zxl - _zyu)
         tl.store(_gu_ptr + _off + _r * _W + _c, to_storage(_o, _gu_ptr), mask=_mask)
         _m += 1
-    _slot = _gp_ptr + _pid * (NT + 1)
+    _slot = _gp_ptr + _pid * (N_TRAIN + 1)
     tl.store(_slot, -tl.sum(tl.where(_mask, _g0 * _q0, 0.0), axis=0).to(
         _gp_ptr.dtype.element_ty))
-    for _j in tl.static_range(NT):
+    for _j in tl.static_range(N_TRAIN):
         tl.store(_slot + 1 + _j,
                  (-_tau * tl.sum(tl.where(_mask, _q0 * _grads[_j], 0.0), axis=0)).to(
                      _gp_ptr.dtype.element_ty))
+
+
+def launchers(kernel: Callable[[str], Any], trainable: int) -> dict[str, tuple[Any, Any]]:
+    """The ops "iso" (s (groups, C, N)), "aniso" (s (groups, V, 2, N)) and "c2d" (u (groups,
+    M, H, W), st = (tau, 1/h) in the compute dtype) (fluxact/kernels/launch.py)."""
+    fp64 = torch.float64
+    out: dict[str, tuple[Any, Any]] = {}
+    # the anisotropic backward keeps ~40 values per lane: 256 lanes a program avoid register
+    # spills in fp64 (sm_90, 4 warps; a reviewer's compile)
+    for kind, most in (("iso", BLOCK_SIZE), ("aniso", 256)):
+        out[kind] = _activation(kernel(f"{kind}_fwd"), kernel(f"{kind}_bwd"), most, trainable)
+    fwd, bwd = kernel("c2d_fwd"), kernel("c2d_bwd")
+
+    def forward(u: torch.Tensor, p: torch.Tensor, st: torch.Tensor, clamp: bool
+                ) -> torch.Tensor:
+        groups, m, height, width = u.shape
+        result = torch.empty_like(u)
+        block = row_block(width, BLOCK_SIZE_2D)
+        launch(fwd, groups * height * triton.cdiv(width, block), u, result, p, st, m, height,
+               width, BLOCK_SIZE=block, FP64=u.dtype == fp64, CLAMP=clamp)
+        return result
+
+    def backward(u: torch.Tensor, gy: torch.Tensor, p: torch.Tensor, st: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        groups, m, height, width = u.shape
+        gu = torch.empty_like(u)
+        block = row_block(width, BLOCK_SIZE_2D)
+        programs = groups * height * triton.cdiv(width, block)
+        partial = partial_sums(u, programs, trainable + 1)
+        launch(bwd, programs, u, gy, gu, p, st, partial, m, height, width, BLOCK_SIZE=block,
+               FP64=u.dtype == fp64)
+        return gu, partial.sum(dim=0)
+
+    out["c2d"] = (forward, backward)
+    return out
+
+
+def _activation(fwd: Any, bwd: Any, most: int, trainable: int) -> tuple[Any, Any]:
+    """The launchers of a coupled activation on s (groups, channels, ..., N), ``most`` lanes
+    per program at most."""
+
+    def forward(s: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        groups, channels, n = s.shape[0], s.shape[1], s.shape[-1]
+        result = torch.empty_like(s)
+        block = row_block(n, most)
+        launch(fwd, groups * triton.cdiv(n, block), s, result, p, channels, n,
+               BLOCK_SIZE=block, FP64=s.dtype == torch.float64)
+        return result
+
+    def backward(s: torch.Tensor, gy: torch.Tensor, p: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        groups, channels, n = s.shape[0], s.shape[1], s.shape[-1]
+        gs = torch.empty_like(s)
+        block = row_block(n, most)
+        programs = groups * triton.cdiv(n, block)
+        partial = partial_sums(s, programs, trainable)
+        launch(bwd, programs, s, gy, gs, p, partial, channels, n, BLOCK_SIZE=block,
+               FP64=s.dtype == torch.float64)
+        return gs, partial[:, :trainable].sum(dim=0)
+
+    return forward, backward

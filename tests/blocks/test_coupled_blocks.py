@@ -324,3 +324,7 @@ def test_a_module_from_another_version_is_refused_with_one_line() -> None:
         runtime.Ops(name="old", digest="0" * 64, params=(), trainable=(), kernels={},
                     torch_forward=None, torch_backward=None, stability=g.stability,
                     fwd_kernel=None)
+    # the modules of the version before the kernel library's globals passed their kernels
+    with pytest.raises(runtime.ActivationError, match="another fluxact version.*kernels="):
+        runtime.Ops(name="old", digest="0" * 64, params=(), trainable=(), kernels={},
+                    torch_forward=None, torch_backward=None, stability=g.stability)

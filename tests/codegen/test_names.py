@@ -175,19 +175,19 @@ def test_renamed_parameters_keep_their_public_keywords() -> None:
     from fluxact.codegen.prepare import prepare
     from fluxact.codegen.render import identifiers
 
-    t = fluxact.translate(RATIONAL.format("n*lam"), "activation", params={"n": 3.0, "lam": 1})
-    spec = prepare(t, name="shadow_x", trainable=("n",))
-    assert identifiers(spec)["n"] != "n"  # n is a kernel argument: renamed inside kernels
-    mod = load(fluxact.emit(t, trainable=("n",), name="shadow_x"))
-    assert mod.PARAMS == ("lam", "n") and mod.TRAINABLE == ("n",)
-    assert list(inspect.signature(mod.ShadowX).parameters) == ["lam", "n", "trainable",
+    t = fluxact.translate(RATIONAL.format("phi*lam"), "activation", params={"phi": 3.0, "lam": 1})
+    spec = prepare(t, name="shadow_x", trainable=("phi",))
+    assert identifiers(spec)["phi"] != "phi"  # phi is Phi's output: renamed inside
+    mod = load(fluxact.emit(t, trainable=("phi",), name="shadow_x"))
+    assert mod.PARAMS == ("lam", "phi") and mod.TRAINABLE == ("phi",)
+    assert list(inspect.signature(mod.ShadowX).parameters) == ["lam", "phi", "trainable",
                                                                "backend"]
-    assert list(inspect.signature(mod.shadow_x).parameters) == ["x", "lam", "n", "backend"]
-    act = mod.ShadowX(n=2.0, backend="torch")
-    assert float(act.n.detach()) == 2.0 and act.n.requires_grad
+    assert list(inspect.signature(mod.shadow_x).parameters) == ["x", "lam", "phi", "backend"]
+    act = mod.ShadowX(phi=2.0, backend="torch")
+    assert float(act.phi.detach()) == 2.0 and act.phi.requires_grad
     x = torch.linspace(-2, 2, 5)
     torch.testing.assert_close(act(x), rational(x, 2.0))
-    torch.testing.assert_close(mod.shadow_x(x, n=2.0, backend="torch"), rational(x, 2.0))
+    torch.testing.assert_close(mod.shadow_x(x, phi=2.0, backend="torch"), rational(x, 2.0))
     torch.testing.assert_close(mod.shadow_x(x, 1.0, 4.0, backend="torch"), rational(x, 4.0))
 
 
@@ -323,8 +323,18 @@ def test_every_refusal_is_a_fluxact_error() -> None:
             call()
 
 
+def _library_names() -> set[str]:
+    """The arguments of every kernel of fluxact.kernels (KH, CP, W, n, u_ptr, ...) and the
+    globals a bound kernel computes with."""
+    from fluxact.kernels.formula import FORMULA_NAMES
+    from fluxact.kernels.library import KERNELS
+
+    return {n for k in KERNELS.values() for n in inspect.signature(k.fn).parameters} | set(
+        FORMULA_NAMES)
+
+
 _NAMES = st.one_of(
-    st.sampled_from(sorted(n for n in RESERVED if n.isidentifier()
+    st.sampled_from(sorted(n for n in RESERVED | _library_names() if n.isidentifier()
                            and not n.startswith("_") and not keyword.iskeyword(n))),
     st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,6}", fullmatch=True),
 )
