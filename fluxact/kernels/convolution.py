@@ -17,7 +17,7 @@ import triton.language as tl
 from .dtypes import load, to_compute, to_storage
 from .formula import N_TRAIN, N_TRAIN_P2, _dphi, _phi
 from .launch import BLOCK_SIZE_2D, launch, partial_sums, row_block
-from .stencil import row_lanes
+from .stencil import plane_lanes, row_lanes
 
 
 @triton.jit
@@ -44,28 +44,59 @@ def _correlate(base, j, like, n, k_ptr, chan, mask, W: tl.constexpr, PERIODIC: t
 
 
 @triton.jit
+def _fluxes(n, W: tl.constexpr, PERIODIC: tl.constexpr):
+    """The number of fluxes of a row of n samples: n - W + 1 for the valid correlation (the
+    fluxes that read no sample past the end), n if PERIODIC."""
+    if PERIODIC:
+        out = n
+    else:
+        out = n - W + 1
+    return out
+
+
+@triton.jit
+def _transposed1d(base, gbase, i, like, n, k_ptr, p_ptr, chan, mask, W: tl.constexpr,
+                  PERIODIC: tl.constexpr, FP64: tl.constexpr, GRAD: tl.constexpr,
+                  PHI: tl.constexpr, DPHI: tl.constexpr):
+    """(K^T F)_i = sum_m k_m F_{i-m} of the row at ``base`` with the kernel of channel
+    ``chan``, F = Phi(K u) or, where GRAD, Phi'(K u) K gy (gy the row at ``gbase``); 0 on the
+    fluxes that do not exist."""
+    nflux = _fluxes(n, W, PERIODIC)
+    acc = tl.zeros_like(like)
+    for m in tl.static_range(W):
+        j = i - m  # the flux that sample i receives through tap m
+        r = _correlate(base, j, like, n, k_ptr, chan, mask, W, PERIODIC, FP64)
+        if GRAD:
+            d, _ = DPHI(r, p_ptr)
+            f = d * _correlate(gbase, j, like, n, k_ptr, chan, mask, W, PERIODIC, FP64)
+        else:
+            f = PHI(r, p_ptr)
+        if not PERIODIC:
+            f = tl.where((j >= 0) & (j < nflux), f, 0.0)
+        acc += to_compute(tl.load(k_ptr + chan * W + m), FP64) * f
+    return acc
+
+
+@triton.jit
+def _channel_row(s_ptr, n, C, BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr):
+    """(program, row, lanes, mask, channel, tau) of this program: rows (batch, channel pairs,
+    channel = row % C) * blocks programs on one grid axis; s_ptr holds tau."""
+    pid = tl.program_id(0).to(tl.int64)
+    row, i, mask = row_lanes(pid, n, BLOCK_SIZE)
+    return pid, row, i, mask, row % C, to_compute(tl.load(s_ptr + 0), FP64)
+
+
+@triton.jit
 def learned1d_fwd(u_ptr, out_ptr, k_ptr, p_ptr, s_ptr, n, C, W: tl.constexpr,
                   PERIODIC: tl.constexpr, BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr):
     """One explicit step with a learned kernel per channel, in one pass: (K u)_j =
     sum_q k_q u_{j+q} (valid correlation, or periodic), out_i = u_i - tau sum_m k_m
     Phi((K u)_{i-m}). Rows are (batch, channel) pairs; channel = row % C; s_ptr holds tau."""
-    pid = tl.program_id(0).to(tl.int64)  # one grid axis: rows * blocks programs
-    row, i, mask = row_lanes(pid, n, BLOCK_SIZE)
-    chan = row % C
+    _, row, i, mask, chan, tau = _channel_row(s_ptr, n, C, BLOCK_SIZE, FP64)
     base = u_ptr + row * n
     u = load(base + i, mask, FP64)
-    tau = to_compute(tl.load(s_ptr + 0), FP64)
-    nflux = n - W + 1  # valid correlation: the fluxes that read no sample past the end
-    if PERIODIC:
-        nflux = n
-    acc = tl.zeros_like(u)
-    for m in tl.static_range(W):
-        j = i - m  # the flux that sample i receives through tap m
-        v = _phi(_correlate(base, j, u, n, k_ptr, chan, mask, W, PERIODIC, FP64), p_ptr)
-        if not PERIODIC:
-            v = tl.where((j >= 0) & (j < nflux), v, 0.0)
-        acc += to_compute(tl.load(k_ptr + chan * W + m), FP64) * v
-    out = u - tau * acc
+    out = u - tau * _transposed1d(base, base, i, u, n, k_ptr, p_ptr, chan, mask, W, PERIODIC,
+                                  FP64, False, _phi, _dphi)
     tl.store(out_ptr + row * n + i, to_storage(out, out_ptr), mask=mask)
 
 
@@ -77,28 +108,15 @@ def learned1d_bwd(u_ptr, gy_ptr, gu_ptr, k_ptr, p_ptr, s_ptr, gp_ptr, gk_ptr, n,
     the partial sums of dL/dtau = -sum_j (K gy)_j Phi((K u)_j), dL/dp = -tau sum_j (K gy)_j
     dPhi/dp((K u)_j) (gp_ptr, column 0 tau) and dL/dk_m = -tau sum_j (gy_{j+m} Phi((K u)_j)
     + (K gy)_j Phi'((K u)_j) u_{j+m}) (gk_ptr)."""
-    pid = tl.program_id(0).to(tl.int64)  # one grid axis: rows * blocks programs
-    row, i, mask = row_lanes(pid, n, BLOCK_SIZE)
-    chan = row % C
+    pid, row, i, mask, chan, tau = _channel_row(s_ptr, n, C, BLOCK_SIZE, FP64)
     base = u_ptr + row * n
     gbase = gy_ptr + row * n
     gy = load(gbase + i, mask, FP64)
-    tau = to_compute(tl.load(s_ptr + 0), FP64)
-    nflux = n - W + 1  # valid correlation: the fluxes that read no sample past the end
-    if PERIODIC:
-        nflux = n
-    acc = tl.zeros_like(gy)
-    for m in tl.static_range(W):
-        j = i - m
-        d, _ = _dphi(_correlate(base, j, gy, n, k_ptr, chan, mask, W, PERIODIC, FP64), p_ptr)
-        z = d * _correlate(gbase, j, gy, n, k_ptr, chan, mask, W, PERIODIC, FP64)
-        if not PERIODIC:
-            z = tl.where((j >= 0) & (j < nflux), z, 0.0)
-        acc += to_compute(tl.load(k_ptr + chan * W + m), FP64) * z
-    g = gy - tau * acc
+    g = gy - tau * _transposed1d(base, gbase, i, gy, n, k_ptr, p_ptr, chan, mask, W, PERIODIC,
+                                 FP64, True, _phi, _dphi)
     tl.store(gu_ptr + row * n + i, to_storage(g, gu_ptr), mask=mask)
     # sums over the fluxes j = i of this program
-    valid = mask & (i < nflux)
+    valid = mask & (i < _fluxes(n, W, PERIODIC))
     r = _correlate(base, i, gy, n, k_ptr, chan, mask, W, PERIODIC, FP64)
     kg = _correlate(gbase, i, gy, n, k_ptr, chan, mask, W, PERIODIC, FP64)
     v = _phi(r, p_ptr)
@@ -119,7 +137,93 @@ def learned1d_bwd(u_ptr, gy_ptr, gu_ptr, k_ptr, p_ptr, s_ptr, gp_ptr, gk_ptr, n,
 
 
 @triton.jit
-def mixing_fwd(_u_ptr, _out_ptr, _k_ptr, p_ptr, _st_ptr, _C, _H, _W, CP: tl.constexpr,
+def _flux(plane, gplane, k_ptr, c, ch, cm, tile, hw, jy, jx, C, H, W, KH: tl.constexpr,
+          KW: tl.constexpr, PERIODIC: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+          FP64: tl.constexpr, GRAD: tl.constexpr):
+    """(K u)_{c, j} = sum_{d, a, q} k[c, d, a, q] u_{d, jy+a, jx+q} of the flux channel c at
+    the fluxes (jy, jx) of a row block (``ch``: the channels d as a (CP, BLOCK_SIZE) tile's
+    rows), and the same of gy (``gplane``) where GRAD (else 0)."""
+    if FP64:
+        r = tl.zeros([BLOCK_SIZE], dtype=tl.float64)
+    else:
+        r = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
+    kg = r
+    for a in tl.static_range(KH):
+        for q in tl.static_range(KW):
+            off = ch[:, None] * hw + _wrap(jy + a, H, PERIODIC) * W + _wrap(jx + q, W,
+                                                                             PERIODIC)[None, :]
+            kv = load(k_ptr + ((c * C + ch) * KH + a) * KW + q, cm, FP64)
+            r += tl.sum(kv[:, None] * load(plane + off, tile, FP64), axis=0)
+            if GRAD:
+                kg += tl.sum(kv[:, None] * load(gplane + off, tile, FP64), axis=0)
+    return r, kg
+
+
+@triton.jit
+def _row_tile(st_ptr, C, H, W, CP: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+              FP64: tl.constexpr):
+    """The (CP, BLOCK_SIZE) tile of this program (B * H * column blocks programs on axis 0):
+    (program, y, x, lanes mask, channels, channel mask, tile mask, H * W in 64 bits (channel x
+    pixels can exceed 2^31), the offset of the batch's first channel, the tile's offsets from
+    it, tau)."""
+    pid = tl.program_id(0).to(tl.int64)
+    b, y, x, xm = plane_lanes(pid, H, W, BLOCK_SIZE)
+    ch = tl.arange(0, CP)
+    cm = ch < C
+    hw = (H + 0 * pid) * W
+    return (pid, y, x, xm, ch, cm, cm[:, None] & xm[None, :], hw, b * C * hw,
+            ch[:, None] * hw + y * W + x[None, :], to_compute(tl.load(st_ptr + 0), FP64))
+
+
+@triton.jit
+def _receiving(y, x, xm, ma, mb, H, W, KH: tl.constexpr, KW: tl.constexpr,
+               PERIODIC: tl.constexpr):
+    """(jy, jx, ok): the flux that sample (y, x) receives through tap (ma, mb), and where it
+    exists (the valid correlation: fluxes that read no sample past the end, unless
+    PERIODIC)."""
+    jy = y - ma
+    jx = x - mb
+    if PERIODIC:
+        jy = tl.where(jy < 0, jy + H, jy)
+        jx = tl.where(jx < 0, jx + W, jx)
+        ok = xm
+    else:
+        ok = xm & (jx >= 0) & (jx < W - KW + 1) & (jy >= 0) & (jy < H - KH + 1)
+    return jy, jx, ok
+
+
+@triton.jit
+def _transposed(plane, gplane, k_ptr, p_ptr, ch, cm, tile, hw, y, x, xm, C, H, W,
+                CP: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, PERIODIC: tl.constexpr,
+                BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr, GRAD: tl.constexpr,
+                PHI: tl.constexpr, DPHI: tl.constexpr):
+    """(K^T F)_{e, i} = sum_{c, m} k[c, e, m] F_{c, i-m} on the program's (CP, BLOCK_SIZE)
+    tile, with F = Phi(K u) or, where GRAD, Phi'(K u) K gy; 0 on the fluxes that do not
+    exist."""
+    if FP64:
+        acc = tl.zeros([CP, BLOCK_SIZE], dtype=tl.float64)
+    else:
+        acc = tl.zeros([CP, BLOCK_SIZE], dtype=tl.float32)
+    for ma in tl.static_range(KH):
+        for mb in tl.static_range(KW):
+            jy, jx, ok = _receiving(y, x, xm, ma, mb, H, W, KH, KW, PERIODIC)
+            c = 0
+            while c < C:  # flux channel; a runtime loop the interpreter runs too
+                r, kg = _flux(plane, gplane, k_ptr, c, ch, cm, tile, hw, jy, jx, C, H, W, KH,
+                              KW, PERIODIC, BLOCK_SIZE, FP64, GRAD)
+                if GRAD:
+                    d, _ = DPHI(r, p_ptr)
+                    f = d * kg
+                else:
+                    f = PHI(r, p_ptr)
+                ko = load(k_ptr + ((c * C + ch) * KH + ma) * KW + mb, cm, FP64)
+                acc += ko[:, None] * tl.where(ok, f, 0.0)[None, :]
+                c += 1
+    return acc
+
+
+@triton.jit
+def mixing_fwd(u_ptr, out_ptr, k_ptr, p_ptr, st_ptr, C, H, W, CP: tl.constexpr,
                KH: tl.constexpr, KW: tl.constexpr, PERIODIC: tl.constexpr,
                BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr):
     """One explicit step with a learned C x C kernel k (C, C, KH, KW) that mixes channels, in
@@ -127,185 +231,67 @@ def mixing_fwd(_u_ptr, _out_ptr, _k_ptr, p_ptr, _st_ptr, _C, _H, _W, CP: tl.cons
     (valid correlation, or periodic), out_{e, i} = u_{e, i} - tau sum_{c, m} k[c, e, m]
     Phi((K u)_{c, i-m}). u (B, C, H, W), 1D signals as H = 1; each program computes all C
     channels of one row block as a (CP, BLOCK_SIZE) tile. Grid: B * H * blocks on axis 0."""
-    _pid = tl.program_id(0).to(tl.int64)
-    _blocks = (_W + BLOCK_SIZE - 1) // BLOCK_SIZE
-    _b = _pid // (_H * _blocks)
-    _y = (_pid // _blocks) % _H
-    _x = (_pid % _blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    _xm = _x < _W
-    _hw = (_H + 0 * _pid) * _W  # 64-bit: channel x pixels can exceed 2^31
-    _ch = tl.arange(0, CP)
-    _cm = _ch < _C
-    _tile = _cm[:, None] & _xm[None, :]
-    _plane = _u_ptr + _b * _C * _hw
-    _uc = tl.load(_plane + _ch[:, None] * _hw + _y * _W + _x[None, :], mask=_tile,
-                  other=0.0)
-    _uc = to_compute(_uc, FP64)
-    _tau = to_compute(tl.load(_st_ptr + 0), FP64)
-    _fh = _H - KH + 1  # fluxes per column and row: the valid correlation
-    _fw = _W - KW + 1
-    if PERIODIC:
-        _fh = _H
-        _fw = _W
-    _acc = tl.zeros([CP, BLOCK_SIZE], dtype=_uc.dtype)
-    for _ma in tl.static_range(KH):
-        for _mb in tl.static_range(KW):
-            _jy = _y - _ma  # the flux this sample receives through tap (ma, mb)
-            _jx = _x - _mb
-            if PERIODIC:
-                _jy = tl.where(_jy < 0, _jy + _H, _jy)
-                _jx = tl.where(_jx < 0, _jx + _W, _jx)
-                _ok = _xm
-            else:
-                _ok = _xm & (_jx >= 0) & (_jx < _fw) & (_jy >= 0) & (_jy < _fh)
-            _c = 0
-            while _c < _C:  # flux channel; a runtime loop the interpreter runs too
-                _r = tl.zeros([BLOCK_SIZE], dtype=_uc.dtype)
-                for _a in tl.static_range(KH):
-                    for _q in tl.static_range(KW):
-                        _iy = _jy + _a
-                        _ix = _jx + _q
-                        if PERIODIC:
-                            _iy = tl.where(_iy >= _H, _iy - _H, _iy)
-                            _ix = tl.where(_ix >= _W, _ix - _W, _ix)
-                        else:
-                            _iy = tl.minimum(tl.maximum(_iy, 0), _H - 1)
-                            _ix = tl.minimum(tl.maximum(_ix, 0), _W - 1)
-                        _v = load(_plane + _ch[:, None] * _hw + _iy * _W + _ix[None, :], _tile,
-                                   FP64)
-                        _kv = load(_k_ptr + ((_c * _C + _ch) * KH + _a) * KW + _q, _cm, FP64)
-                        _r += tl.sum(_kv[:, None] * _v, axis=0)
-                _f = tl.where(_ok, _phi(_r, p_ptr), 0.0)
-                _ko = load(_k_ptr + ((_c * _C + _ch) * KH + _ma) * KW + _mb, _cm, FP64)
-                _acc += _ko[:, None] * _f[None, :]
-                _c += 1
-    _o = _uc - _tau * _acc
-    tl.store(_out_ptr + _b * _C * _hw + _ch[:, None] * _hw + _y * _W + _x[None, :],
-             to_storage(_o, _out_ptr), mask=_tile)
+    _, y, x, xm, ch, cm, tile, hw, batch, here, tau = _row_tile(st_ptr, C, H, W, CP, BLOCK_SIZE,
+                                                                FP64)
+    acc = _transposed(u_ptr + batch, u_ptr + batch, k_ptr, p_ptr, ch, cm, tile, hw, y, x, xm, C,
+                      H, W, CP, KH, KW, PERIODIC, BLOCK_SIZE, FP64, False, _phi, _dphi)
+    out = load(u_ptr + batch + here, tile, FP64) - tau * acc
+    tl.store(out_ptr + batch + here, to_storage(out, out_ptr), mask=tile)
 
 
 @triton.jit
-def mixing_bwd(_u_ptr, _gy_ptr, _gu_ptr, _k_ptr, p_ptr, _st_ptr, _gp_ptr, _gk_ptr, _C, _H, _W,
+def mixing_bwd(u_ptr, gy_ptr, gu_ptr, k_ptr, p_ptr, st_ptr, gp_ptr, gk_ptr, C, H, W,
                CP: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, PERIODIC: tl.constexpr,
                BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr):
     """Backward of the channel-mixing step: gu = gy - tau K^T (Phi'(K u) * K gy); per program
     and over the fluxes j = i it owns, the partial sums of dL/dtau = -sum (K gy) Phi(K u),
-    dL/dp = -tau sum (K gy) dPhi/dp(K u) (_gp_ptr: tau, then the trainable parameters) and
+    dL/dp = -tau sum (K gy) dPhi/dp(K u) (gp_ptr: tau, then the trainable parameters) and
     dL/dk[c, d, q] = -tau sum_j (Phi((K u)_{c, j}) gy_{d, j+q} + Phi'((K u)_{c, j})
-    (K gy)_{c, j} u_{d, j+q}) (_gk_ptr: C * C * KH * KW per program)."""
-    _pid = tl.program_id(0).to(tl.int64)
-    _blocks = (_W + BLOCK_SIZE - 1) // BLOCK_SIZE
-    _b = _pid // (_H * _blocks)
-    _y = (_pid // _blocks) % _H
-    _x = (_pid % _blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    _xm = _x < _W
-    _hw = (_H + 0 * _pid) * _W  # 64-bit: channel x pixels can exceed 2^31
-    _ch = tl.arange(0, CP)
-    _cm = _ch < _C
-    _tile = _cm[:, None] & _xm[None, :]
-    _plane = _u_ptr + _b * _C * _hw
-    _gplane = _gy_ptr + _b * _C * _hw
-    _gc = tl.load(_gplane + _ch[:, None] * _hw + _y * _W + _x[None, :], mask=_tile,
-                  other=0.0)
-    _gc = to_compute(_gc, FP64)
-    _tau = to_compute(tl.load(_st_ptr + 0), FP64)
-    _fh = _H - KH + 1
-    _fw = _W - KW + 1
-    if PERIODIC:
-        _fh = _H
-        _fw = _W
-    _acc = tl.zeros([CP, BLOCK_SIZE], dtype=_gc.dtype)
-    for _ma in tl.static_range(KH):
-        for _mb in tl.static_range(KW):
-            _jy = _y - _ma
-            _jx = _x - _mb
-            if PERIODIC:
-                _jy = tl.where(_jy < 0, _jy + _H, _jy)
-                _jx = tl.where(_jx < 0, _jx + _W, _jx)
-                _ok = _xm
-            else:
-                _ok = _xm & (_jx >= 0) & (_jx < _fw) & (_jy >= 0) & (_jy < _fh)
-            _c = 0
-            while _c < _C:
-                _r = tl.zeros([BLOCK_SIZE], dtype=_gc.dtype)
-                _kg = tl.zeros([BLOCK_SIZE], dtype=_gc.dtype)
-                for _a in tl.static_range(KH):
-                    for _q in tl.static_range(KW):
-                        _iy = _jy + _a
-                        _ix = _jx + _q
-                        if PERIODIC:
-                            _iy = tl.where(_iy >= _H, _iy - _H, _iy)
-                            _ix = tl.where(_ix >= _W, _ix - _W, _ix)
-                        else:
-                            _iy = tl.minimum(tl.maximum(_iy, 0), _H - 1)
-                            _ix = tl.minimum(tl.maximum(_ix, 0), _W - 1)
-                        _off = _ch[:, None] * _hw + _iy * _W + _ix[None, :]
-                        _kv = load(_k_ptr + ((_c * _C + _ch) * KH + _a) * KW + _q, _cm, FP64)
-                        _r += tl.sum(_kv[:, None] * load(_plane + _off, _tile, FP64), axis=0)
-                        _kg += tl.sum(_kv[:, None] * load(_gplane + _off, _tile, FP64), axis=0)
-                _d, _ = _dphi(_r, p_ptr)
-                _z = tl.where(_ok, _d * _kg, 0.0)
-                _ko = load(_k_ptr + ((_c * _C + _ch) * KH + _ma) * KW + _mb, _cm, FP64)
-                _acc += _ko[:, None] * _z[None, :]
-                _c += 1
-    tl.store(_gu_ptr + _b * _C * _hw + _ch[:, None] * _hw + _y * _W + _x[None, :],
-             to_storage(_gc - _tau * _acc, _gu_ptr), mask=_tile)
+    (K gy)_{c, j} u_{d, j+q}) (gk_ptr: C * C * KH * KW per program)."""
+    pid, y, x, xm, ch, cm, tile, hw, batch, here, tau = _row_tile(st_ptr, C, H, W, CP,
+                                                                  BLOCK_SIZE, FP64)
+    plane = u_ptr + batch
+    gplane = gy_ptr + batch
+    acc = _transposed(plane, gplane, k_ptr, p_ptr, ch, cm, tile, hw, y, x, xm, C, H, W, CP, KH,
+                      KW, PERIODIC, BLOCK_SIZE, FP64, True, _phi, _dphi)
+    gc = load(gplane + here, tile, FP64)
+    tl.store(gu_ptr + batch + here, to_storage(gc - tau * acc, gu_ptr), mask=tile)
     # the sums over the fluxes j = (y, x) of this program
-    _own = _xm & (_x < _fw) & (_y < _fh)
-    _sum_t = tl.zeros([BLOCK_SIZE], dtype=_gc.dtype)
-    # the dPhi/dp sums, one row per trainable parameter (N_TRAIN_P2 >= N_TRAIN rows, a power of 2)
-    _rows = tl.arange(0, N_TRAIN_P2)
-    _sum_p = tl.zeros([N_TRAIN_P2, BLOCK_SIZE], dtype=_gc.dtype)
-    _kslot = _gk_ptr + _pid * _C * _C * KH * KW
-    _c = 0
-    while _c < _C:
-        _r = tl.zeros([BLOCK_SIZE], dtype=_gc.dtype)
-        _kg = tl.zeros([BLOCK_SIZE], dtype=_gc.dtype)
-        for _a in tl.static_range(KH):
-            for _q in tl.static_range(KW):
-                _iy = _y + _a
-                _ix = _x + _q
-                if PERIODIC:
-                    _iy = tl.where(_iy >= _H, _iy - _H, _iy)
-                    _ix = tl.where(_ix >= _W, _ix - _W, _ix)
-                else:
-                    _iy = tl.minimum(_iy, _H - 1)
-                    _ix = tl.minimum(_ix, _W - 1)
-                _off = _ch[:, None] * _hw + _iy * _W + _ix[None, :]
-                _kv = load(_k_ptr + ((_c * _C + _ch) * KH + _a) * KW + _q, _cm, FP64)
-                _r += tl.sum(_kv[:, None] * load(_plane + _off, _tile, FP64), axis=0)
-                _kg += tl.sum(_kv[:, None] * load(_gplane + _off, _tile, FP64), axis=0)
-        _f = tl.where(_own, _phi(_r, p_ptr), 0.0)
-        _d, _grads = _dphi(_r, p_ptr)
-        _z = tl.where(_own, _d * _kg, 0.0)
-        _sum_t += _kg * _f
-        for _k in tl.static_range(N_TRAIN):
-            _sum_p += tl.where((_rows[:, None] == _k) & _own[None, :],
-                               (_kg * _grads[_k])[None, :], 0.0)
-        for _a in tl.static_range(KH):
-            for _q in tl.static_range(KW):
-                _iy = _y + _a
-                _ix = _x + _q
-                if PERIODIC:
-                    _iy = tl.where(_iy >= _H, _iy - _H, _iy)
-                    _ix = tl.where(_ix >= _W, _ix - _W, _ix)
-                else:
-                    _iy = tl.minimum(_iy, _H - 1)
-                    _ix = tl.minimum(_ix, _W - 1)
-                _off = _ch[:, None] * _hw + _iy * _W + _ix[None, :]
-                _ud = load(_plane + _off, _tile, FP64)
-                _gd = load(_gplane + _off, _tile, FP64)
-                _part = tl.sum(_f[None, :] * _gd + _z[None, :] * _ud, axis=1)
-                tl.store(_kslot + ((_c * _C + _ch) * KH + _a) * KW + _q,
-                         (-_tau * _part).to(_gk_ptr.dtype.element_ty), mask=_cm)
-        _c += 1
-    _slot = _gp_ptr + _pid * (N_TRAIN + 1)
-    tl.store(_slot, -tl.sum(_sum_t, axis=0).to(_gp_ptr.dtype.element_ty))
-    _totals = tl.sum(_sum_p, axis=1)
-    for _k in tl.static_range(N_TRAIN):
-        tl.store(_slot + 1 + _k,
-                 (-_tau * tl.sum(tl.where(_rows == _k, _totals, 0.0), axis=0)
-                  ).to(_gp_ptr.dtype.element_ty))
+    if PERIODIC:
+        own = xm
+    else:
+        own = xm & (x < W - KW + 1) & (y < H - KH + 1)
+    sum_t = tl.zeros([BLOCK_SIZE], dtype=gc.dtype)
+    # the dPhi/dp sums, one row per trainable parameter (N_TRAIN_P2 >= N_TRAIN rows, a power
+    # of 2)
+    rows = tl.arange(0, N_TRAIN_P2)
+    sum_p = tl.zeros([N_TRAIN_P2, BLOCK_SIZE], dtype=gc.dtype)
+    kslot = gk_ptr + pid * C * C * KH * KW
+    c = 0
+    while c < C:
+        r, kg = _flux(plane, gplane, k_ptr, c, ch, cm, tile, hw, y, x, C, H, W, KH, KW,
+                      PERIODIC, BLOCK_SIZE, FP64, True)
+        f = tl.where(own, _phi(r, p_ptr), 0.0)
+        d, grads = _dphi(r, p_ptr)
+        z = tl.where(own, d * kg, 0.0)
+        sum_t += kg * f
+        for k in tl.static_range(N_TRAIN):
+            sum_p += tl.where((rows[:, None] == k) & own[None, :], (kg * grads[k])[None, :], 0.0)
+        for a in tl.static_range(KH):
+            for q in tl.static_range(KW):
+                off = ch[:, None] * hw + _wrap(y + a, H, PERIODIC) * W + _wrap(x + q, W,
+                                                                               PERIODIC)[None, :]
+                part = tl.sum(f[None, :] * load(gplane + off, tile, FP64)
+                              + z[None, :] * load(plane + off, tile, FP64), axis=1)
+                tl.store(kslot + ((c * C + ch) * KH + a) * KW + q,
+                         (-tau * part).to(gk_ptr.dtype.element_ty), mask=cm)
+        c += 1
+    slot = gp_ptr + pid * (N_TRAIN + 1)
+    tl.store(slot, -tl.sum(sum_t, axis=0).to(gp_ptr.dtype.element_ty))
+    totals = tl.sum(sum_p, axis=1)
+    for k in tl.static_range(N_TRAIN):
+        tl.store(slot + 1 + k, (-tau * tl.sum(tl.where(rows == k, totals, 0.0), axis=0)
+                                ).to(gp_ptr.dtype.element_ty))
 
 
 def launchers(kernel: Callable[[str], Any], trainable: int) -> dict[str, tuple[Any, Any]]:

@@ -15,9 +15,26 @@ import torch
 import triton
 import triton.language as tl
 
-from .dtypes import load, to_compute, to_storage
+from .dtypes import load, to_storage
 from .formula import N_TRAIN, _dphi, _phi
 from .launch import BLOCK_SIZE, BLOCK_SIZE_2D, launch, partial_sums, row_block
+from .stencil import clamp_finite, plane_lanes, step_sizes
+
+
+@triton.jit
+def _group_lanes(pid, N, rows, BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr):
+    """(n, base, mask, zeros) of program ``pid`` over groups of ``rows`` rows of N samples
+    (groups * blocks of N programs on axis 0): n = N in 64 bits (channel x pixels can exceed
+    2^31), base the offsets of the lanes in the group's first row, zeros in the compute
+    dtype."""
+    n = N + 0 * pid
+    blocks = (n + BLOCK_SIZE - 1) // BLOCK_SIZE
+    i = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    if FP64:
+        zeros = tl.zeros([BLOCK_SIZE], dtype=tl.float64)
+    else:
+        zeros = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
+    return n, (pid // blocks) * rows * n + i, i < n, zeros
 
 
 @triton.jit
@@ -25,16 +42,8 @@ def iso_fwd(_s_ptr, _out_ptr, p_ptr, _C, _N, BLOCK_SIZE: tl.constexpr, FP64: tl.
     """The coupled isotropic activation (P3 19, 29, 36): out_k = g(sum_j s_j^2) s_k over the
     _C channels of each group; s of shape (groups, _C, _N), contiguous. Grid: groups * blocks
     of _N programs on axis 0. Here Phi of this module is g(s2)."""
-    _pid = tl.program_id(0).to(tl.int64)
-    _n = _N + 0 * _pid  # 64-bit offsets: channel x pixels can exceed 2^31
-    _blocks = (_n + BLOCK_SIZE - 1) // BLOCK_SIZE
-    _i = (_pid % _blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    _mask = _i < _n
-    _base = (_pid // _blocks) * _C * _n + _i
-    if FP64:
-        _sum = tl.zeros([BLOCK_SIZE], dtype=tl.float64)
-    else:
-        _sum = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
+    _n, _base, _mask, _sum = _group_lanes(tl.program_id(0).to(tl.int64), _N, _C, BLOCK_SIZE,
+                                          FP64)
     _k = 0
     while _k < _C:  # a loop the interpreter runs too
         _v = load(_s_ptr + _base + _k * _n, _mask, FP64)
@@ -56,15 +65,7 @@ def iso_bwd(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _C, _N, BLOCK_SIZE: tl.con
     q = sum_j gy_j s_j, gs_k = g(S) gy_k + 2 g'(S) q s_k (the Jacobian is symmetric); per
     program the partial sums of dL/dp = sum q dg/dp(S) for the trainable parameters."""
     _pid = tl.program_id(0).to(tl.int64)
-    _n = _N + 0 * _pid
-    _blocks = (_n + BLOCK_SIZE - 1) // BLOCK_SIZE
-    _i = (_pid % _blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    _mask = _i < _n
-    _base = (_pid // _blocks) * _C * _n + _i
-    if FP64:
-        _sum = tl.zeros([BLOCK_SIZE], dtype=tl.float64)
-    else:
-        _sum = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
+    _n, _base, _mask, _sum = _group_lanes(_pid, _N, _C, BLOCK_SIZE, FP64)
     _dot = _sum
     _k = 0
     while _k < _C:  # a loop the interpreter runs too
@@ -87,6 +88,17 @@ def iso_bwd(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _C, _N, BLOCK_SIZE: tl.con
         tl.store(_gp_ptr + _pid * N_TRAIN + _j,
                  tl.sum(tl.where(_mask, _dot * _grads[_j], 0.0), axis=0).to(
                      _gp_ptr.dtype.element_ty))
+
+
+@triton.jit
+def _tolerance(FP64: tl.constexpr):
+    """The relative gap below which eig2 takes two eigenvalues as equal: about sqrt(eps),
+    where truncation and cancellation errors balance."""
+    if FP64:
+        out = 2e-8
+    else:
+        out = 3e-4
+    return out
 
 
 @triton.jit
@@ -113,6 +125,37 @@ def eig2(_a, _b, _d, _tol):
 
 
 @triton.jit
+def _structure(s_ptr, gy_ptr, base, n, mask, V, zeros, FP64: tl.constexpr, GRAD: tl.constexpr):
+    """J = sum_k s_k s_k^T = (a b / b d) over the V vectors of a group (s of shape (V, 2, N)
+    from ``base``), and, where GRAD, Gamma = the symmetric part of sum_k gy_k s_k^T as (c11,
+    c12, c22) (else zeros)."""
+    a, b, d, c11, c12, c22 = zeros, zeros, zeros, zeros, zeros, zeros
+    k = 0
+    while k < V:  # a loop the interpreter runs too
+        x = load(s_ptr + base + 2 * k * n, mask, FP64)
+        y = load(s_ptr + base + (2 * k + 1) * n, mask, FP64)
+        a += x * x
+        b += x * y
+        d += y * y
+        if GRAD:
+            wx = load(gy_ptr + base + 2 * k * n, mask, FP64)
+            wy = load(gy_ptr + base + (2 * k + 1) * n, mask, FP64)
+            c11 += wx * x
+            c12 += 0.5 * (wx * y + wy * x)
+            c22 += wy * y
+        k += 1
+    return a, b, d, c11, c12, c22
+
+
+@triton.jit
+def _eigen_g(a, b, d, p_ptr, FP64: tl.constexpr, PHI: tl.constexpr):
+    """eig2 of J = (a b / b d) and g = PHI at its eigenvalues and at their mean: (mean, nu1,
+    nu2, x1, y1, close, g(nu1), g(nu2), g(mean))."""
+    mean, nu1, nu2, x1, y1, close = eig2(a, b, d, _tolerance(FP64))
+    return mean, nu1, nu2, x1, y1, close, PHI(nu1, p_ptr), PHI(nu2, p_ptr), PHI(mean, p_ptr)
+
+
+@triton.jit
 def aniso_fwd(_s_ptr, _out_ptr, p_ptr, _V, _N, BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr):
     """The anisotropic activation (P3 30, 40): out_k = g(J) s_k with J = sum_j s_j s_j^T over
     the _V gradient vectors of each group; s of shape (groups, _V, 2, _N). With the unit
@@ -120,32 +163,10 @@ def aniso_fwd(_s_ptr, _out_ptr, p_ptr, _V, _N, BLOCK_SIZE: tl.constexpr, FP64: t
     cancellation (rank-one J, i.e. one vector, gives g(|s|^2) s to rounding); where the
     eigenvalues coincide, g(mean) s + g'(mean) (J - mean I) s. No division by zero, no NaN
     (J = 0 included)."""
-    _pid = tl.program_id(0).to(tl.int64)
-    _n = _N + 0 * _pid  # 64-bit offsets: channel x pixels can exceed 2^31
-    _blocks = (_n + BLOCK_SIZE - 1) // BLOCK_SIZE
-    _i = (_pid % _blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    _mask = _i < _n
-    _base = (_pid // _blocks) * _V * 2 * _n + _i
-    if FP64:
-        _a = tl.zeros([BLOCK_SIZE], dtype=tl.float64)
-        _tol = 2e-8  # about sqrt(eps): truncation and cancellation errors balance
-    else:
-        _a = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
-        _tol = 3e-4
-    _b = _a
-    _d = _a
-    _k = 0
-    while _k < _V:  # a loop the interpreter runs too
-        _x = load(_s_ptr + _base + 2 * _k * _n, _mask, FP64)
-        _y = load(_s_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
-        _a += _x * _x
-        _b += _x * _y
-        _d += _y * _y
-        _k += 1
-    _mean, _nu1, _nu2, _x1, _y1, _close = eig2(_a, _b, _d, _tol)
-    _g1 = _phi(_nu1, p_ptr)
-    _g2 = _phi(_nu2, p_ptr)
-    _gm = _phi(_mean, p_ptr)
+    _n, _base, _mask, _a = _group_lanes(tl.program_id(0).to(tl.int64), _N, 2 * _V, BLOCK_SIZE,
+                                        FP64)
+    _a, _b, _d, _, _, _ = _structure(_s_ptr, _s_ptr, _base, _n, _mask, _V, _a, FP64, False)
+    _mean, _nu1, _nu2, _x1, _y1, _close, _g1, _g2, _gm = _eigen_g(_a, _b, _d, p_ptr, FP64, _phi)
     _slope, _ = _dphi(_mean, p_ptr)
     _k = 0
     while _k < _V:
@@ -174,39 +195,10 @@ def aniso_bwd(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _V, _N, BLOCK_SIZE: tl.c
     coincide. dL/dp = <Gamma, dg/dp(J)> = dg/dp(nu1) t11 + dg/dp(nu2) t22 (dg/dp(mean) tr
     Gamma where they coincide)."""
     _pid = tl.program_id(0).to(tl.int64)
-    _n = _N + 0 * _pid
-    _blocks = (_n + BLOCK_SIZE - 1) // BLOCK_SIZE
-    _i = (_pid % _blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    _mask = _i < _n
-    _base = (_pid // _blocks) * _V * 2 * _n + _i
-    if FP64:
-        _a = tl.zeros([BLOCK_SIZE], dtype=tl.float64)
-        _tol = 2e-8
-    else:
-        _a = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
-        _tol = 3e-4
-    _b = _a
-    _d = _a
-    _c11 = _a
-    _c12 = _a
-    _c22 = _a
-    _k = 0
-    while _k < _V:
-        _x = load(_s_ptr + _base + 2 * _k * _n, _mask, FP64)
-        _y = load(_s_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
-        _wx = load(_gy_ptr + _base + 2 * _k * _n, _mask, FP64)
-        _wy = load(_gy_ptr + _base + (2 * _k + 1) * _n, _mask, FP64)
-        _a += _x * _x
-        _b += _x * _y
-        _d += _y * _y
-        _c11 += _wx * _x
-        _c12 += 0.5 * (_wx * _y + _wy * _x)
-        _c22 += _wy * _y
-        _k += 1
-    _mean, _nu1, _nu2, _x1, _y1, _close = eig2(_a, _b, _d, _tol)
-    _g1 = _phi(_nu1, p_ptr)
-    _g2 = _phi(_nu2, p_ptr)
-    _gm = _phi(_mean, p_ptr)
+    _n, _base, _mask, _a = _group_lanes(_pid, _N, 2 * _V, BLOCK_SIZE, FP64)
+    _a, _b, _d, _c11, _c12, _c22 = _structure(_s_ptr, _gy_ptr, _base, _n, _mask, _V, _a, FP64,
+                                              True)
+    _mean, _nu1, _nu2, _x1, _y1, _close, _g1, _g2, _gm = _eigen_g(_a, _b, _d, p_ptr, FP64, _phi)
     _d1, _grads1 = _dphi(_nu1, p_ptr)
     _d2, _grads2 = _dphi(_nu2, p_ptr)
     _slope, _grads_mean = _dphi(_mean, p_ptr)
@@ -248,183 +240,135 @@ def aniso_bwd(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _V, _N, BLOCK_SIZE: tl.c
 
 
 @triton.jit
-def c2d_fwd(_u_ptr, _out_ptr, p_ptr, _st_ptr, _M, _H, _W, BLOCK_SIZE: tl.constexpr,
-            FP64: tl.constexpr, CLAMP: tl.constexpr):
-    """One coupled isotropic explicit step in one pass (P3 19, 29): u (groups, _M, _H, _W),
-    K = the forward-difference gradient (D+x, D+y) / h with zero flux across the image
-    boundary, Phi = g(S) s with S the sum of |K u_m|^2 over the _M image channels of a group:
-    out_m = u_m + tau/h (Phi_x(i, j) - Phi_x(i, j-1) + Phi_y(i, j) - Phi_y(i-1, j)).
-    _st_ptr holds (tau, 1/h). Grid: groups * _H * column blocks on axis 0. CLAMP (a scalar g
-    per channel, _M = 1, under the max-min bound): a finite out is clamped to the range of u
-    and its existing four neighbours, a convex combination of which it is in exact arithmetic
-    (a rounding correction; fluxact.operators.stencil_range)."""
-    _pid = tl.program_id(0).to(tl.int64)
-    _blocks = (_W + BLOCK_SIZE - 1) // BLOCK_SIZE
-    _grp = _pid // (_H * _blocks)
-    _r = (_pid // _blocks) % _H
-    _c = (_pid % _blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    _mask = _c < _W
-    _right = _c < _W - 1  # a flux to the right exists
-    _left = _mask & (_c > 0)
-    _down = _r < _H - 1
-    _up = _r > 0
-    if FP64:
-        _s0 = tl.zeros([BLOCK_SIZE], dtype=tl.float64)
-    else:
-        _s0 = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
-    _sl = _s0
-    _su = _s0
-    _tau = to_compute(tl.load(_st_ptr + 0), FP64)
-    _ih = to_compute(tl.load(_st_ptr + 1), FP64)
-    # S at this pixel, at its left and at its upper neighbour
-    _m = 0
-    while _m < _M:  # a loop the interpreter runs too
-        _p = _u_ptr + (_grp * _M + _m) * _H * _W
-        _uc = load(_p + _r * _W + _c, _mask, FP64)
-        _ur = load(_p + _r * _W + _c + 1, _mask & _right, FP64)
-        _ud = load(_p + (_r + 1) * _W + _c, _mask & _down, FP64)
-        _ul = load(_p + _r * _W + _c - 1, _left, FP64)
-        _uld = load(_p + (_r + 1) * _W + _c - 1, _left & _down, FP64)
-        _uu = load(_p + (_r - 1) * _W + _c, _mask & _up, FP64)
-        _uur = load(_p + (_r - 1) * _W + _c + 1, _mask & _up & _right, FP64)
-        _x0 = tl.where(_right, (_ur - _uc) * _ih, 0.0)
-        _y0 = tl.where(_down, (_ud - _uc) * _ih, 0.0)
-        _xl = tl.where(_left, (_uc - _ul) * _ih, 0.0)
-        _yl = tl.where(_left & _down, (_uld - _ul) * _ih, 0.0)
-        _xu = tl.where(_up & _right, (_uur - _uu) * _ih, 0.0)
-        _yu = tl.where(_up, (_uc - _uu) * _ih, 0.0)
-        _s0 += _x0 * _x0 + _y0 * _y0
-        _sl += _xl * _xl + _yl * _yl
-        _su += _xu * _xu + _yu * _yu
-        _m += 1
-    _g0 = _phi(_s0, p_ptr)
-    _gl = _phi(_sl, p_ptr)
-    _gu = _phi(_su, p_ptr)
-    _m = 0
-    while _m < _M:  # a loop the interpreter runs too
-        _p = _u_ptr + (_grp * _M + _m) * _H * _W
-        _uc = load(_p + _r * _W + _c, _mask, FP64)
-        _ur = load(_p + _r * _W + _c + 1, _mask & _right, FP64)
-        _ud = load(_p + (_r + 1) * _W + _c, _mask & _down, FP64)
-        _ul = load(_p + _r * _W + _c - 1, _left, FP64)
-        _uu = load(_p + (_r - 1) * _W + _c, _mask & _up, FP64)
-        _x0 = tl.where(_right, (_ur - _uc) * _ih, 0.0)
-        _y0 = tl.where(_down, (_ud - _uc) * _ih, 0.0)
-        _xl = tl.where(_left, (_uc - _ul) * _ih, 0.0)
-        _yu = tl.where(_up, (_uc - _uu) * _ih, 0.0)
-        _o = _uc + _tau * _ih * (_g0 * (_x0 + _y0) - _gl * _xl - _gu * _yu)
-        if CLAMP:
-            _nr = tl.where(_right, _ur, _uc)
-            _nd = tl.where(_down, _ud, _uc)
-            _nl = tl.where(_left, _ul, _uc)
-            _nu = tl.where(_up, _uu, _uc)
-            _lo = tl.minimum(tl.minimum(_uc, tl.minimum(_nr, _nd)), tl.minimum(_nl, _nu))
-            _hi = tl.maximum(tl.maximum(_uc, tl.maximum(_nr, _nd)), tl.maximum(_nl, _nu))
-            _o = tl.where(tl.abs(_o) < float("inf"), tl.minimum(tl.maximum(_o, _lo), _hi), _o)
-        tl.store(_out_ptr + (_grp * _M + _m) * _H * _W + _r * _W + _c,
-                 to_storage(_o, _out_ptr), mask=_mask)
-        _m += 1
+def _c2d_lanes(st_ptr, H, W, BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr):
+    """(program, group, row, columns, mask, where the fluxes to the right, to the left, down
+    and up exist, tau, 1/h, zeros in the compute dtype) of this program: groups * H * column
+    blocks programs on axis 0; st_ptr holds (tau, 1/h)."""
+    pid = tl.program_id(0).to(tl.int64)
+    grp, r, c, mask = plane_lanes(pid, H, W, BLOCK_SIZE)
+    tau, ih = step_sizes(st_ptr, FP64)
+    return (pid, grp, r, c, mask, c < W - 1, mask & (c > 0), r < H - 1, r > 0, tau, ih,
+            tl.zeros([BLOCK_SIZE], dtype=tau.dtype))
 
 
 @triton.jit
-def c2d_bwd(_u_ptr, _gy_ptr, _gu_ptr, p_ptr, _st_ptr, _gp_ptr, _M, _H, _W,
-            BLOCK_SIZE: tl.constexpr, FP64: tl.constexpr):
+def _gradients(p, r, c, W, mask, right, left, down, up, ih, FP64: tl.constexpr):
+    """Around pixel (r, c) of the plane at ``p``: the values at the pixel and at its right,
+    down, left and upper neighbours (0 past the border), and the forward-difference
+    gradients (D+x, D+y) / h at the pixel, at its left and at its upper neighbour (each
+    component 0 where its flux crosses the border)."""
+    uc = load(p + r * W + c, mask, FP64)
+    ur = load(p + r * W + c + 1, mask & right, FP64)
+    ud = load(p + (r + 1) * W + c, mask & down, FP64)
+    ul = load(p + r * W + c - 1, left, FP64)
+    uld = load(p + (r + 1) * W + c - 1, left & down, FP64)
+    uu = load(p + (r - 1) * W + c, mask & up, FP64)
+    uur = load(p + (r - 1) * W + c + 1, mask & up & right, FP64)
+    x0 = tl.where(right, (ur - uc) * ih, 0.0)
+    y0 = tl.where(down, (ud - uc) * ih, 0.0)
+    xl = tl.where(left, (uc - ul) * ih, 0.0)
+    yl = tl.where(left & down, (uld - ul) * ih, 0.0)
+    xu = tl.where(up & right, (uur - uu) * ih, 0.0)
+    yu = tl.where(up, (uc - uu) * ih, 0.0)
+    return uc, ur, ud, ul, uu, x0, y0, xl, yl, xu, yu
+
+
+@triton.jit
+def _sums(u_ptr, gy_ptr, grp, M, H, W, r, c, mask, right, left, down, up, ih, zeros,
+          FP64: tl.constexpr, GRAD: tl.constexpr):
+    """S = sum over the group's M image channels of |K u_m|^2 at the pixel, at its left and
+    at its upper neighbour, and, where GRAD, the dot products s . w = sum_m K u_m . K gy_m
+    there (else zeros)."""
+    s0, sl, su, q0, ql, qu = zeros, zeros, zeros, zeros, zeros, zeros
+    m = 0
+    while m < M:  # a loop the interpreter runs too
+        plane = (grp * M + m) * H * W
+        _, _, _, _, _, x0, y0, xl, yl, xu, yu = _gradients(
+            u_ptr + plane, r, c, W, mask, right, left, down, up, ih, FP64)
+        s0 += x0 * x0 + y0 * y0
+        sl += xl * xl + yl * yl
+        su += xu * xu + yu * yu
+        if GRAD:
+            _, _, _, _, _, wx0, wy0, wxl, wyl, wxu, wyu = _gradients(
+                gy_ptr + plane, r, c, W, mask, right, left, down, up, ih, FP64)
+            q0 += x0 * wx0 + y0 * wy0
+            ql += xl * wxl + yl * wyl
+            qu += xu * wxu + yu * wyu
+        m += 1
+    return s0, sl, su, q0, ql, qu
+
+
+@triton.jit
+def c2d_fwd(u_ptr, out_ptr, p_ptr, st_ptr, M, H, W, BLOCK_SIZE: tl.constexpr,
+            FP64: tl.constexpr, CLAMP: tl.constexpr):
+    """One coupled isotropic explicit step in one pass (P3 19, 29): u (groups, M, H, W),
+    K = the forward-difference gradient (D+x, D+y) / h with zero flux across the image
+    boundary, Phi = g(S) s with S the sum of |K u_m|^2 over the M image channels of a group:
+    out_m = u_m + tau/h (Phi_x(i, j) - Phi_x(i, j-1) + Phi_y(i, j) - Phi_y(i-1, j)).
+    st_ptr holds (tau, 1/h). Grid: groups * H * column blocks on axis 0. CLAMP (a scalar g
+    per channel, M = 1, under the max-min bound): a finite out is clamped to the range of u
+    and its existing four neighbours, a convex combination of which it is in exact arithmetic
+    (a rounding correction; fluxact.operators.stencil_range)."""
+    pid, grp, r, c, mask, right, left, down, up, tau, ih, s0 = _c2d_lanes(st_ptr, H, W,
+                                                                          BLOCK_SIZE, FP64)
+    s0, sl, su, _, _, _ = _sums(u_ptr, u_ptr, grp, M, H, W, r, c, mask, right, left, down, up,
+                                ih, s0, FP64, False)
+    g0 = _phi(s0, p_ptr)
+    gl = _phi(sl, p_ptr)
+    gu = _phi(su, p_ptr)
+    m = 0
+    while m < M:
+        plane = (grp * M + m) * H * W
+        uc, ur, ud, ul, uu, x0, y0, xl, _, _, yu = _gradients(
+            u_ptr + plane, r, c, W, mask, right, left, down, up, ih, FP64)
+        o = uc + tau * ih * (g0 * (x0 + y0) - gl * xl - gu * yu)
+        if CLAMP:
+            nr = tl.where(right, ur, uc)
+            nd = tl.where(down, ud, uc)
+            nl = tl.where(left, ul, uc)
+            nu = tl.where(up, uu, uc)
+            o = clamp_finite(o, tl.minimum(tl.minimum(uc, tl.minimum(nr, nd)), tl.minimum(nl, nu)),
+                             tl.maximum(tl.maximum(uc, tl.maximum(nr, nd)), tl.maximum(nl, nu)))
+        tl.store(out_ptr + plane + r * W + c, to_storage(o, out_ptr), mask=mask)
+        m += 1
+
+
+@triton.jit
+def c2d_bwd(u_ptr, gy_ptr, gu_ptr, p_ptr, st_ptr, gp_ptr, M, H, W, BLOCK_SIZE: tl.constexpr,
+            FP64: tl.constexpr):
     """Backward of the coupled 2D step: gu = gy - tau K^T Z with Z = Phi'(K u) K gy at every
     pixel, Phi'(s) w = g(S) w + 2 g'(S) s (s . w), the dot product over the group's image
     channels; partial sums per program of dL/dtau = -sum g(S) (s . w) and dL/dp =
     -tau sum (s . w) dg/dp(S), each pixel's flux once (column 0: tau)."""
-    _pid = tl.program_id(0).to(tl.int64)
-    _blocks = (_W + BLOCK_SIZE - 1) // BLOCK_SIZE
-    _grp = _pid // (_H * _blocks)
-    _r = (_pid // _blocks) % _H
-    _c = (_pid % _blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    _mask = _c < _W
-    _right = _c < _W - 1
-    _left = _mask & (_c > 0)
-    _down = _r < _H - 1
-    _up = _r > 0
-    if FP64:
-        _s0 = tl.zeros([BLOCK_SIZE], dtype=tl.float64)
-    else:
-        _s0 = tl.zeros([BLOCK_SIZE], dtype=tl.float32)
-    _sl = _s0
-    _su = _s0
-    _q0 = _s0
-    _ql = _s0
-    _qu = _s0
-    _tau = to_compute(tl.load(_st_ptr + 0), FP64)
-    _ih = to_compute(tl.load(_st_ptr + 1), FP64)
-    _m = 0
-    while _m < _M:  # a loop the interpreter runs too
-        _off = (_grp * _M + _m) * _H * _W
-        _p = _u_ptr + _off
-        _w = _gy_ptr + _off
-        _uc = load(_p + _r * _W + _c, _mask, FP64)
-        _ur = load(_p + _r * _W + _c + 1, _mask & _right, FP64)
-        _ud = load(_p + (_r + 1) * _W + _c, _mask & _down, FP64)
-        _ul = load(_p + _r * _W + _c - 1, _left, FP64)
-        _uld = load(_p + (_r + 1) * _W + _c - 1, _left & _down, FP64)
-        _uu = load(_p + (_r - 1) * _W + _c, _mask & _up, FP64)
-        _uur = load(_p + (_r - 1) * _W + _c + 1, _mask & _up & _right, FP64)
-        _wc = load(_w + _r * _W + _c, _mask, FP64)
-        _wr = load(_w + _r * _W + _c + 1, _mask & _right, FP64)
-        _wd = load(_w + (_r + 1) * _W + _c, _mask & _down, FP64)
-        _wl = load(_w + _r * _W + _c - 1, _left, FP64)
-        _wld = load(_w + (_r + 1) * _W + _c - 1, _left & _down, FP64)
-        _wu = load(_w + (_r - 1) * _W + _c, _mask & _up, FP64)
-        _wur = load(_w + (_r - 1) * _W + _c + 1, _mask & _up & _right, FP64)
-        _x0 = tl.where(_right, (_ur - _uc) * _ih, 0.0)
-        _y0 = tl.where(_down, (_ud - _uc) * _ih, 0.0)
-        _xl = tl.where(_left, (_uc - _ul) * _ih, 0.0)
-        _yl = tl.where(_left & _down, (_uld - _ul) * _ih, 0.0)
-        _xu = tl.where(_up & _right, (_uur - _uu) * _ih, 0.0)
-        _yu = tl.where(_up, (_uc - _uu) * _ih, 0.0)
-        _s0 += _x0 * _x0 + _y0 * _y0
-        _sl += _xl * _xl + _yl * _yl
-        _su += _xu * _xu + _yu * _yu
-        _q0 += _x0 * (_wr - _wc) * _ih + _y0 * (_wd - _wc) * _ih
-        _ql += _xl * (_wc - _wl) * _ih + _yl * (_wld - _wl) * _ih
-        _qu += _xu * (_wur - _wu) * _ih + _yu * (_wc - _wu) * _ih
-        _m += 1
-    _g0 = _phi(_s0, p_ptr)
-    _gl = _phi(_sl, p_ptr)
-    _gu = _phi(_su, p_ptr)
-    _h0, _grads = _dphi(_s0, p_ptr)
-    _hl, _ = _dphi(_sl, p_ptr)
-    _hu, _ = _dphi(_su, p_ptr)
-    _t0 = 2.0 * _h0 * _q0
-    _tl = 2.0 * _hl * _ql
-    _tu = 2.0 * _hu * _qu
-    _m = 0
-    while _m < _M:  # a loop the interpreter runs too
-        _off = (_grp * _M + _m) * _H * _W
-        _p = _u_ptr + _off
-        _w = _gy_ptr + _off
-        _uc = load(_p + _r * _W + _c, _mask, FP64)
-        _ur = load(_p + _r * _W + _c + 1, _mask & _right, FP64)
-        _ud = load(_p + (_r + 1) * _W + _c, _mask & _down, FP64)
-        _ul = load(_p + _r * _W + _c - 1, _left, FP64)
-        _uu = load(_p + (_r - 1) * _W + _c, _mask & _up, FP64)
-        _wc = load(_w + _r * _W + _c, _mask, FP64)
-        _wr = load(_w + _r * _W + _c + 1, _mask & _right, FP64)
-        _wd = load(_w + (_r + 1) * _W + _c, _mask & _down, FP64)
-        _wl = load(_w + _r * _W + _c - 1, _left, FP64)
-        _wu = load(_w + (_r - 1) * _W + _c, _mask & _up, FP64)
+    pid, grp, r, c, mask, right, left, down, up, tau, ih, s0 = _c2d_lanes(st_ptr, H, W,
+                                                                          BLOCK_SIZE, FP64)
+    s0, sl, su, q0, ql, qu = _sums(u_ptr, gy_ptr, grp, M, H, W, r, c, mask, right, left, down,
+                                   up, ih, s0, FP64, True)
+    g0 = _phi(s0, p_ptr)
+    gl = _phi(sl, p_ptr)
+    gu = _phi(su, p_ptr)
+    h0, grads = _dphi(s0, p_ptr)
+    hl, _ = _dphi(sl, p_ptr)
+    hu, _ = _dphi(su, p_ptr)
+    t0 = 2.0 * h0 * q0
+    tl_ = 2.0 * hl * ql
+    tu = 2.0 * hu * qu
+    m = 0
+    while m < M:
+        plane = (grp * M + m) * H * W
+        _, _, _, _, _, x0, y0, xl, _, _, yu = _gradients(
+            u_ptr + plane, r, c, W, mask, right, left, down, up, ih, FP64)
+        wc, _, _, _, _, wx0, wy0, wxl, _, _, wyu = _gradients(
+            gy_ptr + plane, r, c, W, mask, right, left, down, up, ih, FP64)
         # Z = Phi'(s) w at this pixel (x, y), at the left (x) and the upper (y) neighbour
-        _zx0 = tl.where(_right, _g0 * (_wr - _wc) * _ih + _t0 * (_ur - _uc) * _ih, 0.0)
-        _zy0 = tl.where(_down, _g0 * (_wd - _wc) * _ih + _t0 * (_ud - _uc) * _ih, 0.0)
-        _zxl = tl.where(_left, _gl * (_wc - _wl) * _ih + _tl * (_uc - _ul) * _ih, 0.0)
-        _zyu = tl.where(_up, _gu * (_wc - _wu) * _ih + _tu * (_uc - _uu) * _ih, 0.0)
-        _o = _wc + _tau * _ih * (_zx0 + _zy0 - _zxl - _zyu)
-        tl.store(_gu_ptr + _off + _r * _W + _c, to_storage(_o, _gu_ptr), mask=_mask)
-        _m += 1
-    _slot = _gp_ptr + _pid * (N_TRAIN + 1)
-    tl.store(_slot, -tl.sum(tl.where(_mask, _g0 * _q0, 0.0), axis=0).to(
-        _gp_ptr.dtype.element_ty))
-    for _j in tl.static_range(N_TRAIN):
-        tl.store(_slot + 1 + _j,
-                 (-_tau * tl.sum(tl.where(_mask, _q0 * _grads[_j], 0.0), axis=0)).to(
-                     _gp_ptr.dtype.element_ty))
+        z = (g0 * (wx0 + wy0) + t0 * (x0 + y0)) - (gl * wxl + tl_ * xl) - (gu * wyu + tu * yu)
+        tl.store(gu_ptr + plane + r * W + c, to_storage(wc + tau * ih * z, gu_ptr), mask=mask)
+        m += 1
+    slot = gp_ptr + pid * (N_TRAIN + 1)
+    tl.store(slot, -tl.sum(tl.where(mask, g0 * q0, 0.0), axis=0).to(gp_ptr.dtype.element_ty))
+    for j in tl.static_range(N_TRAIN):
+        tl.store(slot + 1 + j, (-tau * tl.sum(tl.where(mask, q0 * grads[j], 0.0), axis=0)
+                                ).to(gp_ptr.dtype.element_ty))
 
 
 def launchers(kernel: Callable[[str], Any], trainable: int) -> dict[str, tuple[Any, Any]]:

@@ -20,6 +20,15 @@ def row_lanes(pid, n, BLOCK_SIZE: tl.constexpr):
 
 
 @triton.jit
+def plane_lanes(pid, H, W, BLOCK_SIZE: tl.constexpr):
+    """(plane, y, x, mask) of program ``pid`` over planes of H rows of W columns, one grid
+    axis: planes * H * column blocks programs."""
+    blocks = (W + BLOCK_SIZE - 1) // BLOCK_SIZE
+    x = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    return pid // (H * blocks), (pid // blocks) % H, x, x < W
+
+
+@triton.jit
 def neighbours(i, n, PERIODIC: tl.constexpr):
     """(i + 1, i - 1) on 0..n-1: wrapped (periodic) or clamped to the ends (reflecting: the
     flux across an end is then masked by the caller)."""

@@ -17,20 +17,17 @@ import triton.language as tl
 from .dtypes import load, to_storage
 from .formula import N_TRAIN, _dphi, _phi
 from .launch import BLOCK_SIZE_2D, launch, partial_sums, row_block
-from .stencil import clamp_finite, neighbours, step_sizes
+from .stencil import clamp_finite, neighbours, plane_lanes, step_sizes
 
 
 @triton.jit
 def _pixels(pid, H, W, BLOCK_SIZE: tl.constexpr, PERIODIC: tl.constexpr):
     """The pixels of program ``pid`` (planes * H * column blocks programs on axis 0: CUDA
     limits axes 1 and 2 to 65535): (plane, y, x, mask, x right, x left, y down, y up)."""
-    blocks = (W + BLOCK_SIZE - 1) // BLOCK_SIZE
-    plane = pid // (H * blocks)
-    y = (pid // blocks) % H
-    x = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    plane, y, x, mask = plane_lanes(pid, H, W, BLOCK_SIZE)
     xr, xl = neighbours(x, W, PERIODIC)
     yd, yu = neighbours(y, H, PERIODIC)
-    return plane, y, x, x < W, xr, xl, yd, yu
+    return plane, y, x, mask, xr, xl, yd, yu
 
 
 @triton.jit

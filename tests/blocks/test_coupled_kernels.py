@@ -194,11 +194,14 @@ def test_kernels_use_64_bit_channel_offsets() -> None:
 
     from fluxact.kernels import coupled
 
-    source = inspect.getsource(coupled)  # the kernel bodies (generated modules call them)
+    source = inspect.getsource(coupled)
+    lanes = source.split("def _group_lanes(")[1].split("@triton.jit")[0]
+    assert "n = N + 0 * pid" in lanes and "* n + i" in lanes and "* N" not in lanes
     for kernel in ("iso_fwd", "iso_bwd", "aniso_fwd", "aniso_bwd"):
         body = source.split(f"def {kernel}(")[1].split("@triton.jit")[0]
         code = "\n".join(line.split("#")[0] for line in body.splitlines())
-        assert "_n = _N + 0 * _pid" in code and "* _N" not in code.replace("_N +", "")
+        # the offsets scale by _n, the 64-bit copy _group_lanes returns, never by _N
+        assert "_n, _base, _mask" in code and "* _N" not in code
 
 
 def test_fused_step_refuses_what_the_unfused_step_refuses() -> None:
