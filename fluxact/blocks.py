@@ -42,7 +42,7 @@ from .runtime import (
     step_mixing,
     steps1d,
 )
-from .timestep import explicit_step, positive, step_options
+from .timestep import TimeStep, positive
 
 NOTIONS = ("linf", "sign", "euclidean")
 #: names of the numerical parameters of blocks: tau (explicit, FSI), the Du Fort-Frankel
@@ -123,8 +123,8 @@ class DiffusionBlock(torch.nn.Module):
         self.K = operator_of(K, dims=dims, channels=channels, h=h, boundary=boundary,
                              width=width)
         self.stability = _notion(stability, self.K)
-        self.tau_given, self.unsafe, self.safety = step_options(tau, unsafe, safety, train_tau)
-        self.tau_logit = torch.nn.Parameter(torch.tensor(4.0)) if train_tau else None
+        self.policy = TimeStep(tau, unsafe=unsafe, safety=safety, train_tau=train_tau)
+        self.tau_logit = self.policy.parameter()
         self.fused = fused
         fusable = ((self.K.difference and self.K.spacing is not None)
                    or self.K.single_kernel) and self.act.backend != "torch"
@@ -137,7 +137,7 @@ class DiffusionBlock(torch.nn.Module):
         # fused=None fuses only where the kernels are known to be lean: the channel-mixing
         # step spills registers on sm_90 (a reviewer's ptxas -v), so it runs on request
         self._auto_fuse = fusable and (self.K.difference or self.K.per_channel_1d)
-        if not self.unsafe:
+        if not self.policy.unsafe:
             self.time_step()  # refuses now, with the verifier's reason, what cannot be stable
 
     def tau_max(self) -> torch.Tensor:
@@ -150,9 +150,8 @@ class DiffusionBlock(torch.nn.Module):
     def time_step(self) -> torch.Tensor:
         """tau used by the next forward pass (float64 tensor)."""
         c = "1" if self.stability == "sign" else "2"
-        return explicit_step(
-            self.tau_max, tau_given=self.tau_given, unsafe=self.unsafe, safety=self.safety,
-            stability=self.stability, logit=self.tau_logit,
+        return self.policy(
+            self.tau_max, self.stability, logit=self.tau_logit,
             detail=lambda: (f" = {c}/(g_max ||K||^2) with g_max = "
                             f"{float(self.act.g_max().detach()):.6g} and ||K||^2 <= "
                             f"{float(self.K.norm2_bound().detach()):.6g}"))
@@ -171,7 +170,7 @@ class DiffusionBlock(torch.nn.Module):
         (docs/blocks.md, the guarantees in floating point), for the forward difference with
         adjacent taps (Operator.forward_difference: ``spacing`` is set; another difference
         kernel has another stencil), not with unsafe=True."""
-        return (self.stability in ("linf", "sign") and not self.unsafe
+        return (self.stability in ("linf", "sign") and not self.policy.unsafe
                 and self.K.spacing is not None)
 
     def _use_fused(self, u: torch.Tensor) -> bool:
@@ -221,8 +220,8 @@ class DiffusionBlock(torch.nn.Module):
         return u
 
     def extra_repr(self) -> str:
-        tau = "unsafe" if self.unsafe else "auto" if self.tau_given is None else "given"
-        return f"stability={self.stability!r}, tau={tau}, safety={self.safety}"
+        return (f"stability={self.stability!r}, tau={self.policy.describe()}, "
+                f"safety={self.policy.safety}")
 
 
 class DuFortFrankelBlock(torch.nn.Module):
@@ -373,11 +372,12 @@ class ImplicitBlock(torch.nn.Module):
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
             raise StabilityError(f"iterations must be a positive integer, got {iterations!r}")
         self.contraction = contraction
-        self.tau_given, self.unsafe, _ = step_options(tau, unsafe, 1.0)
+        # the default tau is contraction / (L ||K||^2): the bound 1 / (L ||K||^2) scaled
+        self.policy = TimeStep(tau, unsafe=unsafe, safety=contraction)
         self.iterations, self.tol = iterations, float(tol)
         self.last_iterations = 0
         self.last_change = math.nan
-        if not self.unsafe:
+        if not self.policy.unsafe:
             self.time_step()
 
     def factor(self) -> torch.Tensor:
@@ -386,18 +386,14 @@ class ImplicitBlock(torch.nn.Module):
         return lip * self.K.norm2_bound().to(lip.device)
 
     def time_step(self) -> torch.Tensor:
-        if self.unsafe:
-            return torch.tensor(self.tau_given, dtype=torch.float64)
-        f = self.factor()
-        if self.tau_given is None:
-            return self.contraction / f.clamp_min(1e-300)
-        f = float(f.detach())
-        q = self.tau_given * f
-        if not q < 1:
-            raise StabilityError(
-                f"tau = {self.tau_given:g} gives tau L ||K||^2 = {q:.6g} >= 1: the fixed-point "
-                f"iteration is not a contraction; use tau < {1 / f:.6g}, or unsafe=True")
-        return torch.tensor(self.tau_given, dtype=torch.float64)
+        """tau of the next step: tau L ||K||^2 < 1 (strictly), contraction / (L ||K||^2) by
+        default (float64 tensor)."""
+        # rounded down by 2^-50 (float64 division errs by 2^-53): tau below it has tau L ||K||^2
+        # < 1 exactly, not just in floating point
+        return self.policy(
+            lambda: (1 - 2.0**-50) / self.factor().clamp_min(1e-300), "contraction", strict=True,
+            detail=lambda: (f" = 1/(L ||K||^2), L ||K||^2 = {float(self.factor().detach()):.6g}"
+                            ": beyond it the fixed-point iteration is not a contraction"))
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         tau = self.time_step().to(device=u.device, dtype=u.dtype)

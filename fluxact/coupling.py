@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from . import runtime
 from .operators import clamp_finite, stencil_range
 from .runtime import Activation, StabilityError
-from .timestep import explicit_step, step_options
+from .timestep import TimeStep
 
 MODES = ("isotropic", "anisotropic", "uncoupled")
 #: the parameter of the nonstandard discretisation used in P3 section 6
@@ -328,7 +328,7 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
                 "forward-difference gradient (isotropic with couple_images=False, or "
                 "uncoupled) or www (isotropic with couple_images=False), without smoothing; "
                 "use stability='euclidean'")
-        self.tau_given, self.unsafe, self.safety = step_options(tau, unsafe, safety)
+        self.policy = TimeStep(tau, unsafe=unsafe, safety=safety)
         self.stability = stability
         self.fusable = (operator == "gradient" and mode == "isotropic" and sigma is None
                         and g.backend != "torch")
@@ -353,13 +353,12 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
         return 2 / (g_max * self.K.norm2_bound()).clamp_min(1e-300)
 
     def time_step(self) -> torch.Tensor:
-        return explicit_step(self.tau_max, tau_given=self.tau_given, unsafe=self.unsafe,
-                             safety=self.safety, stability=self.stability)
+        return self.policy(self.tau_max, self.stability)
 
     def _clamps(self) -> bool:
         """Whether a step is clamped to its stencil's range (docs/blocks.md, the guarantees
         in floating point): under the linf bound, not with unsafe=True."""
-        return self.stability == "linf" and not self.unsafe
+        return self.stability == "linf" and not self.policy.unsafe
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if self.fused or (self.fused is None and self.fusable and u.is_cuda):
@@ -410,9 +409,8 @@ class MultiscaleDiffusionBlock2D(torch.nn.Module):
         self.beta = torch.nn.Parameter(torch.full((len(sigmas),), float(beta),
                                                   dtype=torch.float64))
         self.phi = CoupledActivation(g, mode, couple_images=True)
-        _, _, self.safety = step_options(None, False, safety, train_tau)
-        self.tau_logit = torch.nn.Parameter(torch.tensor(4.0, dtype=torch.float64)
-                                            ) if train_tau else None
+        self.policy = TimeStep(safety=safety, train_tau=train_tau)
+        self.tau_logit = self.policy.parameter(torch.float64)
         self.time_step()
 
     @property
@@ -425,8 +423,7 @@ class MultiscaleDiffusionBlock2D(torch.nn.Module):
         return 2 / (self.g.g_max() * total).clamp_min(1e-300)
 
     def time_step(self) -> torch.Tensor:
-        return explicit_step(self.tau_max, tau_given=None, unsafe=False, safety=self.safety,
-                             stability="euclidean", logit=self.tau_logit)
+        return self.policy(self.tau_max, "euclidean", logit=self.tau_logit)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         b, m, hh, ww = u.shape

@@ -7,7 +7,8 @@ A block's step is (P2 11) u <- u - tau K^T Phi(K u). Its tau is, in this order:
   train), refused with the bound in the message when it is larger;
 - otherwise ``safety * bound``, times sigmoid(theta) when tau trains (theta = ``logit``), so a
   trained tau never leaves the bound.
-The bound itself (linf, sign or Euclidean, P1 15-16, P3 29-30) is the block's.
+The bound itself (linf, sign or Euclidean, P1 15-16, P3 29-30; the contraction bound of the
+implicit step) is the block's; ``TimeStep`` is the policy every block holds.
 """
 
 from __future__ import annotations
@@ -36,39 +37,54 @@ def positive(value: object, what: str) -> float:
     return number
 
 
-def step_options(tau: object, unsafe: object, safety: object, train_tau: bool = False
-                 ) -> tuple[float | None, bool, float]:
-    """(tau given or None, unsafe, safety), validated the same way for every block."""
-    safety_value = positive(safety, "safety")
-    if safety_value > 1:
-        raise StabilityError(f"safety must be in (0, 1], got {safety!r}")
-    tau_given = None if tau is None else positive(tau, "tau")
-    if not isinstance(unsafe, bool):
-        raise StabilityError(f"unsafe must be True or False, got {unsafe!r}")
-    if unsafe and tau_given is None:
-        raise StabilityError("unsafe=True needs an explicit tau=...")
-    if train_tau and tau_given is not None:
-        raise StabilityError("pass either tau=... or train_tau=True, not both")
-    return tau_given, unsafe, safety_value
+class TimeStep:
+    """The time-step policy of one block, built from its ``tau``, ``unsafe``, ``safety`` and
+    ``train_tau`` arguments (validated here, the same way for every block), and called with
+    the block's bound to give tau for the next step."""
 
+    def __init__(self, tau: object = None, *, unsafe: object = False, safety: object = 1.0,
+                 train_tau: object = False) -> None:
+        self.safety = positive(safety, "safety")
+        if self.safety > 1:
+            raise StabilityError(f"safety must be in (0, 1], got {safety!r}")
+        self.given = None if tau is None else positive(tau, "tau")
+        for name, flag in (("unsafe", unsafe), ("train_tau", train_tau)):
+            if not isinstance(flag, bool):
+                raise StabilityError(f"{name} must be True or False, got {flag!r}")
+        if unsafe and self.given is None:
+            raise StabilityError("unsafe=True needs an explicit tau=...")
+        if train_tau and self.given is not None:
+            raise StabilityError("pass either tau=... or train_tau=True, not both")
+        self.unsafe, self.trains = bool(unsafe), bool(train_tau)
 
-def explicit_step(bound: Callable[[], torch.Tensor], *, tau_given: float | None, unsafe: bool,
-                  safety: float, stability: str, logit: torch.Tensor | None = None,
-                  detail: Callable[[], str] = lambda: "") -> torch.Tensor:
-    """tau for the next step (float64 tensor; carries gradients to trainable parameters when
-    it is the bound). ``bound()``: the block's largest stable step now; ``detail()``: how
-    the bound is made, for the message refusing a larger tau."""
-    if unsafe:
-        assert tau_given is not None
-        return torch.tensor(tau_given, dtype=torch.float64)
-    b = bound()
-    if tau_given is not None:
-        limit = float(b.detach())
-        if not tau_given <= limit:
-            raise StabilityError(f"tau = {tau_given:g} breaks the {stability} bound tau <= "
-                                 f"{limit!r}{detail()}; use a smaller tau, or unsafe=True")
-        return torch.tensor(tau_given, dtype=torch.float64)
-    tau = safety * b
-    if logit is not None:
-        tau = tau * torch.sigmoid(logit.to(tau.device, torch.float64))
-    return tau
+    def parameter(self, dtype: torch.dtype = torch.float32) -> torch.nn.Parameter | None:
+        """theta of a trained tau (tau = safety * bound * sigmoid(theta), starting near the
+        bound), or None."""
+        return torch.nn.Parameter(torch.tensor(4.0, dtype=dtype)) if self.trains else None
+
+    def __call__(self, bound: Callable[[], torch.Tensor], notion: str, *,
+                 logit: torch.Tensor | None = None, strict: bool = False,
+                 detail: Callable[[], str] = lambda: "") -> torch.Tensor:
+        """tau for the next step (float64 tensor; carries gradients to trainable parameters
+        when it is the bound). ``bound()``: the block's largest stable step now (``strict``:
+        a step must stay below it); ``notion``: its name (linf, euclidean, ...) and
+        ``detail()``: how it is made, for the message refusing a larger tau."""
+        if self.unsafe:
+            assert self.given is not None
+            return torch.tensor(self.given, dtype=torch.float64)
+        b = bound()
+        if self.given is not None:
+            limit = float(b.detach())
+            if not (self.given < limit if strict else self.given <= limit):
+                raise StabilityError(
+                    f"tau = {self.given:g} breaks the {notion} bound tau {'<' if strict else '<='} "
+                    f"{limit!r}{detail()}; use a smaller tau, or unsafe=True")
+            return torch.tensor(self.given, dtype=torch.float64)
+        tau = self.safety * b
+        if logit is not None:
+            tau = tau * torch.sigmoid(logit.to(tau.device, torch.float64))
+        return tau
+
+    def describe(self) -> str:
+        """"unsafe", "given" or "auto" (for a block's repr)."""
+        return "unsafe" if self.unsafe else "auto" if self.given is None else "given"

@@ -19,7 +19,7 @@ import pytest
 
 import fluxact
 from fluxact.activation import diffusivity_to_torch
-from fluxact.blocks import DiffusionBlock, ImplicitBlock
+from fluxact.blocks import DiffusionBlock, DuFortFrankelBlock, FSIBlock, ImplicitBlock
 from fluxact.coupling import CoupledDiffusionBlock2D, MultiscaleDiffusionBlock2D
 from fluxact.runtime import StabilityError
 
@@ -73,9 +73,13 @@ def test_generated_code_is_never_read_from_a_shared_folder(tmp_path, monkeypatch
 def test_every_block_refuses_a_step_that_is_no_positive_number(tau, unsafe) -> None:
     g = diffusivity_to_torch("1/(1 + s2/lam**2)", params={"lam": 2.0}).double()
     pm = fluxact.to_torch(fluxact.catalogue["perona-malik"], params={"lam": 1.0})
+    # every block that takes a time step (SymmetricResNet and the multiscale block compute
+    # theirs; FSI passes it to its explicit step; Du Fort-Frankel has no unsafe mode)
     for make in (lambda: CoupledDiffusionBlock2D(g, tau=tau, unsafe=unsafe),
                  lambda: DiffusionBlock(pm, tau=tau, unsafe=unsafe),
-                 lambda: ImplicitBlock(pm, tau=tau, unsafe=unsafe)):
+                 lambda: FSIBlock(pm, tau=tau, unsafe=unsafe),
+                 lambda: ImplicitBlock(pm, tau=tau, unsafe=unsafe),
+                 lambda: DuFortFrankelBlock(pm, tau=tau)):
         with pytest.raises(StabilityError, match="tau must be a positive, finite number"):
             make()
 
