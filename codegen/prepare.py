@@ -30,7 +30,7 @@ from ..translator.errors import ParameterError, missing_value
 from ..translator.facts import StabilityFacts
 from ..translator.nonlinearity import KINDS, exact_number, parameter_values
 from ..translator.parse import normal_name, parameter_symbol
-from ..translator.translation import Translation, _symbolic_forms
+from ..translator.translation import Translation, symbolic_forms
 from .errors import CodegenError
 from .names import check_parameter_names, class_name, python_name
 from .stability import stability_facts
@@ -145,7 +145,7 @@ def require_defaults(spec: ActivationSpec) -> tuple[float, ...]:
 def _symbolic_activation(t: Translation) -> sp.Expr:
     """Phi with every parameter a positive symbol (the translator's cached symbolic forms)."""
     nl = t.input
-    forms, _, _ = _symbolic_forms(nl.symbolic, nl.kind, nl.variable, t.tau, t.alpha,
+    forms, _, _ = symbolic_forms(nl.symbolic, nl.kind, nl.variable, t.tau, t.alpha,
                                   nl.convention)
     phi = dict(zip(KINDS, forms))["activation"]
     if not phi.closed_form:

@@ -11,18 +11,38 @@ must not import SymPy.
 
 from __future__ import annotations
 
+import sys as _sys
+from importlib.abc import MetaPathFinder as _MetaPathFinder
 from importlib.metadata import PackageNotFoundError, version
+from importlib.util import spec_from_file_location as _spec_from_file_location
 from pathlib import Path as _Path
 from typing import TYPE_CHECKING
 
-# Run from a source checkout (PYTHONPATH=<repo>, as on the GPU machines): the top-level folders
-# translator/, codegen/ and templates/ are the subpackages fluxact.translator, fluxact.codegen
-# and fluxact.templates, which an install maps through pyproject's package-dir.
-_root = _Path(__file__).resolve().parent.parent
-if (_root / "pyproject.toml").is_file() and (_root / "translator" / "__init__.py").is_file():
-    __path__.append(str(_root))  # noqa: F821 (the package's own __path__)
 
-from .translator.lazy import lazy_exports  # noqa: E402 (after the path: a source checkout)
+class _SourceCheckout(_MetaPathFinder):
+    """Run from a source checkout that is not installed (PYTHONPATH=<repo>, as on the GPU
+    machines): the top-level folders translator/, codegen/ and templates/ are the subpackages
+    fluxact.translator, fluxact.codegen and fluxact.templates, as pyproject's package-dir maps
+    them in an install. Exactly these three: nothing else of the checkout (tests/,
+    benchmarks/) becomes part of fluxact. Consulted last, so an install's finder wins."""
+
+    root = _Path(__file__).resolve().parent.parent
+    folders = {"fluxact.translator": "translator", "fluxact.codegen": "codegen",
+               "fluxact.templates": "templates"}
+
+    def find_spec(self, name, path=None, target=None):  # type: ignore[no-untyped-def]
+        folder = self.folders.get(name)
+        init = self.root / folder / "__init__.py" if folder else None
+        if init is None or not init.is_file():
+            return None
+        return _spec_from_file_location(name, init, submodule_search_locations=[str(init.parent)])
+
+
+if (_SourceCheckout.root / "pyproject.toml").is_file() and not any(
+        isinstance(f, _SourceCheckout) for f in _sys.meta_path):
+    _sys.meta_path.append(_SourceCheckout())
+
+from .translator.lazy import lazy_exports  # noqa: E402 (after the finder: a source checkout)
 
 #: public name -> the module that defines it
 _EXPORTS = {

@@ -178,7 +178,7 @@ def diffusivity_to_torch(expr: object, *, params: Mapping[str, object] | None = 
     from .codegen.stability import stability_facts
     from .translator.catalogue import CatalogueEntry
     from .translator.errors import ParameterError
-    from .translator.translation import _symbolic_forms, to_s2
+    from .translator.translation import symbolic_forms, to_s2
 
     if isinstance(expr, Translation):
         t = expr
@@ -189,7 +189,7 @@ def diffusivity_to_torch(expr: object, *, params: Mapping[str, object] | None = 
     if t.input.kind != "diffusivity":
         raise ParameterError(f"a coupled block takes a diffusivity g; got a {t.input.kind}")
     nl = t.input
-    forms, _, _ = _symbolic_forms(nl.symbolic, nl.kind, nl.variable, t.tau, t.alpha,
+    forms, _, _ = symbolic_forms(nl.symbolic, nl.kind, nl.variable, t.tau, t.alpha,
                                   nl.convention)
     g_r = forms[0].expr  # the diffusivity in r, parameters symbolic
     g_s2 = to_s2(g_r, nl.variable)

@@ -246,7 +246,7 @@ def translate(
 
 
 @lru_cache(maxsize=512)
-def _symbolic_forms(
+def symbolic_forms(
     expr: sp.Expr, kind_in: str, r: sp.Symbol, tau: sp.Expr, alpha: sp.Expr, convention: str
 ) -> tuple[tuple[Form, ...], tuple[sp.Expr | None, sp.Expr | None], tuple[str, ...]]:
     """All four forms with the parameters symbolic (positive), so that integration and
@@ -291,7 +291,7 @@ def translate_nonlinearity(nl: Nonlinearity, *, tau: object = DEFAULT_TAU,
 
     def forms():
         try:
-            return _symbolic_forms(nl.symbolic, nl.kind, r, tau_, alpha_, nl.convention)
+            return symbolic_forms(nl.symbolic, nl.kind, r, tau_, alpha_, nl.convention)
         except FluxactError:
             raise
         except (TypeError, ValueError, ArithmeticError, NotImplementedError, AttributeError,

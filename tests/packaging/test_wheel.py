@@ -30,3 +30,29 @@ def test_wheel_has_subpackages(tmp_path: Path) -> None:
     assert not any(n.startswith(("translator/", "tests/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "fluxact = fluxact.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_a_source_checkout_maps_exactly_the_three_subpackages() -> None:
+    """PYTHONPATH=<repo> without an install (as on the GPU machines): translator/, codegen/ and
+    templates/ import as fluxact.translator, fluxact.codegen and fluxact.templates, and nothing
+    else of the checkout (tests/, benchmarks/) is part of fluxact. ``-S`` keeps the editable
+    install's finder out; site-packages is put back by hand for SymPy and torch."""
+    import sysconfig
+
+    code = (
+        "import sys, importlib.util\n"
+        f"sys.path[:0] = [{str(ROOT)!r}, {sysconfig.get_paths()['purelib']!r}]\n"
+        "import fluxact, fluxact.translator.parse, fluxact.codegen.render, fluxact.templates\n"
+        "print(sys.modules['fluxact.translator.parse'].__file__)\n"
+        "print(sys.modules['fluxact.codegen.render'].__file__)\n"
+        "print(importlib.util.find_spec('fluxact.tests'), "
+        "importlib.util.find_spec('fluxact.benchmarks'))\n"
+        "print(len(fluxact.emit(fluxact.lookup('tanh')).splitlines()) > 50)\n"
+    )
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT / "docs")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == str(ROOT / "translator" / "parse.py")
+    assert lines[1] == str(ROOT / "codegen" / "render.py")
+    assert lines[2:] == ["None None", "True"]
