@@ -348,8 +348,8 @@ def c2d_bwd(u_ptr, gy_ptr, gu_ptr, p_ptr, st_ptr, gp_ptr, M, H, W, BLOCK_SIZE: t
     gl = _phi(sl, p_ptr)
     gu = _phi(su, p_ptr)
     h0, grads = _dphi(s0, p_ptr)
-    hl, _ = _dphi(sl, p_ptr)
-    hu, _ = _dphi(su, p_ptr)
+    hl = _dphi(sl, p_ptr)[0]  # not `hl, _ =`: `_` is a tensor in the loop below, and a
+    hu = _dphi(su, p_ptr)[0]  # name carried into a loop must keep its type when compiled
     t0 = 2.0 * h0 * q0
     tl_ = 2.0 * hl * ql
     tu = 2.0 * hu * qu
