@@ -59,7 +59,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fluxact import MultiscaleDiffusionBlock2D
-from fluxact.coupling import gaussian_kernel
+from fluxact.operators import gaussian_kernel
 
 HERE = Path(__file__).resolve().parent
 MODELS = ("isotropic", "anisotropic", "uncoupled")

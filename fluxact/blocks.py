@@ -66,6 +66,11 @@ def operator_of(K: Any, *, dims: int = 1, channels: int = 1, h: float = 1.0,
     """K for a block: None or "forward" (forward differences / gradient), "second" (second
     difference, 1D), "learned" (a trainable C x C kernel), an Operator, or a fixed kernel."""
     if isinstance(K, Operator):
+        if K.centres is not None:
+            raise StabilityError(
+                f"the pixel-grid operator {K.name!r} (Operator.grid) acts on each image channel "
+                "and belongs to the coupled blocks (CoupledDiffusionBlock2D); give a block "
+                "'forward', 'second', 'learned', Operator.forward_difference or a kernel")
         return K
     if K is None or K == "forward":
         return Operator.forward_difference(dims, channels, h, boundary)
@@ -180,7 +185,7 @@ class DiffusionBlock(torch.nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         if self._use_fused(u):
-            self.K._check(u)
+            self.K.check(u)
             periodic = self.K.boundary == "periodic"
             if self.K.spacing is None and self.K.per_channel_1d:  # one 1D kernel per channel
                 k = self.K.weights[0]
@@ -211,7 +216,7 @@ class DiffusionBlock(torch.nn.Module):
                 and not needs_grad
                 and steps > 1
                 and u.shape[-1] <= MAX_TEMPORAL):
-            self.K._check(u)
+            self.K.check(u)
             return steps1d(self.act.ops, u, self.act.parameter_vector(), self.time_step(),
                            self._inv_h(), self.K.boundary == "periodic", steps,
                            self._clamps())
@@ -334,6 +339,11 @@ class FSIBlock(torch.nn.Module):
     @property
     def K(self) -> Operator:
         return self.step.K
+
+    @property
+    def policy(self) -> TimeStep:
+        """The time-step policy of the explicit step a cycle is made of."""
+        return self.step.policy
 
     def super_step(self) -> torch.Tensor:
         """L(L+1)/3 tau: the time one cycle covers."""

@@ -17,6 +17,14 @@ the matrix of kernel 1-norms, ||K_l||_2 <= sqrt(max row sum * max column sum) of
 (||k_ij||_1)_ij, which is Young's sum |k| for one channel. This gives the exact constants of
 the known stencils: ||D+||^2 <= 4/h^2 (1D), 8/h^2 (2D gradient), 16/h^4 for the second
 difference. For trainable kernels the bound is recomputed from the weights at every call.
+
+Pixel-grid operators (``Operator.grid``, the coupled blocks of P3): the named stencils
+(gradient, www, ...) applied to every image channel of u (B, M, H, W) on its own, each part's
+valid correlation placed back on the pixel grid at the stencil's centre and padded with zeros
+where the stencil does not fit (no flux across the image boundary), so that K u is one tensor
+(B, M, c, H, W) with every operator channel at every pixel, as a coupled activation needs.
+The correlation, its transpose and the norm bound are those of the parts above; an optional
+Gaussian smoothing (P3 36-38) is applied first, and last in K^T (it is symmetric).
 """
 
 from __future__ import annotations
@@ -31,6 +39,11 @@ from .runtime import StabilityError
 from .timestep import positive
 
 BOUNDARIES = ("reflect", "periodic")
+#: the pixel-grid stencils of ``Operator.grid``
+OPERATORS = ("gradient", "central_gradient", "laplacian", "hessian", "gaussian_gradient",
+             "www")
+#: the parameter of the nonstandard discretisation used in P3 section 6
+WWW_ALPHA = 0.41
 
 
 class Operator(torch.nn.Module):
@@ -79,7 +92,13 @@ class Operator(torch.nn.Module):
                         "difference=True needs a fixed forward difference [-a, a] per channel "
                         "(use Operator.forward_difference)")
         self.difference = difference and not trainable
-        self.spacing: float | None = None  # h of a forward-difference operator
+        # the grid size of a stencil built by forward_difference or grid; None for custom and
+        # learned kernels
+        self.spacing: float | None = None
+        # pixel-grid layout (``grid``): each part's centre, the www parameter, the smoothing
+        self.centres: list[tuple[int, ...]] | None = None
+        self.alpha: float | None = None
+        self.sigma: float | None = None
         self.trainable = trainable
         self.name = name
         self.parts = len(weights)
@@ -167,6 +186,41 @@ class Operator(torch.nn.Module):
                    groups=channels if depthwise else 1, boundary=boundary,
                    name=f"learned {width}-tap{' depthwise' if depthwise else ''}")
 
+    @classmethod
+    def grid(cls, operator: str = "gradient", h: float = 1.0, sigma: float | None = None,
+             alpha: float = WWW_ALPHA) -> Operator:
+        """A 2D pixel-grid operator (module docstring): u (B, M, H, W) -> (B, M, c, H, W).
+
+        ``operator``: one of OPERATORS. Its ||K||^2 bound (``norm2_bound``): the sum of squared
+        kernel 1-norms (Young), 8/h^2 for the gradient, 2/h^2 for the central and the
+        Gaussian-smoothed gradient (smoothing has norm <= 1), 64/h^4 for the Laplacian, 34/h^4
+        for the Hessian; the exact 8 (1 - alpha)/h^2 for ``www`` (Weickert, Welk and Wickert,
+        ``alpha`` in [0, 1/2], default 0.41 as in P3 section 6). ``sigma``: smooth the image
+        with a sampled Gaussian of that standard deviation first (the Gaussian-smoothed
+        operators of P3 36-38); ``gaussian_gradient`` is the central gradient with sigma = 1
+        unless given.
+        """
+        positive(h, "grid size h")
+        if operator == "gaussian_gradient" and sigma is None:
+            sigma = 1.0
+        if sigma is not None:
+            positive(sigma, "sigma")
+        if isinstance(alpha, bool) or not (isinstance(alpha, int | float) and 0 <= alpha <= 0.5):
+            raise StabilityError(f"alpha of the www operator must be in [0, 1/2], got "
+                                 f"{alpha!r}")
+        stencils = _stencils("central_gradient" if operator == "gaussian_gradient" else operator,
+                             float(h), float(alpha))
+        # float64 (cast to the input's dtype on use): a .double() block gets weights such as
+        # sqrt((1 - alpha) / 4) exact, not rounded through float32
+        op = cls([k for k, _ in stencils], dims=2, name=operator)
+        op.spacing, op.alpha, op.centres = float(h), float(alpha), [c for _, c in stencils]
+        if sigma is not None:
+            # zero-padded 'same' correlation with the symmetric, normalised Gaussian: a
+            # symmetric matrix of norm <= 1 (Young), its own transpose
+            op.sigma = float(sigma)
+            op.register_buffer("smooth", gaussian_kernel(sigma, h))
+        return op
+
     @property
     def per_channel_1d(self) -> bool:
         """One 1D kernel per channel (what the fused learned-kernel step computes)."""
@@ -197,9 +251,37 @@ class Operator(torch.nn.Module):
 
     # -- application ----------------------------------------------------------------------------
 
-    def forward(self, u: torch.Tensor) -> list[torch.Tensor]:
-        """K u, one tensor per part."""
-        self._check(u)
+    def forward(self, u: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
+        """K u: one tensor per part, or for a pixel-grid operator the parts placed on the grid,
+        (B, M, c, H, W)."""
+        self.check(u)
+        if self.centres is None:
+            return self._parts(u)
+        b, m, *size = u.shape
+        flat = self._smooth(u.reshape(b * m, 1, *size))
+        placed = [F.pad(part, self._placement(w, centre))
+                  for part, w, centre in zip(self._parts(flat), self.weights, self.centres)]
+        return torch.cat(placed, 1).reshape(b, m, self.parts, *size)
+
+    def adjoint(self, v: Sequence[torch.Tensor] | torch.Tensor,
+                like: torch.Tensor | None = None) -> torch.Tensor:
+        """K^T v = sum_l K_l^T v_l, shaped like the input ``like`` (which a pixel-grid
+        operator does not need: its v (B, M, c, H, W) has the image's size)."""
+        if self.centres is None:
+            if like is None:
+                raise StabilityError("K^T v needs the input's shape: pass like=u")
+            return self._transposed(v, like)
+        b, m, c, *size = v.shape
+        parts = []
+        for j, (w, centre) in enumerate(zip(self.weights, self.centres)):
+            part = v[:, :, j]
+            for axis, (n, k, at) in enumerate(zip(size, w.shape[2:], centre)):
+                part = part.narrow(2 + axis, at, n - k + 1)  # where the stencil fits
+            parts.append(part.reshape(b * m, 1, *part.shape[2:]))
+        flat = self._transposed(parts, v.new_empty((b * m, 1, *size)))
+        return self._smooth(flat).reshape(b, m, *size)  # the smoothing is symmetric
+
+    def _parts(self, u: torch.Tensor) -> list[torch.Tensor]:
         out = []
         for w in self.weights:
             w = w.to(device=u.device, dtype=u.dtype)
@@ -214,8 +296,7 @@ class Operator(torch.nn.Module):
             out.append(conv(v, w, groups=self.groups))
         return out
 
-    def adjoint(self, v: Sequence[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
-        """K^T v = sum_l K_l^T v_l, shaped like the input ``like``."""
+    def _transposed(self, v: Sequence[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
         total = None
         transpose = F.conv_transpose1d if self.dims == 1 else F.conv_transpose2d
         for w, part in zip(self.weights, v):
@@ -232,8 +313,37 @@ class Operator(torch.nn.Module):
         assert total is not None
         return total
 
+    @staticmethod
+    def _placement(w: torch.Tensor, centre: tuple[int, ...]) -> list[int]:
+        """F.pad arguments that put a valid correlation with kernel w back on the grid, the
+        kernel's ``centre`` over each pixel (F.pad order: last axis first, before, after)."""
+        pads: list[int] = []
+        for k, at in zip(reversed(w.shape[2:]), reversed(centre)):
+            pads += [at, k - 1 - at]
+        return pads
+
+    def _smooth(self, x: torch.Tensor) -> torch.Tensor:
+        """The separable Gaussian of ``grid(sigma=...)``, zero-padded to the same size."""
+        if self.sigma is None:
+            return x
+        k = self.smooth.to(device=x.device, dtype=x.dtype)
+        r = (k.numel() - 1) // 2
+        for axis in range(self.dims):
+            shape = [1] * self.dims
+            shape[axis] = -1
+            padding = [0] * self.dims
+            padding[axis] = r
+            x = F.conv2d(x, k.reshape(1, 1, *shape), padding=tuple(padding))
+        return x
+
     def norm2_bound(self) -> torch.Tensor:
-        """An upper bound of ||K||_2^2 (float64 tensor; differentiable for learned kernels)."""
+        """An upper bound of ||K||_2^2 (float64 tensor; differentiable for learned kernels);
+        for the www stencil the exact 8 (1 - alpha) / h^2, the symbol's maximum at the
+        checkerboard, below Young's 8 / h^2. Smoothing has norm <= 1."""
+        if self.centres is not None and self.name == "www":
+            assert self.alpha is not None and self.spacing is not None
+            return torch.tensor(8 * (1 - self.alpha) / self.spacing**2, dtype=torch.float64,
+                                device=self.kernel0.device)
         total = torch.zeros((), dtype=torch.float64)
         for w in self.weights:
             w = w.to(torch.float64)
@@ -244,24 +354,31 @@ class Operator(torch.nn.Module):
             total = total.to(w.device) + rows * cols  # Schur: ||K_l||^2 <= rows * cols
         return total
 
-    def _check(self, u: torch.Tensor) -> None:
+    def check(self, u: torch.Tensor) -> None:
+        """Refuse what the operator cannot take: another shape or number of channels, or an
+        input smaller than a kernel."""
         if not isinstance(u, torch.Tensor):
             raise StabilityError(f"expected a torch.Tensor, got {type(u).__name__}")
         want = "(batch, channels, length)" if self.dims == 1 else "(batch, channels, H, W)"
         if u.dim() != self.dims + 2:
             raise StabilityError(
                 f"a {self.dims}D block takes input of shape {want}; got shape {tuple(u.shape)}")
-        if u.shape[1] != self.in_channels:
+        if self.centres is None and u.shape[1] != self.in_channels:
             raise StabilityError(
                 f"the operator has {self.in_channels} input channel(s); the input has "
                 f"{u.shape[1]} (shape {tuple(u.shape)})")
         for w in self.weights:
             if any(n < k for n, k in zip(u.shape[2:], w.shape[2:])):
+                what = "the stencil" if self.centres is not None else "a kernel"
                 raise StabilityError(
-                    f"input of size {tuple(u.shape[2:])} is smaller than a kernel of size "
+                    f"input of size {tuple(u.shape[2:])} is smaller than {what} of size "
                     f"{tuple(w.shape[2:])}")
 
     def extra_repr(self) -> str:
+        if self.centres is not None:
+            return (f"{self.name} on the pixel grid, h={self.spacing:g}"
+                    + (f", alpha={self.alpha:g}" if self.name == "www" else "")
+                    + (f", sigma={self.sigma:g}" if self.sigma is not None else ""))
         return (f"{self.name}, dims={self.dims}, channels={self.in_channels}, "
                 f"boundary={self.boundary!r}, trainable={self.trainable}")
 
@@ -310,3 +427,62 @@ def clamp_finite(out: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch
     # + (out - out.detach()): exactly 0 in value, the identity in the gradient
     return torch.where(torch.isfinite(out), clamped + (out - out.detach()), out)
 
+
+def _stencils(operator: str, h: float, alpha: float = WWW_ALPHA
+              ) -> list[tuple[torch.Tensor, tuple[int, int]]]:
+    """(kernel (kh, kw), centre (ci, cj)) per operator channel, float64. Channels that form
+    gradient vectors come in (x, y) pairs: rows are y, columns x."""
+    t = lambda rows: torch.tensor(rows, dtype=torch.float64)  # noqa: E731
+    if operator == "gradient":  # forward differences D+x, D+y
+        return [(t([[-1.0, 1.0]]) / h, (0, 0)), (t([[-1.0], [1.0]]) / h, (0, 0))]
+    if operator == "central_gradient":
+        return [(t([[-0.5, 0.0, 0.5]]) / h, (0, 1)), (t([[-0.5], [0.0], [0.5]]) / h, (1, 0))]
+    if operator == "laplacian":
+        return [(t([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]) / h**2, (1, 1))]
+    if operator == "hessian":  # (xx, xy, yx, yy), the centred mixed difference
+        mixed = t([[0.25, 0.0, -0.25], [0.0, 0.0, 0.0], [-0.25, 0.0, 0.25]]) / h**2
+        return [(t([[1.0, -2.0, 1.0]]) / h**2, (0, 1)), (mixed, (1, 1)), (mixed, (1, 1)),
+                (t([[1.0], [-2.0], [1.0]]) / h**2, (1, 0))]
+    if operator == "www":
+        return _www_stencils(h, alpha)
+    raise StabilityError(f"unknown operator {operator!r}; use {', '.join(OPERATORS)}")
+
+
+def _www_stencils(h: float, alpha: float) -> list[tuple[torch.Tensor, tuple[int, int]]]:
+    """The 3 x 3 nonstandard discretisation of Weickert, Welk and Wickert (2013), used by P3
+    section 6, as five gradient vectors on each 2 x 2 cell of pixels (a, b / c, d):
+
+    - the four one-sided gradients at the cell's corners, (b - a, c - a), (b - a, d - b),
+      (d - c, c - a), (d - c, d - b), each weighted sqrt((1 - alpha) / 4): the mean of their
+      products is Mickens' nonstandard approximation of grad u grad u^T;
+    - the averaged gradient ((b - a + d - c) / 2, (c - a + d - b) / 2), weighted sqrt(alpha):
+      the standard one.
+
+    sum_k s_k s_k^T is then (1 - alpha) x nonstandard + alpha x standard structure tensor, and
+    K^T diag(g) K with one g per cell is, for constant g, g x the 9-point Laplacian
+    (1 - alpha) x 5-point + alpha x diagonal 5-point / 2, whose h^2 error is rotation
+    invariant near alpha = 1/3. ||K||^2 = 8 (1 - alpha) / h^2 exactly (the symbol's maximum,
+    at the checkerboard) for alpha in [0, 1/2].
+    """
+    corner = math.sqrt((1 - alpha) / 4) / h
+    dx_top, dx_bottom = [[-1.0, 1.0], [0.0, 0.0]], [[0.0, 0.0], [-1.0, 1.0]]
+    dy_left, dy_right = [[-1.0, 0.0], [1.0, 0.0]], [[0.0, -1.0], [0.0, 1.0]]
+    pairs = [(dx_top, dy_left), (dx_top, dy_right), (dx_bottom, dy_left),
+             (dx_bottom, dy_right)]
+    out = []
+    for kx, ky in pairs:
+        out += [(torch.tensor(kx, dtype=torch.float64) * corner, (0, 0)),
+                (torch.tensor(ky, dtype=torch.float64) * corner, (0, 0))]
+    mean = math.sqrt(alpha) / h / 2
+    out += [(torch.tensor([[-1.0, 1.0], [-1.0, 1.0]], dtype=torch.float64) * mean, (0, 0)),
+            (torch.tensor([[-1.0, -1.0], [1.0, 1.0]], dtype=torch.float64) * mean, (0, 0))]
+    return out
+
+
+def gaussian_kernel(sigma: float, h: float) -> torch.Tensor:
+    """The sampled 1D Gaussian of standard deviation sigma (in units of length), truncated at
+    3 sigma and normalised to sum 1 (float64)."""
+    radius = max(1, math.ceil(3 * sigma / h))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64) * h
+    k = torch.exp(-x * x / (2 * sigma * sigma))
+    return k / k.sum()

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fluxact
 from fluxact.activation import diffusivity_to_torch
 from fluxact.coupling import CoupledActivation, CoupledDiffusionBlock2D, GridOperator
 from fluxact.runtime import StabilityError
@@ -328,3 +329,17 @@ def test_a_module_from_another_version_is_refused_with_one_line() -> None:
     with pytest.raises(runtime.ActivationError, match="another fluxact version.*kernels="):
         runtime.Ops(name="old", digest="0" * 64, params=(), trainable=(), kernels={},
                     torch_forward=None, torch_backward=None, stability=g.stability)
+
+
+def test_one_operator_type() -> None:
+    """The coupled blocks' pixel-grid K is a fluxact.Operator (the same parts, transpose and
+    norm bound as the other blocks'), which the per-part blocks refuse with one line."""
+    from fluxact.blocks import DiffusionBlock
+    from fluxact.operators import Operator
+
+    block = CoupledDiffusionBlock2D(g_module(), operator="hessian")
+    assert isinstance(block.K, Operator) and block.K.parts == 4
+    assert GridOperator == Operator.grid
+    with pytest.raises(StabilityError, match="pixel-grid operator 'www'"):
+        DiffusionBlock(fluxact.to_torch(fluxact.catalogue["perona-malik"], params={"lam": 1.0}),
+                       Operator.grid("www"), dims=2)
