@@ -24,7 +24,9 @@ class _SourceCheckout(_MetaPathFinder):
     machines): the top-level folders translator/, codegen/ and templates/ are the subpackages
     fluxact.translator, fluxact.codegen and fluxact.templates, as pyproject's package-dir maps
     them in an install. Exactly these three: nothing else of the checkout (tests/,
-    benchmarks/) becomes part of fluxact. Consulted last, so an install's finder wins."""
+    benchmarks/) becomes part of fluxact. Consulted first, and only for the fluxact of this
+    checkout (the parent's __path__): an editable install of another checkout in the same
+    environment must not supply the subpackages of this one."""
 
     root = _Path(__file__).resolve().parent.parent
     folders = {"fluxact.translator": "translator", "fluxact.codegen": "codegen",
@@ -32,15 +34,19 @@ class _SourceCheckout(_MetaPathFinder):
 
     def find_spec(self, name, path=None, target=None):  # type: ignore[no-untyped-def]
         folder = self.folders.get(name)
-        init = self.root / folder / "__init__.py" if folder else None
-        if init is None or not init.is_file():
+        own = str(self.root / "fluxact")
+        if folder is None or path is None or not any(
+                str(_Path(p).resolve()) == own for p in path):
+            return None
+        init = self.root / folder / "__init__.py"
+        if not init.is_file():
             return None
         return _spec_from_file_location(name, init, submodule_search_locations=[str(init.parent)])
 
 
 if (_SourceCheckout.root / "pyproject.toml").is_file() and not any(
-        isinstance(f, _SourceCheckout) for f in _sys.meta_path):
-    _sys.meta_path.append(_SourceCheckout())
+        getattr(f, "root", None) == _SourceCheckout.root for f in _sys.meta_path):
+    _sys.meta_path.insert(0, _SourceCheckout())
 
 from .translator.lazy import lazy_exports  # noqa: E402 (after the finder: a source checkout)
 

@@ -62,4 +62,12 @@ def bind(kernel: Any, phi: Any, dphi: Any, trainable: int) -> Any:
     copy = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
     copy.__qualname__, copy.__doc__ = fn.__qualname__, fn.__doc__
     copy.__module__, copy.__annotations__ = fn.__module__, dict(fn.__annotations__)
-    return triton.jit(copy)
+    copy.__kwdefaults__ = fn.__kwdefaults__
+    # the kernel's own jit options (the interpreter's functions have none)
+    options = {key: getattr(kernel, key) for key in _JIT_OPTIONS if getattr(kernel, key, None)}
+    return triton.jit(copy, **options)
+
+
+#: the triton.jit keywords a JITFunction keeps as attributes of the same name
+_JIT_OPTIONS = ("do_not_specialize", "do_not_specialize_on_alignment", "debug", "noinline",
+                "repr", "launch_metadata")

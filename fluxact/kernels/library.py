@@ -34,7 +34,8 @@ FAMILIES = (elementwise, step1d, step2d, convolution, coupled)
 
 
 class Bound:
-    """The kernels of this package bound to one formula, each made on first request."""
+    """The kernels of this package bound to one formula, each made once, when first asked
+    for (the custom ops of runtime.Ops ask for all of them when they are registered)."""
 
     def __init__(self, phi: Any, dphi: Any, trainable: int) -> None:
         self.phi, self.dphi, self.trainable = phi, dphi, trainable

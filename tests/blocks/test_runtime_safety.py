@@ -84,6 +84,16 @@ def test_every_block_refuses_a_step_that_is_no_positive_number(tau, unsafe) -> N
             make()
 
 
+def test_every_block_holds_one_time_step_policy() -> None:
+    from fluxact.timestep import TimeStep
+
+    g = diffusivity_to_torch("1/(1 + s2/lam**2)", params={"lam": 2.0}).double()
+    pm = fluxact.to_torch(fluxact.catalogue["perona-malik"], params={"lam": 1.0})
+    for block in (CoupledDiffusionBlock2D(g), MultiscaleDiffusionBlock2D(g), DiffusionBlock(pm),
+                  FSIBlock(pm, tau=0.2), ImplicitBlock(pm)):
+        assert isinstance(block.policy, TimeStep), type(block).__name__
+
+
 @pytest.mark.parametrize("safety", [0.0, -0.5, 1.5, float("nan"), "1", True])
 def test_every_block_refuses_a_safety_outside_0_1(safety) -> None:
     g = diffusivity_to_torch("1/(1 + s2/lam**2)", params={"lam": 2.0}).double()
@@ -130,6 +140,22 @@ def test_positivity_is_checked_on_values_not_versions() -> None:
     g.lam.data.fill_(0.0)
     with pytest.raises(StabilityError, match="lam = 0 is not positive"):
         coupled(torch.zeros(1, 1, 4, 4))
+
+
+def test_a_bound_that_is_no_positive_number_is_refused() -> None:
+    """A learned kernel that training made NaN gives a NaN bound: the block refuses to step
+    (tau = NaN would otherwise pass as the certified step)."""
+    act = fluxact.to_torch("r/(1 + r**2/lam**2)", "activation", params={"lam": 1.0})
+    block = DiffusionBlock(act, K="learned")
+    u = torch.randn(2, 1, 8)
+    assert torch.isfinite(block(u)).all()
+    block.K.kernel0.data.fill_(float("nan"))
+    with pytest.raises(StabilityError, match="bound of the time step is not a positive"):
+        block(u)
+    scales = MultiscaleDiffusionBlock2D(diffusivity_to_torch("1/(1 + s2)"), (1.0,))
+    scales.beta.data.fill_(float("inf"))
+    with pytest.raises(StabilityError, match="bound of the time step is not a positive"):
+        scales.time_step()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -56,3 +57,25 @@ def test_a_source_checkout_maps_exactly_the_three_subpackages() -> None:
     assert lines[0] == str(ROOT / "translator" / "parse.py")
     assert lines[1] == str(ROOT / "codegen" / "render.py")
     assert lines[2:] == ["None None", "True"]
+
+
+def test_a_second_checkout_takes_its_own_subpackages(tmp_path: Path) -> None:
+    """A copy of the checkout run through PYTHONPATH, in an environment whose editable install
+    is the original (as with a second worktree and one venv): fluxact and its three
+    subpackages all come from the copy, none from the installed checkout."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    for folder in ("fluxact", "translator", "codegen", "templates"):
+        shutil.copytree(ROOT / folder, copy / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", copy / "pyproject.toml")
+    code = ("import fluxact, fluxact.translator, fluxact.codegen, fluxact.templates\n"
+            "for m in ('fluxact', 'fluxact.translator', 'fluxact.codegen', 'fluxact.templates'):"
+            "\n    print(__import__('sys').modules[m].__file__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(copy)})
+    assert out.returncode == 0, out.stderr
+    files = out.stdout.splitlines()
+    assert len(files) == 4
+    assert all(Path(f).resolve().is_relative_to(copy.resolve()) for f in files), files
