@@ -18,9 +18,9 @@ _EXPORTS = {
                      "TranslationError"), ".errors"),
     **dict.fromkeys(("KINDS", "Nonlinearity", "make_nonlinearity"), ".nonlinearity"),
     "parse_formula": ".parse",
-    **dict.fromkeys(("Translation", "translate", "translate_nonlinearity"), ".translation"),
-    **dict.fromkeys(("StabilityReport", "UnstableError", "verify", "verify_translation"),
-                    ".verify"),
+    **dict.fromkeys(("Translation", "translate", "translate_nonlinearity", "verify"),
+                    ".translation"),
+    **dict.fromkeys(("StabilityReport", "UnstableError", "verify_translation"), ".verify"),
 }
 __all__ = sorted(_EXPORTS)
 
@@ -41,9 +41,9 @@ if TYPE_CHECKING:
     from .translation import Translation as Translation
     from .translation import translate as translate
     from .translation import translate_nonlinearity as translate_nonlinearity
+    from .translation import verify as verify
     from .verify import StabilityReport as StabilityReport
     from .verify import UnstableError as UnstableError
-    from .verify import verify as verify
     from .verify import verify_translation as verify_translation
 
 

@@ -25,11 +25,6 @@ class CatalogueEntry:
     aliases: tuple[str, ...] = ()
     table3: bool = False  # a reference row of P1 Table 3
 
-    def translate(self, **options: object):
-        """Translate this entry (options as for ``fluxact.translate``)."""
-        from .translation import translate
-
-        return translate(self, **options)
 
 
 _ENTRIES: tuple[CatalogueEntry, ...] = (

@@ -35,12 +35,16 @@ def keep_exports_bound(package: str, exports: Mapping[str, str]) -> None:
     """Keep an exported name bound to its object when the submodule of the same name
     (fluxact.translator's ``verify``, fluxact.codegen's ``prepare``) is imported: the import
     system then sets the package's attribute to the submodule, which would shadow the function
-    (get the submodule with importlib.import_module)."""
+    (get the submodule with importlib.import_module). Where another submodule defines the name
+    (fluxact.translator's ``verify`` is in translation.py), the attribute is left unset for
+    ``__getattr__`` to resolve: that submodule may still be importing."""
 
     class _Package(types.ModuleType):
         def __setattr__(self, name: str, value: Any) -> None:
-            if (isinstance(value, types.ModuleType) and exports.get(name) == f".{name}"
+            if (isinstance(value, types.ModuleType) and name in exports
                     and value.__name__ == f"{self.__name__}.{name}"):
+                if exports[name] != f".{name}":
+                    return
                 value = getattr(value, name)
             super().__setattr__(name, value)
 

@@ -1,4 +1,6 @@
-"""translate: one Nonlinearity -> the Translation holding all four forms (MATH.md 1)."""
+"""translate: one Nonlinearity -> the Translation holding all four forms (MATH.md 1); verify:
+the same, then its StabilityReport (translator/verify.py, which works on a Translation and
+does not import this module)."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ from functools import lru_cache
 import sympy as sp
 
 from .budget import attempt, within_budget
+from .catalogue import CatalogueEntry
 from .dictionary import SIMPLIFY_SECONDS, Form, convert, fill_removable, tidy
-from .errors import FluxactError, FormulaError, TranslationError
+from .errors import FluxactError, FormulaError, ParameterError, TranslationError
 from .nonlinearity import (
     KINDS,
     SYMBOL_OF_KIND,
@@ -21,6 +24,7 @@ from .nonlinearity import (
     normalise_convention,
 )
 from .parse import S2_NAME, parameter_symbol
+from .verify import REQUIREMENTS, STEP_OF, StabilityReport, UnstableError, verify_translation
 
 #: CPU time of one translation (each SymPy step inside has its own, smaller budget)
 TRANSLATE_SECONDS = 30.0
@@ -95,11 +99,9 @@ class Translation:
         return numeric_function(self.form(kind), self.variable, f"the {kind}")
 
     @property
-    def report(self):
+    def report(self) -> StabilityReport:
         """The StabilityReport of this translation's activation (h = 1, 1D forward
         differences); ``fluxact.verify`` takes other h and ||K||^2."""
-        from .verify import verify_translation
-
         return verify_translation(self)
 
     def to_dict(self) -> dict[str, object]:
@@ -126,15 +128,6 @@ class Translation:
 
     def __str__(self) -> str:
         return format_translation(self)
-
-    def to_torch(self, *, trainable: tuple[str, ...] = (), name: str | None = None,
-                 backend: str = "auto"):
-        """The activation as a torch module (``fluxact.Activation``) with generated kernels;
-        every parameter needs a value. Needs torch (and triton for the GPU path): this is the
-        one place where the translator hands over to fluxact's code generator."""
-        from ..activation import to_torch
-
-        return to_torch(self, trainable=trainable, name=name, backend=backend)
 
     def _repr_latex_(self) -> str:
         rows = []
@@ -216,8 +209,6 @@ def translate(
     positive. ``tau`` and ``alpha`` are the time step and regularisation weight of the table
     (default 1/4, h = 1).
     """
-    from .catalogue import CatalogueEntry
-
     name = None
     if isinstance(expr, CatalogueEntry):
         entry = expr
@@ -334,3 +325,38 @@ def translate_nonlinearity(nl: Nonlinearity, *, tau: object = DEFAULT_TAU,
         notes=tuple(notes),
         s2_forms=s2_forms,
     )
+
+
+def verify(
+    expr: object,
+    kind: str = "activation",
+    *,
+    params: Mapping[str, object] | None = None,
+    convention: str | None = None,
+    h: float = 1.0,
+    norm_K2: float | None = None,
+    require: str | None = None,
+    tau: object = sp.Rational(1, 4),
+    alpha: object = sp.Rational(1, 4),
+    variable: str = "r",
+) -> StabilityReport:
+    """Translate ``expr`` (as ``translate`` does) and verify its activation.
+
+    ``require`` (linf, sign, euclidean): raise UnstableError, with the reason, when that
+    stability notion has no safe time step (the CLI's --require exits 1 instead).
+    """
+    if require is not None and require not in REQUIREMENTS:
+        raise ParameterError(
+            f"unknown requirement {require!r}; use one of {', '.join(REQUIREMENTS)}"
+        )
+    if isinstance(expr, Translation):
+        t = expr
+    else:
+        k = None if isinstance(expr, CatalogueEntry) and kind == "activation" else kind
+        t = translate(expr, k, params=params, convention=convention, tau=tau, alpha=alpha,
+                      variable=variable)
+    report = verify_translation(t, h=h, norm_K2=norm_K2)
+    if require is not None and not report.holds(require):
+        reason = dict(report.reasons).get(STEP_OF[require], "no guarantee")
+        raise UnstableError(f"{require} stability fails for {t.input.text}: {reason}")
+    return report

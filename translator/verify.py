@@ -24,9 +24,9 @@ import math
 import numbers
 import re
 import sys
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import mpmath
 import sympy as sp
@@ -50,7 +50,9 @@ from .errors import FluxactError, FormulaError, ParameterError, missing_value
 from .interval import bounded, enclosure, hi, interval, lo, to_float
 from .numeric import numeric_function
 from .scaling import find_scaling
-from .translation import Translation, translate
+
+if TYPE_CHECKING:
+    from .translation import Translation
 
 #: stability notion -> the report field holding its time step
 STEP_OF = {"linf": "tau_linf", "sign": "tau_sign", "euclidean": "tau_euclid"}
@@ -1027,40 +1029,3 @@ def _time_steps(nonneg: Verdict, zero_ok: Verdict, at_zero: sp.Expr | None, g_ma
     out: dict[str, float | None] = dict(zip(names, ours))
     out.update({f"{n}_paper": v for n, v in zip(names, paper)})
     return out
-
-
-def verify(
-    expr: object,
-    kind: str = "activation",
-    *,
-    params: Mapping[str, object] | None = None,
-    convention: str | None = None,
-    h: float = 1.0,
-    norm_K2: float | None = None,
-    require: str | None = None,
-    tau: object = sp.Rational(1, 4),
-    alpha: object = sp.Rational(1, 4),
-    variable: str = "r",
-) -> StabilityReport:
-    """Translate ``expr`` (as ``translate`` does) and verify its activation.
-
-    ``require`` (linf, sign, euclidean): raise UnstableError, with the reason, when that
-    stability notion has no safe time step (the CLI's --require exits 1 instead).
-    """
-    from .catalogue import CatalogueEntry
-
-    if require is not None and require not in REQUIREMENTS:
-        raise ParameterError(
-            f"unknown requirement {require!r}; use one of {', '.join(REQUIREMENTS)}"
-        )
-    if isinstance(expr, Translation):
-        t = expr
-    else:
-        k = None if isinstance(expr, CatalogueEntry) and kind == "activation" else kind
-        t = translate(expr, k, params=params, convention=convention, tau=tau, alpha=alpha,
-                      variable=variable)
-    report = verify_translation(t, h=h, norm_K2=norm_K2)
-    if require is not None and not report.holds(require):
-        reason = dict(report.reasons).get(STEP_OF[require], "no guarantee")
-        raise UnstableError(f"{require} stability fails for {t.input.text}: {reason}")
-    return report

@@ -40,9 +40,9 @@ def test_untrainable_parameter_is_a_buffer() -> None:
 
 def test_translation_to_torch_and_cache() -> None:
     t = fluxact.translate(PM, params={"lam": 1.5})
-    a = t.to_torch(trainable=("lam",))
+    a = fluxact.to_torch(t, trainable=("lam",))
     n = len(_LOADED)
-    b = t.to_torch(trainable=("lam",))
+    b = fluxact.to_torch(t, trainable=("lam",))
     assert len(_LOADED) == n and a.ops is b.ops  # same formula: no regeneration
     x = torch.randn(10)
     torch.testing.assert_close(a(x), reference(x, 1.5))
