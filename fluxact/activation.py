@@ -13,12 +13,14 @@ import hashlib
 import linecache
 import sys
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from types import ModuleType
 
 from .codegen.prepare import ActivationSpec, prepare, require_defaults
 from .codegen.render import render
 from .runtime import Activation
+from .translator.errors import FluxactWarning
 from .translator.translation import Translation, translate
 
 _LOADED: dict[str, ModuleType] = {}  # spec digest -> loaded generated module
@@ -134,6 +136,7 @@ def as_activation(obj: object, kind: str | None = None, *, role: str = "activati
     if role not in ("activation", "diffusivity"):
         raise StabilityError(f"unknown role {role!r}; use 'activation' or 'diffusivity'")
     if isinstance(obj, Activation):
+        obj.check_role(role)
         if params or trainable or tau is not None or alpha is not None:
             raise StabilityError("params=, trainable=, tau= and alpha= apply to formulas; set an "
                                  "Activation's values on it, and choose its trainable parameters "
@@ -169,10 +172,11 @@ def diffusivity_to_torch(expr: object, *, params: Mapping[str, object] | None = 
                          name: str | None = None, backend: str = "auto") -> Activation:
     """The diffusivity g as a function of s2 = |s|^2, as an elementwise module G(x) = g(x)
     (generated kernels with G' = dg/ds2 and dG/dp for the backward), for coupled blocks
-    (P3 19, 30). Its stability facts are those of g: g_max = sup g, g >= 0 (as g_min).
+    (P3 19, 30) and isotropic filters. Its stability facts are those of g: g_max = sup g,
+    g >= 0 (as g_min).
 
-    ``expr``: a formula in s2 (convention "s2") or in r (convention "r", even in r), a
-    Translation or a catalogue entry of a diffusivity."""
+    ``expr``: a diffusivity formula in s2 (convention "s2") or in r (convention "r", even in
+    r), or a Translation or a catalogue entry of any kind: its g (P1 Table 1)."""
     import sympy as sp
 
     from .codegen.stability import stability_facts
@@ -186,8 +190,6 @@ def diffusivity_to_torch(expr: object, *, params: Mapping[str, object] | None = 
         t = translate(expr, params=params)
     else:
         t = translate(expr, "diffusivity", params=params, convention=convention)
-    if t.input.kind != "diffusivity":
-        raise ParameterError(f"a coupled block takes a diffusivity g; got a {t.input.kind}")
     nl = t.input
     forms, _, _ = symbolic_forms(nl.symbolic, nl.kind, nl.variable, t.tau, t.alpha,
                                   nl.convention)
@@ -204,9 +206,14 @@ def diffusivity_to_torch(expr: object, *, params: Mapping[str, object] | None = 
         name_x += "_"
     x = sp.Symbol(name_x, real=True)
     g_x = g_s2.subs(s2, x)
-    fake = translate(g_x, "activation", params=values, variable=name_x)
+    with warnings.catch_warnings():
+        # the user's formula was translated (and warned about) above; a constant g such as
+        # lam is no function of x here, which is what this module computes
+        warnings.simplefilter("ignore", FluxactWarning)
+        fake = translate(g_x, "activation", params=values, variable=name_x)
     spec = prepare(fake, name=name or f"{nl.name or 'g'}_s2", trainable=trainable,
                    facts=stability_facts(t, tuple(trainable)))
     module = load_spec(spec)
     return Activation(module.OPS, dict(zip(spec.params, require_defaults(spec))),
-                      trainable=spec.trainable, backend=backend, formula=nl.text)
+                      trainable=spec.trainable, backend=backend, formula=nl.text,
+                      role="diffusivity")

@@ -55,6 +55,7 @@ def activation_of(act: Any) -> Activation:
     """An Activation for a block (fluxact.activation.as_activation: an Activation, a
     Translation, a catalogue entry or its name)."""
     if isinstance(act, Activation):
+        act.check_role("activation")
         return act
     from .activation import as_activation  # generation needs SymPy; blocks themselves do not
 

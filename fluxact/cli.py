@@ -67,6 +67,15 @@ def _grid_size(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _spacing(text: str) -> tuple[float, ...]:
+    """--spacing: one grid size, or one per axis separated by commas (first axis first)."""
+    parts = text.split(",")
+    if not 1 <= len(parts) <= 3:
+        raise argparse.ArgumentTypeError(f"give 1 to 3 grid sizes separated by commas, got "
+                                         f"{text!r}")
+    return tuple(_grid_size(p.strip()) for p in parts)
+
+
 #: --norm-K2 accepted: the time steps 2/(g ||K||^2) stay normal float64 numbers for moderate g
 #: (as 4/h^2 over the grid sizes of --h)
 NORM_K2_RANGE = (1e-300, 1e300)
@@ -148,8 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, metavar="DIR", help="folder of the generated package")
     b.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 when files in DIR are missing or stale")
-    d = sub.add_parser("denoise", help="nonlinear diffusion of a .npy signal or image, stably")
-    d.add_argument("input", metavar="IN.npy", help="a 1D signal or 2D image (numpy .npy)")
+    d = sub.add_parser("denoise", help="nonlinear diffusion of a .npy signal, image or volume, "
+                       "stably")
+    d.add_argument("input", metavar="IN.npy",
+                   help="a 1D signal, 2D image or 3D volume (numpy .npy)")
     d.add_argument("output", metavar="OUT.npy", help="where to write the result (float64)")
     _add_formula_options(d, table="table-")
     d.add_argument("--time", type=_positive, required=True, metavar="T",
@@ -166,7 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="reflect: zero flux across the ends (default); periodic: the signal "
                    "wraps around")
     d.add_argument("--h", type=_grid_size, default=1.0,
-                   help="grid size h, 1e-150 to 1e150 (default 1)")
+                   help="grid size h of every axis, 1e-150 to 1e150 (default 1)")
+    d.add_argument("--spacing", type=_spacing, default=None, metavar="H[,H,H]",
+                   help="grid size per axis, first axis first (as ITK's and medpy's voxel "
+                   "spacing), or one for all; instead of --h")
+    d.add_argument("--coupling", choices=("isotropic", "uncoupled"), default=None,
+                   help="images and volumes: isotropic flux g(|grad u|^2) grad u (default for "
+                   "explicit steps; rotation invariant) or uncoupled, per axis (medpy's "
+                   "scheme; the one FSI and implicit steps run)")
     d.add_argument("--max-cycle", dest="max_cycle", type=int, default=10, metavar="L",
                    help="longest FSI cycle (default 10; longer is faster and less accurate)")
     d.add_argument("--quiet", action="store_true", help="print nothing on success")
@@ -296,7 +314,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     t = translation_from_args(args, default_kind="activation")
     run = denoise_run(signal, t, time=args.time, tau=args.tau, stability=args.stability,
                       scheme=args.scheme, boundary=args.boundary, h=args.h,
-                      max_cycle=args.max_cycle)
+                      spacing=args.spacing, coupling=args.coupling, max_cycle=args.max_cycle)
     # OUT may be IN: the input is read whole, and the new file is renamed over it at the end
     with open_atomic(out) as f:
         np.save(f, run.output)

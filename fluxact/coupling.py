@@ -45,6 +45,11 @@ class CoupledActivation(torch.nn.Module):
         super().__init__()
         if mode not in MODES:
             raise StabilityError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+        if not isinstance(g, Activation):
+            raise StabilityError(f"a coupled activation takes a diffusivity g(s2) "
+                                 f"(fluxact.activation.diffusivity_to_torch), got "
+                                 f"{type(g).__name__}")
+        g.check_role("diffusivity")
         self.g, self.mode, self.couple_images = g, mode, couple_images
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
@@ -146,10 +151,9 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
                  alpha: float = WWW_ALPHA, sigma: float | None = None,
                  fused: bool | None = None) -> None:
         super().__init__()
-        if not isinstance(g, Activation) or params or trainable:
-            from .activation import as_activation
+        from .activation import as_activation
 
-            g = as_activation(g, role="diffusivity", params=params, trainable=trainable)
+        g = as_activation(g, role="diffusivity", params=params, trainable=trainable)
         self.K = Operator.grid(operator, h, sigma=sigma, alpha=alpha)
         self.phi = CoupledActivation(g, mode, couple_images)
         if stability not in ("euclidean", "linf"):
@@ -229,10 +233,9 @@ class MultiscaleDiffusionBlock2D(torch.nn.Module):
                  trainable: tuple[str, ...] = (), beta: float = 1.0, train_tau: bool = False
                  ) -> None:
         super().__init__()
-        if not isinstance(g, Activation) or params or trainable:
-            from .activation import as_activation
+        from .activation import as_activation
 
-            g = as_activation(g, role="diffusivity", params=params, trainable=trainable)
+        g = as_activation(g, role="diffusivity", params=params, trainable=trainable)
         sigmas = [float(x) for x in sigmas]
         if not sigmas:
             raise StabilityError("give at least one scale")

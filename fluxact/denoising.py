@@ -1,7 +1,10 @@
 """fluxact.denoise: run nonlinear diffusion with a translated nonlinearity up to a time T.
 
-The signal (1D or 2D) is evolved with forward differences (the gradient in 2D), grid size h,
-reflecting (zero-flux) or periodic boundaries, by one of three schemes:
+The signal (1D, 2D or 3D) is evolved with forward differences, grid spacing h (or one per
+axis), reflecting (zero-flux) or periodic boundaries. Images and volumes take the isotropic
+flux g(|grad u|^2) grad u by default (``coupling="isotropic"``, the Perona-Malik model, on
+fluxact.grid.GridDiffusion) or the per-axis flux Phi(d_i u) (``coupling="uncoupled"``, medpy's
+scheme), with tau <= 1/(2 g_max sum_i 1/h_i^2). Schemes:
 
 - "explicit": n = ceil(T / tau) steps of length T / n <= tau, tau the stability bound of the
   chosen notion (MATH.md 2) unless given; a given tau above the bound is refused with it;
@@ -11,11 +14,13 @@ reflecting (zero-flux) or periodic boundaries, by one of three schemes:
 - "implicit": n steps of the implicit scheme (P2 23) by fixed-point iteration, tau default
   1/(2 L ||K||^2) (contraction factor 1/2).
 
+FSI and implicit runs take the per-axis flux on 1D and 2D grids of one spacing.
+
 Everything runs in float64 without gradients, on the CPU (generated torch code) or, with
 ``device="cuda"``, on a GPU with the fused Triton step kernels (1D: temporally blocked, 100
 steps per launch).
 
-A signal is a 1D or 2D array (numpy, torch or nested lists) of bools, integers or floats, at
+A signal is a 1D, 2D or 3D array (numpy, torch or nested lists) of bools, integers or floats, at
 least 2 samples per axis, all finite; bools count as 0 and 1 (a binary image diffuses like
 its 0/1 image). Complex, string and object values are refused (SignalError), from Python as
 from the command line: one check (``as_signal``) for both. ``load_signal`` reads a .npy file
@@ -37,6 +42,7 @@ import numpy as np
 import torch
 
 from .blocks import DiffusionBlock, FSIBlock, ImplicitBlock
+from .grid import COUPLINGS, GridDiffusion, spacing_of
 from .operators import BOUNDARIES, Operator
 from .runtime import Activation, StabilityError
 from .translator.verify import GRID_RANGE, check_grid_size
@@ -66,14 +72,24 @@ class DenoiseRun:
     bound: float | None
     cycle: int | None
     stability: str
+    coupling: str = "uncoupled"
+    spacing: tuple[float, ...] = (1.0,)
 
     def summary(self) -> str:
         how = {"explicit": f"{self.steps} explicit steps of tau = {self.tau:.6g}",
                "fsi": f"{self.steps // (self.cycle or 1)} FSI cycles of length {self.cycle} "
                       f"(inner tau = {self.tau:.6g}, {self.steps} evaluations)",
                "implicit": f"{self.steps} implicit steps of tau = {self.tau:.6g}"}[self.scheme]
+        dims = len(self.spacing)
         bound = "" if self.bound is None else f"; {self.stability} bound tau <= {self.bound:.6g}"
-        return how + bound
+        if dims == 1:
+            return how + bound
+        grid = f"{dims}D, {self.coupling} flux"
+        if len(set(self.spacing)) > 1 or self.spacing[0] != 1:
+            grid += f", spacing {', '.join(f'{h:g}' for h in self.spacing)}"
+        if bound and self.scheme == "explicit":
+            bound += " = 1/(2 g_max sum_i 1/h_i^2)"
+        return f"{how} ({grid}){bound}"
 
 
 class SignalError(StabilityError):
@@ -100,8 +116,8 @@ def _dtype_problem(dtype: np.dtype, shown: object = None) -> str | None:
 
 
 def _shape_problem(shape: tuple[int, ...]) -> str | None:
-    if len(shape) not in (1, 2):
-        return f"must be 1D or 2D, got shape {shape}"
+    if len(shape) not in (1, 2, 3):
+        return f"must be 1D, 2D or 3D, got shape {shape}"
     if min(shape) < 2:
         return f"needs at least 2 samples per axis, got shape {shape}"
     return None
@@ -109,7 +125,7 @@ def _shape_problem(shape: tuple[int, ...]) -> str | None:
 
 def as_signal(signal: Any) -> np.ndarray:
     """A float64 copy of ``signal`` (numpy, torch or nested lists), refused with SignalError
-    unless it is a finite 1D or 2D array of bools, integers or floats."""
+    unless it is a finite 1D, 2D or 3D array of bools, integers or floats."""
     if isinstance(signal, torch.Tensor):
         signal = _tensor_values(signal)
     try:
@@ -165,7 +181,7 @@ def load_signal(path: str | os.PathLike[str]) -> np.ndarray:
         size = int.from_bytes(head[8:10] if head[6] == 1 else head[8:12], "little")
         if size > MAX_HEADER:
             raise SignalError(f"{bad}: its header is {size} bytes, more than {MAX_HEADER} (a "
-                              "1D or 2D array needs under 128); save the array again with "
+                              "1D, 2D or 3D array needs under 128); save the array again with "
                               "numpy.save")
         f.seek(0)
         try:
@@ -191,22 +207,39 @@ def load_signal(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def _activation(nonlinearity: Any, kind: str | None, params: Mapping[str, object] | None,
-                convention: str | None, table_tau: object, table_alpha: object) -> Activation:
+                convention: str | None, table_tau: object, table_alpha: object,
+                role: str = "activation") -> Activation:
+    """Phi (role "activation") or the diffusivity g(s2) (role "diffusivity", for the
+    isotropic scheme) of the nonlinearity."""
     if isinstance(nonlinearity, Activation) and not (
             params or table_tau is not None or table_alpha is not None):
+        nonlinearity.check_role(role)
         return nonlinearity  # as it is, without importing the code generator
     from .activation import as_activation  # refuses what cannot apply
 
-    return as_activation(nonlinearity, kind, params=params, convention=convention,
+    if role == "diffusivity" and not isinstance(nonlinearity, Activation):
+        from .translator.catalogue import catalogue
+        from .translator.translation import Translation, translate
+
+        # any of the four forms: its g, from the translation (P1 Table 1)
+        obj = nonlinearity
+        if isinstance(obj, str) and kind is None:
+            obj = catalogue.lookup(obj)  # a name is always the entry (as_activation)
+        if not isinstance(obj, Translation):
+            table = {k: v for k, v in (("tau", table_tau), ("alpha", table_alpha))
+                     if v is not None}
+            obj = translate(obj, kind, params=params, convention=convention, **table)
+        return as_activation(obj, role="diffusivity")
+    return as_activation(nonlinearity, kind, role=role, params=params, convention=convention,
                          tau=table_tau, alpha=table_alpha)
 
 
 def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time: float,
                 params: Mapping[str, object] | None = None, convention: str | None = None,
                 tau: float | None = None, stability: str | None = None,
-                scheme: str = "explicit",
-                boundary: str = "reflect", h: float = 1.0, unsafe: bool = False,
-                table_tau: object = None, table_alpha: object = None,
+                scheme: str = "explicit", coupling: str | None = None,
+                boundary: str = "reflect", h: float = 1.0, spacing: Any = None,
+                unsafe: bool = False, table_tau: object = None, table_alpha: object = None,
                 max_cycle: int = MAX_CYCLE, progress: bool | None = None,
                 device: str | torch.device = "cpu") -> DenoiseRun:
     """``denoise`` with a record of what it did (see DenoiseRun)."""
@@ -221,7 +254,19 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
         raise StabilityError(f"max_cycle must be a positive integer, got {max_cycle!r}")
     h = check_grid_size(h)
     a = as_signal(signal)
+    spacing = _spacing(spacing, h, a.ndim)
+    coupling = _coupling(coupling, a.ndim, scheme)
     u = torch.from_numpy(a).reshape(1, 1, *a.shape).to(device)
+    if a.ndim > 1 and scheme == "explicit" and not (
+            coupling == "uncoupled" and a.ndim == 2 and len(set(spacing)) == 1
+            and u.is_cuda):  # (there the fused 2D kernel of DiffusionBlock)
+        return _grid_run(u, a, nonlinearity, kind, params, convention, table_tau, table_alpha,
+                         time=time, tau=tau, stability=stability or "linf", coupling=coupling,
+                         boundary=boundary, spacing=spacing, unsafe=unsafe, progress=progress)
+    if a.ndim == 3 or len(set(spacing)) > 1:
+        raise StabilityError(f"scheme {scheme!r} runs on 1D and 2D grids of one spacing; use "
+                             "scheme='explicit' for volumes and per-axis spacing")
+    h = spacing[0]
     # float64 throughout: a copy of the activation with float64 parameters, float64 stencils
     act = _activation(nonlinearity, kind, params, convention, table_tau, table_alpha
                       ).clone().to(device, torch.float64)
@@ -264,24 +309,93 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
                 bar.update(chunk * per_call)
         if bar is not None:
             bar.close()
+    _check_finite(u, a)
+    return DenoiseRun(output=u.reshape(u.shape[2:]).cpu().numpy(), scheme=scheme, steps=steps,
+                      tau=inner, bound=bound, cycle=cycle, stability=stability,
+                      coupling=coupling, spacing=spacing)
+
+
+def _spacing(spacing: Any, h: float, dims: int) -> tuple[float, ...]:
+    """Grid spacing per axis from ``spacing`` (one number or one per axis) or ``h``."""
+    if spacing is None:
+        return (h,) * dims
+    if h != 1.0:
+        raise StabilityError("give the grid spacing once: h= (every axis) or spacing= (one "
+                             "number, or one per axis), not both")
+    values = spacing_of(spacing, dims)
+    return tuple(check_grid_size(x) for x in values)
+
+
+def _coupling(coupling: str | None, dims: int, scheme: str) -> str:
+    """The flux: isotropic by default for images and volumes (rotation invariant), uncoupled
+    (per axis) for FSI and implicit runs, which step the per-axis scheme only."""
+    if coupling is None:
+        return "isotropic" if dims > 1 and scheme == "explicit" else "uncoupled"
+    if coupling not in COUPLINGS:
+        raise StabilityError(f"unknown coupling {coupling!r}; use one of {', '.join(COUPLINGS)}")
+    if dims == 1:
+        return "uncoupled"  # one axis: g(u_x^2) u_x either way
+    if scheme != "explicit" and coupling != "uncoupled":
+        raise StabilityError(f"scheme {scheme!r} runs the per-axis (uncoupled) flux on 1D and 2D "
+                             "grids; use scheme='explicit' for the isotropic flux, or "
+                             "coupling='uncoupled'")
+    return coupling
+
+
+def _grid_run(u: torch.Tensor, a: np.ndarray, nonlinearity: Any, kind: str | None,
+              params: Mapping[str, object] | None, convention: str | None, table_tau: object,
+              table_alpha: object, *, time: float, tau: float | None, stability: str,
+              coupling: str, boundary: str, spacing: tuple[float, ...], unsafe: bool,
+              progress: bool | None) -> DenoiseRun:
+    """Explicit steps on a 2D or 3D grid (fluxact.grid.GridDiffusion)."""
+    role = "diffusivity" if coupling == "isotropic" else "activation"
+    act = _activation(nonlinearity, kind, params, convention, table_tau, table_alpha, role
+                      ).clone().to(u.device, torch.float64)
+    options = {"coupling": coupling, "spacing": spacing, "boundary": boundary,
+               "stability": stability, "unsafe": unsafe}
+    with torch.no_grad():
+        probe = GridDiffusion(act, tau=tau, **options)
+        step_max = _step(probe, min(spacing))
+        bound = None if unsafe else float(probe.tau_max())
+        n = _count(time, step_max)
+        inner = min(time / n, step_max)  # never an ulp above the bound
+        block = GridDiffusion(act, tau=inner, **options)
+        bar = _progress(progress, n)
+        done = 0
+        while done < n:
+            chunk = min(n - done, CHUNK)
+            u = block.run(u, chunk)
+            done += chunk
+            if bar is not None:
+                bar.update(chunk)
+        if bar is not None:
+            bar.close()
+    _check_finite(u, a)
+    return DenoiseRun(output=u.reshape(u.shape[2:]).cpu().numpy(), scheme="explicit", steps=n,
+                      tau=inner, bound=bound, cycle=None, stability=stability,
+                      coupling=coupling, spacing=spacing)
+
+
+def _check_finite(u: torch.Tensor, a: np.ndarray) -> None:
     if not bool(torch.isfinite(u).all()):
         raise StabilityError(
             f"the result is not finite: differences of a signal with max |f| = "
-            f"{float(np.abs(a).max()):.3g} overflow float64; "
-            "rescale the signal")
-    return DenoiseRun(output=u.reshape(u.shape[2:]).cpu().numpy(), scheme=scheme, steps=steps,
-                      tau=inner, bound=bound, cycle=cycle, stability=stability)
+            f"{float(np.abs(a).max()):.3g} overflow float64; rescale the signal")
 
 
 def denoise(signal: Any, nonlinearity: Any, kind: str | None = None, *, time: float,
             **options: Any) -> np.ndarray:
-    """Nonlinear diffusion of ``signal`` (1D or 2D array) up to time ``time``.
+    """Nonlinear diffusion of ``signal`` (1D, 2D or 3D array) up to time ``time``.
 
     ``nonlinearity``: a catalogue name, a formula with ``kind`` (diffusivity, regulariser,
-    shrinkage, activation), a Translation or an Activation; ``params`` gives parameter values.
-    Options: ``tau`` (default: the stability bound), ``stability`` (linf, sign, euclidean;
-    default linf, euclidean for FSI),
-    ``scheme`` (explicit, fsi, implicit), ``boundary`` (reflect, periodic), ``h``,
+    shrinkage, activation), a Translation or an Activation (Phi; for the isotropic flux a
+    diffusivity module, fluxact.activation.diffusivity_to_torch); ``params`` gives parameter
+    values. Options: ``tau`` (default: the stability bound), ``stability`` (linf, sign,
+    euclidean; default linf, euclidean for FSI), ``coupling`` ("isotropic", the default for
+    explicit runs on images and volumes, or "uncoupled": the per-axis flux),
+    ``scheme`` (explicit, fsi, implicit), ``boundary`` (reflect, periodic), ``h`` (the grid
+    spacing of every axis) or ``spacing`` (one number per axis, first axis first, as ITK's
+    and medpy's voxel spacing),
     ``unsafe`` (use a tau above the bound), ``progress`` (None: a bar on a terminal for long
     runs), ``max_cycle`` (longest FSI cycle), ``device`` ("cpu", or "cuda" for the fused
     Triton kernels). Returns a float64 array of the signal's shape.

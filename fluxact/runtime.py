@@ -439,6 +439,10 @@ def parameter_vector(values: Sequence[object], like: torch.Tensor | None = None)
     return torch.stack([t.reshape(()) for t in tensors])
 
 
+#: what an Activation computes: Phi(r), or a diffusivity g(s2) for coupled blocks
+ROLES = ("activation", "diffusivity")
+
+
 class Activation(torch.nn.Module):
     """Phi as an nn.Module. Trainable parameters are nn.Parameters (they move with .to() and
     live in the state_dict); the others are buffers. Built by generated modules and by
@@ -446,10 +450,12 @@ class Activation(torch.nn.Module):
 
     def __init__(self, ops: Ops, values: Mapping[str, object], *,
                  trainable: Sequence[str] | None = None, backend: str = "auto",
-                 formula: str = "") -> None:
+                 formula: str = "", role: str = "activation") -> None:
         super().__init__()
         if backend not in BACKENDS:
             raise ActivationError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        if role not in ROLES:
+            raise ActivationError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
         trainable = ops.trainable if trainable is None else tuple(trainable)
         extra = sorted(set(trainable) - set(ops.trainable))
         if extra:
@@ -469,6 +475,10 @@ class Activation(torch.nn.Module):
         self.ops = ops
         self.backend = backend
         self.formula = formula
+        # what the module computes, which decides what its stability facts bound: "activation"
+        # Phi(r) (g_max = sup Phi(r)/r), "diffusivity" g(s2) (g_max = sup g). A block that
+        # reads one as the other would take its time step from the wrong bound.
+        self.role = role
         for name in ops.params:
             # float64, so that a value is kept as given; .to(dtype) converts as usual
             value = torch.tensor(float(values[name]), dtype=torch.float64)
@@ -476,6 +486,22 @@ class Activation(torch.nn.Module):
                 self.register_parameter(name, torch.nn.Parameter(value))
             else:
                 self.register_buffer(name, value)
+
+    def check_role(self, role: str) -> None:
+        """Refuse to serve as ``role`` when this module computes the other thing: Phi read as
+        a diffusivity g(s2), or g(s2) read as Phi, would take its time step from a bound of
+        the other function (4 tanh(r/4) read as g: sup Phi(r)/r = 1, sup g = 4)."""
+        if self.role == role:
+            return
+        if role == "diffusivity":
+            raise StabilityError(
+                "this Activation computes Phi(r) (fluxact.to_torch), not a diffusivity g(s2); "
+                "a coupled block or an isotropic filter needs g: pass its formula, a catalogue "
+                "name or fluxact.activation.diffusivity_to_torch(...)")
+        raise StabilityError(
+            "this Activation computes a diffusivity g(s2) (diffusivity_to_torch), not Phi(r); "
+            "a diffusion block needs Phi: pass the formula, a catalogue name or "
+            "fluxact.to_torch(...)")
 
     def parameter_vector(self) -> torch.Tensor:
         return torch.stack([getattr(self, n) for n in self.ops.params]) if self.ops.params \
@@ -499,7 +525,7 @@ class Activation(torch.nn.Module):
         parameters); the kernels are shared, not copied."""
         values = {n: float(v.detach()) for n, v in self.parameter_values().items()}
         return Activation(self.ops, values, trainable=self.trainable_names(),
-                          backend=self.backend, formula=self.formula)
+                          backend=self.backend, formula=self.formula, role=self.role)
 
     def trainable_names(self) -> tuple[str, ...]:
         return tuple(n for n in self.ops.params
@@ -520,4 +546,5 @@ class Activation(torch.nn.Module):
     def extra_repr(self) -> str:
         values = ", ".join(f"{n}={float(getattr(self, n).detach()):.6g}" for n in self.ops.params)
         formula = f"{self.formula!r}, " if self.formula else ""
-        return f"{formula}{values}, backend={self.backend!r}"
+        role = ", role='diffusivity'" if self.role == "diffusivity" else ""
+        return f"{formula}{values}, backend={self.backend!r}{role}"

@@ -92,8 +92,8 @@ def test_formulas_and_translations() -> None:
     t = fluxact.translate(fluxact.lookup("perona-malik"), params={"lam": 8.0})
     b = denoise(f, t, time=3.0)
     np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
-    with pytest.raises(StabilityError, match="1D or 2D"):
-        denoise(np.zeros((2, 2, 2)), "linear", time=1.0)
+    with pytest.raises(StabilityError, match="1D, 2D or 3D"):  # volumes: tests/blocks/test_grid.py
+        denoise(np.zeros((2, 2, 2, 2)), "linear", time=1.0)
     with pytest.raises(StabilityError, match="NaN"):
         denoise(np.array([1.0, np.nan, 2.0]), "linear", time=1.0)
     with pytest.raises(StabilityError, match="time"):

@@ -142,6 +142,25 @@ def test_positivity_is_checked_on_values_not_versions() -> None:
         coupled(torch.zeros(1, 1, 4, 4))
 
 
+def test_an_activation_is_never_read_as_a_diffusivity_or_back() -> None:
+    """Phi = 4 tanh(r/4) has sup Phi(r)/r = 1 but, read as g(s2), sup g = 4: a coupled block
+    took tau = 1/4 from the first and its norm grew from 160 to 1.9e43 in 50 steps. Each
+    module says what it computes (Activation.role); blocks refuse the other kind."""
+    phi = fluxact.to_torch("4*tanh(r/4)", "activation").double()
+    g = diffusivity_to_torch("4/(1 + s2)").double()
+    assert (phi.role, g.role, phi.clone().role, g.clone().role) == (
+        "activation", "diffusivity", "activation", "diffusivity")
+    for make in (lambda: CoupledDiffusionBlock2D(phi), lambda: MultiscaleDiffusionBlock2D(phi),
+                 lambda: fluxact.denoise(np.eye(5), phi, time=1.0, coupling="isotropic")):
+        with pytest.raises(StabilityError, match="computes Phi"):
+            make()
+    for make in (lambda: DiffusionBlock(g), lambda: FSIBlock(g, tau=0.1),
+                 lambda: ImplicitBlock(g), lambda: fluxact.denoise(np.arange(5.0), g, time=1.0)):
+        with pytest.raises(StabilityError, match="computes a diffusivity"):
+            make()
+    assert float(CoupledDiffusionBlock2D(g).time_step()) == pytest.approx(2 / (4 * 8))
+
+
 def test_a_bound_that_is_no_positive_number_is_refused() -> None:
     """A learned kernel that training made NaN gives a NaN bound: the block refuses to step
     (tau = NaN would otherwise pass as the certified step)."""
@@ -150,11 +169,11 @@ def test_a_bound_that_is_no_positive_number_is_refused() -> None:
     u = torch.randn(2, 1, 8)
     assert torch.isfinite(block(u)).all()
     block.K.kernel0.data.fill_(float("nan"))
-    with pytest.raises(StabilityError, match="bound of the time step is not a positive"):
+    with pytest.raises(StabilityError, match="bound of the time step is not a positive finite"):
         block(u)
     scales = MultiscaleDiffusionBlock2D(diffusivity_to_torch("1/(1 + s2)"), (1.0,))
     scales.beta.data.fill_(float("inf"))
-    with pytest.raises(StabilityError, match="bound of the time step is not a positive"):
+    with pytest.raises(StabilityError, match="bound of the time step is not a positive finite"):
         scales.time_step()
 
 
