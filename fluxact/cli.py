@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--spacing", type=_spacing, default=None, metavar="H[,H,H]",
                    help="grid size per axis, first axis first (as ITK's and medpy's voxel "
                    "spacing), or one for all; instead of --h")
+    d.add_argument("--channel-axis", dest="channel_axis", type=int, default=None, metavar="AXIS",
+                   help="the axis of colour or other channels (e.g. -1 for an H x W x 3 "
+                   "image): the isotropic flux takes one diffusivity from all channels")
     d.add_argument("--coupling", choices=("isotropic", "uncoupled"), default=None,
                    help="images and volumes: isotropic flux g(|grad u|^2) grad u (default for "
                    "explicit steps; rotation invariant) or uncoupled, per axis (medpy's "
@@ -310,11 +313,12 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
                          f"{out / 'out.npy'}")
     # the file first: its errors are found in milliseconds, the formula's in seconds (every
     # error is a FluxactError: one line, exit status 2, from main)
-    signal = load_signal(args.input)
+    signal = load_signal(args.input, args.channel_axis)
     t = translation_from_args(args, default_kind="activation")
     run = denoise_run(signal, t, time=args.time, tau=args.tau, stability=args.stability,
                       scheme=args.scheme, boundary=args.boundary, h=args.h,
-                      spacing=args.spacing, coupling=args.coupling, max_cycle=args.max_cycle)
+                      spacing=args.spacing, coupling=args.coupling,
+                      channel_axis=args.channel_axis, max_cycle=args.max_cycle)
     # OUT may be IN: the input is read whole, and the new file is renamed over it at the end
     with open_atomic(out) as f:
         np.save(f, run.output)

@@ -35,7 +35,7 @@ import os
 import stat
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -74,6 +74,7 @@ class DenoiseRun:
     stability: str
     coupling: str = "uncoupled"
     spacing: tuple[float, ...] = (1.0,)
+    channels: int = 1
 
     def summary(self) -> str:
         how = {"explicit": f"{self.steps} explicit steps of tau = {self.tau:.6g}",
@@ -82,12 +83,15 @@ class DenoiseRun:
                "implicit": f"{self.steps} implicit steps of tau = {self.tau:.6g}"}[self.scheme]
         dims = len(self.spacing)
         bound = "" if self.bound is None else f"; {self.stability} bound tau <= {self.bound:.6g}"
-        if dims == 1:
+        if dims == 1 and self.channels == 1:
             return how + bound
         grid = f"{dims}D, {self.coupling} flux"
+        if self.channels > 1:
+            shared = " sharing one diffusivity" if self.coupling == "isotropic" else ""
+            grid += f", {self.channels} channels{shared}"
         if len(set(self.spacing)) > 1 or self.spacing[0] != 1:
             grid += f", spacing {', '.join(f'{h:g}' for h in self.spacing)}"
-        if bound and self.scheme == "explicit":
+        if bound and self.scheme == "explicit" and (dims > 1 or self.channels > 1):
             bound += " = 1/(2 g_max sum_i 1/h_i^2)"
         return f"{how} ({grid}){bound}"
 
@@ -115,17 +119,33 @@ def _dtype_problem(dtype: np.dtype, shown: object = None) -> str | None:
             f"float values){hint}")
 
 
-def _shape_problem(shape: tuple[int, ...]) -> str | None:
-    if len(shape) not in (1, 2, 3):
-        return f"must be 1D, 2D or 3D, got shape {shape}"
-    if min(shape) < 2:
+def _shape_problem(shape: tuple[int, ...], channel_axis: int | None = None) -> str | None:
+    spatial = list(shape)
+    if channel_axis is not None:
+        if not -len(shape) <= channel_axis < len(shape):
+            return f"has no axis {channel_axis} for its channels (shape {shape})"
+        del spatial[channel_axis]
+    if len(spatial) not in (1, 2, 3):
+        extra = " besides the channel axis" if channel_axis is not None else ""
+        return f"must be 1D, 2D or 3D{extra}, got shape {shape}"
+    if min(spatial) < 2:
         return f"needs at least 2 samples per axis, got shape {shape}"
     return None
 
 
-def as_signal(signal: Any) -> np.ndarray:
+def _channel_axis(channel_axis: object) -> int | None:
+    if channel_axis is None:
+        return None
+    if isinstance(channel_axis, bool) or not isinstance(channel_axis, numbers.Integral):
+        raise SignalError(f"channel_axis must be an axis number (e.g. -1 for RGB images) or "
+                          f"None, got {channel_axis!r}")
+    return int(channel_axis)
+
+
+def as_signal(signal: Any, channel_axis: int | None = None) -> np.ndarray:
     """A float64 copy of ``signal`` (numpy, torch or nested lists), refused with SignalError
-    unless it is a finite 1D, 2D or 3D array of bools, integers or floats."""
+    unless it is a finite 1D, 2D or 3D array of bools, integers or floats (with, at
+    ``channel_axis``, one more axis of channels)."""
     if isinstance(signal, torch.Tensor):
         signal = _tensor_values(signal)
     try:
@@ -133,7 +153,7 @@ def as_signal(signal: Any) -> np.ndarray:
     except (TypeError, ValueError) as exc:  # e.g. ragged nested lists
         raise SignalError(f"the signal must be a numeric array, got {type(signal).__name__} "
                           f"({_brief(exc)})") from None
-    problem = _dtype_problem(a.dtype) or _shape_problem(a.shape)
+    problem = _dtype_problem(a.dtype) or _shape_problem(a.shape, _channel_axis(channel_axis))
     if problem:
         what = "" if isinstance(signal, np.ndarray) else f" (a {type(signal).__name__})"
         raise SignalError(f"the signal{what} {problem}")
@@ -157,7 +177,7 @@ def _tensor_values(t: torch.Tensor) -> np.ndarray:
                           "pass a dense real tensor") from None
 
 
-def load_signal(path: str | os.PathLike[str]) -> np.ndarray:
+def load_signal(path: str | os.PathLike[str], channel_axis: int | None = None) -> np.ndarray:
     """The array of a .npy file, checked before its data are read: a regular file (no FIFO
     that would block), numpy's magic, a header of at most MAX_HEADER bytes, a signal's dtype
     and shape, and as many data bytes as the header promises (a forged shape does not make
@@ -192,7 +212,7 @@ def load_signal(path: str | os.PathLike[str]) -> np.ndarray:
         except ValueError as exc:
             raise SignalError(f"{bad}: unreadable header ({_brief(exc)})"
                               ) from None
-        problem = _dtype_problem(dtype) or _shape_problem(shape)
+        problem = _dtype_problem(dtype) or _shape_problem(shape, _channel_axis(channel_axis))
         if problem:
             raise SignalError(f"{bad}: it {problem}")
         need, have = math.prod(shape) * dtype.itemsize, info.st_size - f.tell()
@@ -238,6 +258,7 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
                 params: Mapping[str, object] | None = None, convention: str | None = None,
                 tau: float | None = None, stability: str | None = None,
                 scheme: str = "explicit", coupling: str | None = None,
+                channel_axis: int | None = None,
                 boundary: str = "reflect", h: float = 1.0, spacing: Any = None,
                 unsafe: bool = False, table_tau: object = None, table_alpha: object = None,
                 max_cycle: int = MAX_CYCLE, progress: bool | None = None,
@@ -253,19 +274,27 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
     if isinstance(max_cycle, bool) or not isinstance(max_cycle, int) or max_cycle < 1:
         raise StabilityError(f"max_cycle must be a positive integer, got {max_cycle!r}")
     h = check_grid_size(h)
-    a = as_signal(signal)
-    spacing = _spacing(spacing, h, a.ndim)
-    coupling = _coupling(coupling, a.ndim, scheme)
-    u = torch.from_numpy(a).reshape(1, 1, *a.shape).to(device)
-    if a.ndim > 1 and scheme == "explicit" and not (
-            coupling == "uncoupled" and a.ndim == 2 and len(set(spacing)) == 1
-            and u.is_cuda):  # (there the fused 2D kernel of DiffusionBlock)
-        return _grid_run(u, a, nonlinearity, kind, params, convention, table_tau, table_alpha,
-                         time=time, tau=tau, stability=stability or "linf", coupling=coupling,
-                         boundary=boundary, spacing=spacing, unsafe=unsafe, progress=progress)
-    if a.ndim == 3 or len(set(spacing)) > 1:
-        raise StabilityError(f"scheme {scheme!r} runs on 1D and 2D grids of one spacing; use "
-                             "scheme='explicit' for volumes and per-axis spacing")
+    channel_axis = _channel_axis(channel_axis)
+    a = as_signal(signal, channel_axis)
+    if channel_axis is not None:  # (channels, *grid)
+        a = np.moveaxis(a, channel_axis, 0)
+    grid = a.shape[1:] if channel_axis is not None else a.shape
+    spacing = _spacing(spacing, h, len(grid))
+    coupling = _coupling(coupling, len(grid), scheme)
+    u = torch.from_numpy(a).reshape(1, -1, *grid).to(device)
+    if (len(grid) > 1 or channel_axis is not None) and scheme == "explicit" and not (
+            coupling == "uncoupled" and len(grid) == 2 and len(set(spacing)) == 1
+            and u.is_cuda and channel_axis is None):  # (the fused 2D kernel of DiffusionBlock)
+        run = _grid_run(u, a, nonlinearity, kind, params, convention, table_tau, table_alpha,
+                        time=time, tau=tau, stability=stability or "linf", coupling=coupling,
+                        boundary=boundary, spacing=spacing, unsafe=unsafe, progress=progress)
+        if channel_axis is not None:
+            run = replace(run, output=np.moveaxis(run.output, 0, channel_axis))
+        return run
+    if len(grid) == 3 or len(set(spacing)) > 1 or channel_axis is not None:
+        raise StabilityError(f"scheme {scheme!r} runs on 1D and 2D grids of one spacing and "
+                             "one channel; use scheme='explicit' for volumes, per-axis spacing "
+                             "and channels")
     h = spacing[0]
     # float64 throughout: a copy of the activation with float64 parameters, float64 stencils
     act = _activation(nonlinearity, kind, params, convention, table_tau, table_alpha
@@ -371,9 +400,9 @@ def _grid_run(u: torch.Tensor, a: np.ndarray, nonlinearity: Any, kind: str | Non
         if bar is not None:
             bar.close()
     _check_finite(u, a)
-    return DenoiseRun(output=u.reshape(u.shape[2:]).cpu().numpy(), scheme="explicit", steps=n,
+    return DenoiseRun(output=u.reshape(a.shape).cpu().numpy(), scheme="explicit", steps=n,
                       tau=inner, bound=bound, cycle=None, stability=stability,
-                      coupling=coupling, spacing=spacing)
+                      coupling=coupling, spacing=spacing, channels=u.shape[1])
 
 
 def _check_finite(u: torch.Tensor, a: np.ndarray) -> None:
@@ -393,6 +422,8 @@ def denoise(signal: Any, nonlinearity: Any, kind: str | None = None, *, time: fl
     values. Options: ``tau`` (default: the stability bound), ``stability`` (linf, sign,
     euclidean; default linf, euclidean for FSI), ``coupling`` ("isotropic", the default for
     explicit runs on images and volumes, or "uncoupled": the per-axis flux),
+    ``channel_axis`` (the axis of colour or other channels, e.g. -1 for (H, W, 3) images: the
+    isotropic flux takes one diffusivity from the gradients of all channels, P3 29),
     ``scheme`` (explicit, fsi, implicit), ``boundary`` (reflect, periodic), ``h`` (the grid
     spacing of every axis) or ``spacing`` (one number per axis, first axis first, as ITK's
     and medpy's voxel spacing),

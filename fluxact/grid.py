@@ -70,12 +70,16 @@ class GridDiffusion(torch.nn.Module):
     Phi. ``spacing``: h_i per axis (its length is d). ``stability``: "linf" (default: the
     max-min principle, clamped in floating point) or "euclidean" (the same bound, no clamp).
     ``tau``, ``unsafe``, ``safety`` as for every block (fluxact.timestep.TimeStep).
+    ``couple_channels`` (isotropic flux): one diffusivity g(sum_c |grad u_c|^2) for all
+    channels of a pixel (colour images, P3 29: an edge in any channel stops diffusion in all;
+    each channel's step is still a convex combination of its own neighbours, so the bound and
+    the max-min principle per channel are unchanged), or one per channel.
     """
 
     def __init__(self, act: Activation, *, coupling: str = "isotropic",
                  spacing: Sequence[float] = (1.0, 1.0), boundary: str = "reflect",
                  stability: str = "linf", tau: float | None = None, unsafe: bool = False,
-                 safety: float = 1.0) -> None:
+                 safety: float = 1.0, couple_channels: bool = True) -> None:
         super().__init__()
         if not isinstance(act, Activation):
             raise StabilityError(f"expected an Activation, got {type(act).__name__}")
@@ -91,7 +95,11 @@ class GridDiffusion(torch.nn.Module):
         if stability not in NOTIONS:
             raise StabilityError(f"unknown stability {stability!r}; use one of "
                                  f"{', '.join(NOTIONS)}")
+        if not isinstance(couple_channels, bool):
+            raise StabilityError(f"couple_channels must be True or False, got "
+                                 f"{couple_channels!r}")
         self.act, self.coupling, self.boundary, self.stability = act, coupling, boundary, stability
+        self.couple_channels = couple_channels
         self.spacing = spacing_of(spacing, len(tuple(spacing)))
         self.policy = TimeStep(tau, unsafe=unsafe, safety=safety)
         if not unsafe:
@@ -122,27 +130,45 @@ class GridDiffusion(torch.nn.Module):
         if min(u.shape[2:]) < 2:
             raise StabilityError(f"every axis needs at least 2 samples, got {tuple(u.shape)}")
 
-    def flux(self, u: torch.Tensor) -> torch.Tensor:
-        """K^T F(K u) (the step is u - tau times this)."""
+    def fluxes(self, u: torch.Tensor) -> list[torch.Tensor]:
+        """F_i on the edges of each axis (n_i - 1 along axis i; n_i when periodic)."""
         periodic = self.boundary == "periodic"
         axes = range(u.dim() - self.dims, u.dim())
-        diffs = [_forward(u, axis, periodic) / h for axis, h in zip(axes, self.spacing)]
-        if self.coupling == "isotropic":
-            s2 = _placed_sum([d * d for d in diffs], axes, periodic)
-            g = self.act(s2)
-            fluxes = [g if periodic else _edges(g, axis) for axis in axes]
-            fluxes = [c * d for c, d in zip(fluxes, diffs)]
-        else:
-            fluxes = [self.act(d) for d in diffs]
+        diffs = [_scaled(_forward(u, axis, periodic), 1 / h)
+                 for axis, h in zip(axes, self.spacing)]
+        if self.coupling == "uncoupled":
+            return [self.act(d) for d in diffs]
+        s2 = _placed_sum([d * d for d in diffs], axes, periodic)
+        if self.couple_channels and s2.shape[1] > 1:
+            s2 = s2.sum(dim=1, keepdim=True)  # one g for all channels (P3 29)
+        g = self.act(s2)
+        return [d * (g if periodic else _edges(g, axis)) for axis, d in zip(axes, diffs)]
+
+    def flux(self, u: torch.Tensor) -> torch.Tensor:
+        """K^T F(K u) (the step is u - tau times this)."""
         out = torch.zeros_like(u)
+        return self._add(out, u, self.fluxes(u), -1.0)
+
+    def _add(self, out: torch.Tensor, u: torch.Tensor, fluxes: list[torch.Tensor],
+             scale: float) -> torch.Tensor:
+        """out + scale K^T F, in place: (K^T F)_p = sum_i (F_i,p-e_i - F_i,p) / h_i."""
+        periodic = self.boundary == "periodic"
+        axes = range(u.dim() - self.dims, u.dim())
         for axis, h, f in zip(axes, self.spacing, fluxes):
-            _transpose_add(out, f / h, axis, periodic)
+            c = scale / h
+            if periodic:
+                out.add_(f, alpha=c).sub_(torch.roll(f, 1, axis), alpha=c)
+            else:
+                n = f.shape[axis]
+                out.narrow(axis, 0, n).add_(f, alpha=c)
+                out.narrow(axis, 1, n).sub_(f, alpha=c)
         return out
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         self.check(u)
-        tau = self.time_step().to(device=u.device, dtype=u.dtype)
-        out = u - tau * self.flux(u)
+        # tau as a float (one synchronisation on CUDA): the update is added in place
+        tau = float(self.time_step())
+        out = self._add(u.clone(), u, self.fluxes(u), tau)
         if self.stability == "linf" and not self.policy.unsafe:
             lo, hi = stencil_range(u, self.dims, self.boundary == "periodic")
             out = clamp_finite(out, lo, hi)
@@ -155,6 +181,7 @@ class GridDiffusion(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return (f"coupling={self.coupling!r}, spacing={self.spacing}, "
+                f"couple_channels={self.couple_channels}, "
                 f"boundary={self.boundary!r}, stability={self.stability!r}, "
                 f"tau={self.policy.describe()}")
 
@@ -164,6 +191,11 @@ def _forward(u: torch.Tensor, axis: int, periodic: bool) -> torch.Tensor:
     if periodic:
         return torch.roll(u, -1, axis) - u
     return torch.diff(u, dim=axis)
+
+
+def _scaled(x: torch.Tensor, c: float) -> torch.Tensor:
+    """c x, without a pass over x when c is 1 (unit spacing)."""
+    return x if c == 1 else x * c
 
 
 def _edges(x: torch.Tensor, axis: int) -> torch.Tensor:
@@ -188,12 +220,3 @@ def _placed_sum(parts: list[torch.Tensor], axes: Any, periodic: bool) -> torch.T
     return total
 
 
-def _transpose_add(out: torch.Tensor, f: torch.Tensor, axis: int, periodic: bool) -> None:
-    """out += D^T-style divergence: out_p -= f_p (edge leaving p), out_{p+e} += f_p, so that
-    out = K^T f for this axis (f already divided by h)."""
-    if periodic:
-        out.sub_(f).add_(torch.roll(f, 1, axis))
-        return
-    n = f.shape[axis]
-    out.narrow(axis, 0, n).sub_(f)
-    out.narrow(axis, 1, n).add_(f)

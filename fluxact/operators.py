@@ -403,6 +403,8 @@ def stencil_range(u: torch.Tensor, dims: int, periodic: bool, box: bool = False
     g >= 0 makes each new value a convex combination of these (MATH.md 2), so clamping to
     them changes nothing in exact arithmetic and keeps the principle exact in floating
     point (a computed u - tau K^T Phi(K u) can round past them)."""
+    if not box and not periodic:
+        return _cross_range(u, dims)
     lo = hi = u
     mode = "circular" if periodic else "replicate"  # zero flux: the missing neighbour is u
     for axis in range(dims):
@@ -418,11 +420,34 @@ def stencil_range(u: torch.Tensor, dims: int, periodic: bool, box: bool = False
     return lo, hi
 
 
+def _cross_range(u: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """stencil_range's cross with a reflecting boundary, in place on two copies of u (no
+    padded copies; values only: the clamp takes no gradient through its bounds)."""
+    with torch.no_grad():
+        v = u.detach()
+        lo, hi = v.clone(), v.clone()
+        for axis in range(dims):
+            dim = u.dim() - dims + axis
+            n = u.shape[dim]
+            if n < 2:
+                continue
+            before, after = v.narrow(dim, 0, n - 1), v.narrow(dim, 1, n - 1)
+            lo.narrow(dim, 0, n - 1).clamp_max_(after)
+            lo.narrow(dim, 1, n - 1).clamp_max_(before)
+            hi.narrow(dim, 0, n - 1).clamp_min_(after)
+            hi.narrow(dim, 1, n - 1).clamp_min_(before)
+    return lo, hi
+
+
 def clamp_finite(out: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
     """out clamped to [lo, hi] where it is finite, as a correction of rounding: the values are
     clamped, the gradient is that of out (as in the fused kernels, whose backward is the
     step's). A value that overflowed (inf) or is NaN stays so, for the caller's check to see:
-    clamping it would pass off a wrong step as a right one."""
+    clamping it would pass off a wrong step as a right one. ``out`` is a fresh step: without
+    gradients, on the CPU, it is clamped in place."""
+    if (not out.requires_grad and out.device.type == "cpu"
+            and not torch.compiler.is_compiling() and bool(torch.isfinite(out).all())):
+        return out.clamp_(lo, hi)  # a fresh step without gradients: in place, two passes
     clamped = torch.minimum(torch.maximum(out, lo), hi).detach()
     # + (out - out.detach()): exactly 0 in value, the identity in the gradient
     return torch.where(torch.isfinite(out), clamped + (out - out.detach()), out)
