@@ -205,7 +205,20 @@ def diffusivity_to_torch(expr: object, *, params: Mapping[str, object] | None = 
     while name_x in taken:
         name_x += "_"
     x = sp.Symbol(name_x, real=True)
-    g_x = g_s2.subs(s2, x)
+    # s2 >= 0: a condition sqrt(s2) <= c (from |r| <= c) is s2 <= c^2, which SymPy can
+    # compare for the real x the translation takes
+    root = sp.sqrt(x)
+
+    def squared(rel: sp.Basic) -> sp.Basic:
+        lhs, rhs = rel.lhs, rel.rhs  # type: ignore[attr-defined]
+        if lhs == root and rhs.is_nonnegative:
+            return rel.func(x, rhs**2)
+        if rhs == root and lhs.is_nonnegative:
+            return rel.func(lhs**2, x)
+        return rel
+
+    g_x = g_s2.subs(s2, x).replace(
+        lambda e: isinstance(e, sp.core.relational.Relational), squared)
     with warnings.catch_warnings():
         # the user's formula was translated (and warned about) above; a constant g such as
         # lam is no function of x here, which is what this module computes

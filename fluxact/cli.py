@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--boundary", choices=("reflect", "periodic"), default="reflect",
                    help="reflect: zero flux across the ends (default); periodic: the signal "
                    "wraps around")
-    d.add_argument("--h", type=_grid_size, default=1.0,
+    d.add_argument("--h", type=_grid_size, default=None,
                    help="grid size h of every axis, 1e-150 to 1e150 (default 1)")
     d.add_argument("--spacing", type=_spacing, default=None, metavar="H[,H,H]",
                    help="grid size per axis, first axis first (as ITK's and medpy's voxel "

@@ -17,8 +17,9 @@ scheme), with tau <= 1/(2 g_max sum_i 1/h_i^2). Schemes:
 FSI and implicit runs take the per-axis flux on 1D and 2D grids of one spacing.
 
 Everything runs in float64 without gradients, on the CPU (generated torch code) or, with
-``device="cuda"``, on a GPU with the fused Triton step kernels (1D: temporally blocked, 100
-steps per launch).
+``device="cuda"``, on a GPU: the fused Triton step kernels for 1D signals (temporally
+blocked, 100 steps per launch) and the per-axis flux on 2D images; the isotropic flux,
+volumes and channels run the torch code of fluxact.grid there.
 
 A signal is a 1D, 2D or 3D array (numpy, torch or nested lists) of bools, integers or floats, at
 least 2 samples per axis, all finite; bools count as 0 and 1 (a binary image diffuses like
@@ -239,12 +240,17 @@ def _activation(nonlinearity: Any, kind: str | None, params: Mapping[str, object
 
     if role == "diffusivity" and not isinstance(nonlinearity, Activation):
         from .translator.catalogue import catalogue
+        from .translator.errors import FormulaError
         from .translator.translation import Translation, translate
 
         # any of the four forms: its g, from the translation (P1 Table 1)
         obj = nonlinearity
-        if isinstance(obj, str) and kind is None:
-            obj = catalogue.lookup(obj)  # a name is always the entry (as_activation)
+        if isinstance(obj, str):  # a name is always the entry (as_activation)
+            try:
+                obj = catalogue.lookup(obj)
+            except FormulaError:
+                if kind is None:
+                    raise  # one line naming the closest entries
         if not isinstance(obj, Translation):
             table = {k: v for k, v in (("tau", table_tau), ("alpha", table_alpha))
                      if v is not None}
@@ -259,7 +265,7 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
                 tau: float | None = None, stability: str | None = None,
                 scheme: str = "explicit", coupling: str | None = None,
                 channel_axis: int | None = None,
-                boundary: str = "reflect", h: float = 1.0, spacing: Any = None,
+                boundary: str = "reflect", h: float | None = None, spacing: Any = None,
                 unsafe: bool = False, table_tau: object = None, table_alpha: object = None,
                 max_cycle: int = MAX_CYCLE, progress: bool | None = None,
                 device: str | torch.device = "cpu") -> DenoiseRun:
@@ -273,7 +279,10 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
         raise StabilityError(f"unknown boundary {boundary!r}; use one of {', '.join(BOUNDARIES)}")
     if isinstance(max_cycle, bool) or not isinstance(max_cycle, int) or max_cycle < 1:
         raise StabilityError(f"max_cycle must be a positive integer, got {max_cycle!r}")
-    h = check_grid_size(h)
+    if h is not None and spacing is not None:
+        raise StabilityError("give the grid spacing once: h= (every axis) or spacing= (one "
+                             "number, or one per axis), not both")
+    h = check_grid_size(1.0 if h is None else h)
     channel_axis = _channel_axis(channel_axis)
     a = as_signal(signal, channel_axis)
     if channel_axis is not None:  # (channels, *grid)
@@ -348,9 +357,6 @@ def _spacing(spacing: Any, h: float, dims: int) -> tuple[float, ...]:
     """Grid spacing per axis from ``spacing`` (one number or one per axis) or ``h``."""
     if spacing is None:
         return (h,) * dims
-    if h != 1.0:
-        raise StabilityError("give the grid spacing once: h= (every axis) or spacing= (one "
-                             "number, or one per axis), not both")
     values = spacing_of(spacing, dims)
     return tuple(check_grid_size(x) for x in values)
 

@@ -47,16 +47,26 @@ COUPLINGS = ("isotropic", "uncoupled")
 NOTIONS = ("linf", "euclidean")
 
 
-def spacing_of(spacing: object, dims: int) -> tuple[float, ...]:
-    """Grid spacing per axis: one positive number for every axis, or one per axis."""
+def spacing_of(spacing: object, dims: int | None = None) -> tuple[float, ...]:
+    """Grid spacing per axis: one positive number for every one of ``dims`` axes, or one per
+    axis (a sequence, whose length is the number of axes when ``dims`` is None)."""
+    if isinstance(spacing, torch.Tensor) and spacing.numel() != 1:
+        spacing = spacing.tolist()
     if isinstance(spacing, int | float | torch.Tensor) and not isinstance(spacing, bool):
+        if dims is None:
+            raise StabilityError("give the spacing of each axis (a tuple, first axis first): "
+                                 "its length is the number of axes")
         return (positive(spacing, "grid spacing"),) * dims
     try:
         values = tuple(spacing)  # type: ignore[arg-type]
     except TypeError:
         raise StabilityError(f"spacing must be a number or one number per axis, got "
                              f"{spacing!r}") from None
-    if len(values) != dims:
+    if dims is None and not 1 <= len(values) <= 3:
+        raise StabilityError(f"grids have 1, 2 or 3 axes; got a spacing of {len(values)}")
+    if dims is not None and len(values) == 1:
+        values = values * dims
+    if dims is not None and len(values) != dims:
         raise StabilityError(f"spacing has {len(values)} entries for {dims} axes; give one per "
                              f"axis (first axis first, as the array's shape) or one number")
     return tuple(positive(h, f"spacing of axis {i}") for i, h in enumerate(values))
@@ -98,9 +108,13 @@ class GridDiffusion(torch.nn.Module):
         if not isinstance(couple_channels, bool):
             raise StabilityError(f"couple_channels must be True or False, got "
                                  f"{couple_channels!r}")
-        self.act, self.coupling, self.boundary, self.stability = act, coupling, boundary, stability
+        # what the flux needs: g(s2) for the isotropic flux, Phi for the per-axis one (their
+        # g_max bound different functions: Activation.role)
+        self._role = "diffusivity" if coupling == "isotropic" else "activation"
+        act.check_role(self._role)
+        self.act, self._coupling, self.boundary, self.stability = act, coupling, boundary, stability
         self.couple_channels = couple_channels
-        self.spacing = spacing_of(spacing, len(tuple(spacing)))
+        self.spacing = spacing_of(spacing)
         self.policy = TimeStep(tau, unsafe=unsafe, safety=safety)
         if not unsafe:
             self.time_step()  # refuses now, with the verifier's reason
@@ -109,11 +123,16 @@ class GridDiffusion(torch.nn.Module):
     def dims(self) -> int:
         return len(self.spacing)
 
+    @property
+    def coupling(self) -> str:
+        return self._coupling
+
     def norm2_bound(self) -> float:
         """||K||^2 <= 4 sum_i 1/h_i^2."""
         return 4 * math.fsum(1 / h**2 for h in self.spacing)
 
     def tau_max(self) -> torch.Tensor:
+        self.act.check_role(self._role)  # also after self.act was replaced
         g = self.act.g_max()
         return 2 / (g * self.norm2_bound()).clamp_min(1e-300)
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -353,6 +354,35 @@ class Operator(torch.nn.Module):
             cols = m.reshape(g, m.shape[0] // g, m.shape[1]).sum(1).max()
             total = total.to(w.device) + rows * cols  # Schur: ||K_l||^2 <= rows * cols
         return total
+
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        """A pixel-grid operator's bounds (www's exact norm, the max-min step h^2 / ...) are
+        computed from its h and alpha, not from the stencils: stencils of another h or alpha
+        loaded from a state dict would give a time step that does not hold. Refused, before
+        anything is loaded."""
+        if self.centres is not None:
+            self._check_stencils(state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def _check_stencils(self, state_dict: Any, prefix: str) -> None:
+        assert self.spacing is not None and self.alpha is not None
+        name = "central_gradient" if self.name == "gaussian_gradient" else self.name
+        expected = {f"kernel{k}": w.reshape(1, 1, *w.shape)
+                    for k, (w, _) in enumerate(_stencils(name, self.spacing, self.alpha))}
+        if self.sigma is not None:  # its norm <= 1 enters the bound
+            expected["smooth"] = gaussian_kernel(self.sigma, self.spacing)
+        for key, want in expected.items():
+            given = state_dict.get(prefix + key)
+            if not isinstance(given, torch.Tensor):
+                continue  # missing: load_state_dict says so
+            have = given.detach().to("cpu", torch.float64)
+            if have.shape != want.shape or not torch.allclose(
+                    have, want, rtol=4 * torch.finfo(given.dtype).eps, atol=0):
+                raise StabilityError(
+                    f"the state dict holds {self.name} stencils of another grid size, alpha or "
+                    f"sigma than this operator's (h = {self.spacing:g}, alpha = "
+                    f"{self.alpha:g}, sigma = {self.sigma}); build the block with the values it "
+                    "was saved with")
 
     def check(self, u: torch.Tensor) -> None:
         """Refuse what the operator cannot take: another shape or number of channels, or an

@@ -496,8 +496,9 @@ class Activation(torch.nn.Module):
         if role == "diffusivity":
             raise StabilityError(
                 "this Activation computes Phi(r) (fluxact.to_torch), not a diffusivity g(s2); "
-                "a coupled block or an isotropic filter needs g: pass its formula, a catalogue "
-                "name or fluxact.activation.diffusivity_to_torch(...)")
+                "a coupled block or the isotropic flux needs g: pass its formula, a catalogue "
+                "name or fluxact.activation.diffusivity_to_torch(...), or filter with the "
+                "per-axis flux (coupling='uncoupled')")
         raise StabilityError(
             "this Activation computes a diffusivity g(s2) (diffusivity_to_torch), not Phi(r); "
             "a diffusion block needs Phi: pass the formula, a catalogue name or "

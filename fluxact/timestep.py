@@ -80,18 +80,19 @@ class TimeStep:
                     f"tau = {self.given:g} breaks the {notion} bound tau {'<' if strict else '<='} "
                     f"{limit!r}{detail()}; use a smaller tau, or unsafe=True")
             return torch.tensor(self.given, dtype=torch.float64)
-        # a NaN bound (a parameter that training made NaN) would step with tau = NaN
-        ok = torch.isfinite(b) & (b > 0)
-        message = f"the {notion} bound of the time step is not a positive finite float64"
-        if b.is_cuda or torch.compiler.is_compiling():
-            torch._assert_async(ok, message)  # no synchronisation
-        elif not bool(ok):
-            raise StabilityError(f"{message}: {float(b.detach())!r}{detail()}; a parameter (NaN "
-                                 "after training?), the grid size or the operator put it out "
-                                 "of range")
         tau = self.safety * b
         if logit is not None:
             tau = tau * torch.sigmoid(logit.to(tau.device, torch.float64))
+        # a NaN bound or logit (a parameter that training made NaN) would step with tau = NaN
+        ok = torch.isfinite(tau) & (tau > 0)
+        message = f"the {notion} time step is not a positive finite float64"
+        if tau.is_cuda or torch.compiler.is_compiling():
+            torch._assert_async(ok, message)  # no synchronisation
+        elif not bool(ok):
+            raise StabilityError(
+                f"{message}: tau = {float(tau.detach())!r} from the bound "
+                f"{float(b.detach())!r}{detail()}; a parameter (NaN after training?), the grid "
+                "size or the operator put it out of range")
         return tau
 
     def describe(self) -> str:

@@ -26,7 +26,6 @@ class CatalogueEntry:
     table3: bool = False  # a reference row of P1 Table 3
 
 
-
 _ENTRIES: tuple[CatalogueEntry, ...] = (
     CatalogueEntry(
         "linear", "constant diffusivity / Whittaker-Tikhonov / identity", "diffusivity", "1",

@@ -64,10 +64,13 @@ def bind(kernel: Any, phi: Any, dphi: Any, trainable: int) -> Any:
     copy.__module__, copy.__annotations__ = fn.__module__, dict(fn.__annotations__)
     copy.__kwdefaults__ = fn.__kwdefaults__
     # the kernel's own jit options (the interpreter's functions have none)
-    options = {key: getattr(kernel, key) for key in _JIT_OPTIONS if getattr(kernel, key, None)}
+    options = {key: getattr(kernel, attribute) for key, attribute in _JIT_OPTIONS.items()
+               if getattr(kernel, attribute, None)}
     return triton.jit(copy, **options)
 
 
-#: the triton.jit keywords a JITFunction keeps as attributes of the same name
-_JIT_OPTIONS = ("do_not_specialize", "do_not_specialize_on_alignment", "debug", "noinline",
-                "repr", "launch_metadata")
+#: the triton.jit keywords and the JITFunction attributes that keep them
+_JIT_OPTIONS = {"do_not_specialize": "do_not_specialize",
+                "do_not_specialize_on_alignment": "do_not_specialize_on_alignment",
+                "debug": "debug", "noinline": "noinline", "repr": "_repr",
+                "launch_metadata": "launch_metadata"}

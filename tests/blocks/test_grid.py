@@ -229,12 +229,80 @@ def test_cli_volumes_spacing_and_channels(tmp_path, capsys) -> None:
     base = ["denoise", "--name", "perona-malik", "--param", "lam=20", "--time", "1"]
     assert main([*base[:1], str(vol), str(out), *base[1:], "--spacing", "2,1,1"]) == 0
     assert "3D, isotropic flux, spacing 2, 1, 1" in capsys.readouterr().out
+    assert main([*base[:1], str(vol), str(out), *base[1:], "--spacing", "2"]) == 0
+    assert "spacing 2, 2, 2" in capsys.readouterr().out
     assert np.load(out).shape == (5, 6, 7)
     assert main([*base[:1], str(rgb), str(out), *base[1:], "--channel-axis", "-1",
                  "--coupling", "uncoupled"]) == 0
     assert "2D, uncoupled flux, 3 channels" in capsys.readouterr().out
     for extra, message in [(["--spacing", "2,1"], "spacing has 2 entries for 3 axes"),
                            (["--spacing", "1,nan,1"], "--spacing"),
-                           (["--channel-axis", "4"], "has no axis 4")]:
+                           (["--channel-axis", "4"], "has no axis 4"),
+                           (["--h", "1", "--spacing", "2"], "not both")]:
         assert main([*base[:1], str(vol), str(out), *base[1:], *extra]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_the_grid_refuses_the_other_kind_of_module() -> None:
+    """Phi = 4 tanh(r/4) read as g (sup 4, not sup Phi(r)/r = 1), or g = 1/(1 + s2) read as
+    Phi (Phi(r)/r unbounded near 0): either would step with a tau its bound does not cover."""
+    phi = fluxact.to_torch("4*tanh(r/4)", "activation").double()
+    g = _g("1/(1 + s2)")
+    with pytest.raises(StabilityError, match="computes Phi"):
+        GridDiffusion(phi, coupling="isotropic")
+    with pytest.raises(StabilityError, match="computes a diffusivity"):
+        GridDiffusion(g, coupling="uncoupled")
+    block = GridDiffusion(g)
+    block.act = phi  # replaced after construction: the next step refuses it
+    with pytest.raises(StabilityError, match="computes Phi"):
+        block(torch.zeros(1, 1, 4, 4, dtype=F64))
+    with pytest.raises(AttributeError):
+        block.coupling = "uncoupled"  # the role check depends on it
+    for spacing, message in [(1.0, "spacing of each axis"), ((), "1, 2 or 3 axes"),
+                             ((1.0,) * 4, "1, 2 or 3 axes"), ((1.0, -1.0), "axis 1")]:
+        with pytest.raises(StabilityError, match=message):
+            GridDiffusion(g, spacing=spacing)
+
+
+@pytest.mark.parametrize("name, params", [("huber", {"th": 1.0}), ("tukey", {"lam": 1.5}),
+                                          ("hard", {"th": 1.0}), ("garrote", {"th": 0.5})])
+def test_piecewise_entries_as_functions_of_s2(name, params) -> None:
+    """|r| <= c conditions become s2 <= c^2: g(s2) = Phi(r)/r at r = sqrt(s2) on both sides of
+    each break, and the isotropic flux runs them."""
+    entry = fluxact.catalogue[name]
+    g = diffusivity_to_torch(entry, params=params).double()
+    phi = fluxact.to_torch(entry, params=params).double()
+    r = torch.tensor([0.1, 0.6, 0.9, 1.2, 1.6, 2.5, 4.0], dtype=F64)
+    torch.testing.assert_close(g(r * r), phi(r) / r, rtol=1e-12, atol=1e-14)
+    img = np.add.outer(np.arange(8.0), np.arange(9.0)) % 3
+    run = denoise_run(img, name, params=params, time=0.5)
+    assert run.coupling == "isotropic" and 0 <= run.output.min() <= run.output.max() <= 2
+
+
+def test_grid_stencils_of_another_h_are_not_loaded() -> None:
+    """The www bound 8 (1 - alpha)/h^2 and the max-min step are computed from h and alpha: a
+    state dict saved at h = 0.5 would give a block at h = 1 a tau four times too large."""
+    g = _g("1/(1 + s2/lam**2)", lam=100.0)
+    fine = CoupledDiffusionBlock2D(g, operator="www", h=0.5)
+    coarse = CoupledDiffusionBlock2D(g, operator="www", h=1.0)
+    before = coarse.K.kernel0.clone()
+    with pytest.raises(StabilityError, match="stencils of another grid size"):
+        coarse.load_state_dict(fine.state_dict())
+    assert torch.equal(coarse.K.kernel0, before)  # refused before anything was loaded
+    coarse.load_state_dict(CoupledDiffusionBlock2D(g, operator="www").state_dict())
+    smooth = CoupledDiffusionBlock2D(g, operator="gaussian_gradient", sigma=1.0)
+    state = smooth.state_dict()
+    state["K.smooth"] = state["K.smooth"] * 10  # a smoothing of norm 10
+    with pytest.raises(StabilityError, match="sigma"):
+        smooth.load_state_dict(state)
+
+
+def test_spacing_given_once() -> None:
+    img = np.zeros((4, 5))
+    assert denoise_run(img, "linear", time=0.1, spacing=2.0).spacing == (2.0, 2.0)
+    assert denoise_run(img, "linear", time=0.1, spacing=[3.0]).spacing == (3.0, 3.0)
+    assert denoise_run(img, "linear", time=0.1, h=2.0).spacing == (2.0, 2.0)
+    with pytest.raises(StabilityError, match="not both"):
+        denoise_run(img, "linear", time=0.1, h=1.0, spacing=2.0)
+    assert denoise_run(img, "linear", time=0.1,
+                       spacing=torch.tensor([1.0, 2.0])).spacing == (1.0, 2.0)

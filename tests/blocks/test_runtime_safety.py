@@ -169,12 +169,16 @@ def test_a_bound_that_is_no_positive_number_is_refused() -> None:
     u = torch.randn(2, 1, 8)
     assert torch.isfinite(block(u)).all()
     block.K.kernel0.data.fill_(float("nan"))
-    with pytest.raises(StabilityError, match="bound of the time step is not a positive finite"):
+    with pytest.raises(StabilityError, match="time step is not a positive finite"):
         block(u)
     scales = MultiscaleDiffusionBlock2D(diffusivity_to_torch("1/(1 + s2)"), (1.0,))
     scales.beta.data.fill_(float("inf"))
-    with pytest.raises(StabilityError, match="bound of the time step is not a positive finite"):
+    with pytest.raises(StabilityError, match="time step is not a positive finite"):
         scales.time_step()
+    trained = DiffusionBlock(act, train_tau=True)
+    trained.tau_logit.data.fill_(float("nan"))  # a NaN that training put into theta
+    with pytest.raises(StabilityError, match="time step is not a positive finite"):
+        trained(u)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
