@@ -256,18 +256,15 @@ def _phi_to_s(phi: sp.Expr, r: sp.Symbol, tau: sp.Expr, alpha: sp.Expr) -> Form:
     return Form(tidy(r - 2 * SQRT2 * tau * _at(phi, r, SQRT2 * r)))
 
 
+#: (from, to) -> rule, grouped by the kind translated from
 RULES: dict[tuple[str, str], Rule] = {
-    ("diffusivity", "regulariser"): _g_to_psi,
-    ("diffusivity", "shrinkage"): _g_to_s,
+    ("diffusivity", "regulariser"): _g_to_psi, ("diffusivity", "shrinkage"): _g_to_s,
     ("diffusivity", "activation"): _g_to_phi,
-    ("regulariser", "diffusivity"): _psi_to_g,
-    ("regulariser", "shrinkage"): _psi_to_s,
+    ("regulariser", "diffusivity"): _psi_to_g, ("regulariser", "shrinkage"): _psi_to_s,
     ("regulariser", "activation"): _psi_to_phi,
-    ("shrinkage", "diffusivity"): _s_to_g,
-    ("shrinkage", "regulariser"): _s_to_psi,
+    ("shrinkage", "diffusivity"): _s_to_g, ("shrinkage", "regulariser"): _s_to_psi,
     ("shrinkage", "activation"): _s_to_phi,
-    ("activation", "diffusivity"): _phi_to_g,
-    ("activation", "regulariser"): _phi_to_psi,
+    ("activation", "diffusivity"): _phi_to_g, ("activation", "regulariser"): _phi_to_psi,
     ("activation", "shrinkage"): _phi_to_s,
 }
 
