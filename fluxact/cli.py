@@ -159,9 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write nothing; exit 1 when files in DIR are missing or stale")
     d = sub.add_parser("denoise", help="nonlinear diffusion of a .npy signal, image or volume, "
                        "stably")
-    d.add_argument("input", metavar="IN.npy",
-                   help="a 1D signal, 2D image or 3D volume (numpy .npy)")
-    d.add_argument("output", metavar="OUT.npy", help="where to write the result (float64)")
+    d.add_argument("paths", nargs="+", metavar="FILE",
+                   help="IN OUT, or several IN with --out-dir, then EXPR unless --name is "
+                   "given: .npy (a 1D signal, 2D image or 3D volume), PNG or TIFF (greyscale "
+                   "8/16-bit, RGB 8-bit); the output keeps an integer image's type (values "
+                   "rounded), .npy is float64")
+    d.add_argument("--out-dir", dest="out_dir", default=None, metavar="DIR",
+                   help="write each IN to DIR under its own name")
     _add_formula_options(d, table="table-")
     d.add_argument("--time", type=_positive, required=True, metavar="T",
                    help="diffusion time: ceil(T/tau) steps are run")
@@ -300,30 +304,62 @@ def _cmd_build(args: argparse.Namespace) -> int:
 def _cmd_denoise(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import numpy as np
+    from .denoising import denoise_run
+    from .images import read_image, suffix_of, write_image
 
-    from .denoising import denoise_run, load_signal
-    from .files import open_atomic
-
-    out = Path(args.output)
-    if not out.parent.is_dir():
-        raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
-    if out.is_dir() and not out.is_symlink():
-        raise UsageError(f"cannot write {out}: it is a folder; give a file name, e.g. "
-                         f"{out / 'out.npy'}")
-    # the file first: its errors are found in milliseconds, the formula's in seconds (every
-    # error is a FluxactError: one line, exit status 2, from main)
-    signal = load_signal(args.input, args.channel_axis)
+    paths = list(args.paths)
+    # the files take every positional argument; without --name the last one is the formula
+    if args.name is None and args.expr is None and len(paths) > (1 if args.out_dir else 2):
+        args.expr = paths.pop()
+    if args.out_dir is None:
+        if len(paths) != 2:
+            raise UsageError(f"give IN OUT, or several inputs with --out-dir DIR (got "
+                             f"{len(paths)} files)")
+        jobs = [(Path(paths[0]), Path(paths[1]))]
+    else:
+        folder = Path(args.out_dir)
+        if not folder.is_dir():
+            raise UsageError(f"--out-dir {folder} is not an existing folder")
+        jobs = [(Path(p), folder / Path(p).name) for p in paths]
+        names = [out for _, out in jobs]
+        if len(set(names)) != len(names):
+            raise UsageError("two inputs have the same name; --out-dir would write one over the "
+                             "other")
+    for source, out in jobs:  # every name first
+        suffix_of(source)
+        suffix_of(out)
+        if not out.parent.is_dir():
+            raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
+        if out.is_dir() and not out.is_symlink():
+            raise UsageError(f"cannot write {out}: it is a folder; give a file name, e.g. "
+                             f"{out / 'out.npy'}")
+    # the first file before the formula: its errors are found in milliseconds, the
+    # formula's in seconds
+    first = read_image(jobs[0][0], args.channel_axis)
     t = translation_from_args(args, default_kind="activation")
-    run = denoise_run(signal, t, time=args.time, tau=args.tau, stability=args.stability,
-                      scheme=args.scheme, boundary=args.boundary, h=args.h,
-                      spacing=args.spacing, coupling=args.coupling,
-                      channel_axis=args.channel_axis, max_cycle=args.max_cycle)
-    # OUT may be IN: the input is read whole, and the new file is renamed over it at the end
-    with open_atomic(out) as f:
-        np.save(f, run.output)
-    if not args.quiet:
-        print(f"{run.summary()}; wrote {out}")
+    bar = None
+    if len(jobs) > 1 and not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), unit="file", desc="fluxact denoise", leave=False)
+    for k, (source, out) in enumerate(jobs):
+        # every error is a FluxactError: one line, exit status 2, from main
+        image = first if k == 0 else read_image(source, args.channel_axis)
+        axis = -1 if image.colour and args.channel_axis is None else args.channel_axis
+        run = denoise_run(image.values, t, time=args.time, tau=args.tau,
+                          stability=args.stability, scheme=args.scheme,
+                          boundary=args.boundary, h=args.h, spacing=args.spacing,
+                          coupling=args.coupling, channel_axis=axis,
+                          max_cycle=args.max_cycle, progress=False if bar else None)
+        # OUT may be IN: the input is read whole, and the new file is renamed over it
+        note = write_image(out, run.output, image)
+        if bar is not None:
+            bar.update()
+        elif not args.quiet:
+            print(f"{run.summary()}; wrote {out}{f' ({note})' if note else ''}")
+    if bar is not None:
+        bar.close()
+        print(f"{len(jobs)} files filtered ({run.summary()}); wrote {args.out_dir}")
     return EXIT_OK
 
 
