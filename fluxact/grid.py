@@ -185,9 +185,11 @@ class GridDiffusion(torch.nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         self.check(u)
-        # tau as a float (one synchronisation on CUDA): the update is added in place
-        tau = float(self.time_step())
-        out = self._add(u.clone(), u, self.fluxes(u), tau)
+        tau = self.time_step()
+        if tau.requires_grad:  # tau depends on trainable parameters (g_max): keep its gradient
+            out = u - tau.to(device=u.device, dtype=u.dtype) * self.flux(u)
+        else:  # tau as a float (one synchronisation on CUDA): the update added in place
+            out = self._add(u.clone(), u, self.fluxes(u), float(tau))
         if self.stability == "linf" and not self.policy.unsafe:
             lo, hi = stencil_range(u, self.dims, self.boundary == "periodic")
             out = clamp_finite(out, lo, hi)

@@ -4,7 +4,8 @@ PNG and TIFF go through Pillow (the ``images`` extra), the imaging library that 
 writes both formats itself, without plugins or native codecs to install; imageio would add a
 layer over the same Pillow code for these formats. What Pillow keeps exactly, fluxact takes:
 
-- greyscale, 8-bit ("L") and 16-bit ("I;16"), PNG and TIFF; bilevel ("1") as 0 and 1;
+- greyscale, 8-bit ("L") and 16-bit ("I;16"), PNG and TIFF; bilevel ("1") as 0 and 1,
+  written back as 8-bit greyscale 0 to 255 (diffusion makes grey levels of it);
 - colour, 8-bit RGB (PNG and TIFF): an (H, W, 3) array filtered with channel axis -1;
 - float32 TIFF ("F"), greyscale.
 
@@ -92,7 +93,7 @@ def read_image(path: str | os.PathLike[str], channel_axis: int | None = None) ->
                 if getattr(im, "n_frames", 1) != 1:
                     raise SignalError(f"{name} holds {im.n_frames} frames; save one image per "
                                       "file (a volume: as one .npy array)")
-                mode, bits = im.mode, im.info.get("bits") or _tiff_bits(im)
+                mode, bits = im.mode, im.info.get("bits") or _tiff_bits(im) or _raw_bits(im)
                 if mode not in _MODES or (mode == "RGB" and bits not in (None, 8)):
                     raise SignalError(
                         f"{name} is a {mode} image{f' of {bits}-bit samples' if bits else ''}; "
@@ -101,16 +102,30 @@ def read_image(path: str | os.PathLike[str], channel_axis: int | None = None) ->
                 pixels = np.asarray(im)
     except SignalError:
         raise
-    except (OSError, ValueError, SyntaxError, pil.DecompressionBombWarning,
-            pil.DecompressionBombError) as exc:
-        raise SignalError(f"cannot read {name}: {' '.join(str(exc).split())[:120]}") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged file fails in Pillow's parsers
+        # with OSError, ValueError, SyntaxError, TypeError, KeyError, struct.error, ...
+        why = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise SignalError(f"cannot read {name}: {why}") from None
     dtype, colour = _MODES[mode]
     values = pixels.astype(np.float64)
     if min(values.shape[:2]) < 2:
         raise SignalError(f"{name} needs at least 2 pixels per axis, got {values.shape[:2]}")
     if channel_axis is not None and not colour:
         raise SignalError(f"{name} is a greyscale image: it has no channel axis")
+    if channel_axis is not None and channel_axis not in (-1, 2):
+        raise SignalError(f"{name} is an H x W x 3 colour image: its channel axis is -1 (or 2), "
+                          f"not {channel_axis}")
     return Image(values, np.dtype(dtype), colour)
+
+
+def _raw_bits(im: Any) -> int | None:
+    """16 where Pillow decodes 16-bit samples into an 8-bit mode (a 16-bit RGB PNG opens as
+    "RGB" with raw mode "RGB;16B": its low bytes would be dropped)."""
+    tile = getattr(im, "tile", None) or []
+    raw = tile[0].args if tile else None
+    if isinstance(raw, tuple):
+        raw = raw[0] if raw else None
+    return 16 if isinstance(raw, str) and ";16" in raw else None
 
 
 def _tiff_bits(im: Any) -> int | None:
@@ -133,8 +148,10 @@ def write_image(path: str | os.PathLike[str], values: np.ndarray, like: Image) -
             np.save(f, values)
         return ""
     pil = _pillow()
-    if np.issubdtype(like.dtype, np.integer) or like.dtype == np.bool_:
-        dtype = np.dtype(np.uint8) if like.dtype == np.bool_ else like.dtype
+    if like.dtype == np.bool_:  # diffused 0/1 values are grey levels: 8-bit, 0 to 255
+        values, like = values * 255, Image(values, np.dtype(np.uint8), like.colour)
+    if np.issubdtype(like.dtype, np.integer):
+        dtype = like.dtype
         if suffix == ".png" and dtype == np.uint16 and values.ndim == 3:
             raise SignalError(f"cannot write {os.fspath(path)}: 16-bit colour PNG is not "
                               "supported; write .npy")

@@ -358,8 +358,9 @@ class Operator(torch.nn.Module):
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
         """A pixel-grid operator's bounds (www's exact norm, the max-min step h^2 / ...) are
         computed from its h and alpha, not from the stencils: stencils of another h or alpha
-        loaded from a state dict would give a time step that does not hold. Refused, before
-        anything is loaded."""
+        loaded from a state dict would give a time step that does not hold. Refused before
+        this operator's entries are loaded (load_state_dict raises; entries of an enclosing
+        module visited earlier may already be loaded, as with any error it raises)."""
         if self.centres is not None:
             self._check_stencils(state_dict, prefix)
         super()._load_from_state_dict(state_dict, prefix, *args)

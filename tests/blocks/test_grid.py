@@ -306,3 +306,28 @@ def test_spacing_given_once() -> None:
         denoise_run(img, "linear", time=0.1, h=1.0, spacing=2.0)
     assert denoise_run(img, "linear", time=0.1,
                        spacing=torch.tensor([1.0, 2.0])).spacing == (1.0, 2.0)
+
+
+def test_a_trained_scale_of_g_gets_its_gradient_through_tau() -> None:
+    """g = a/(1 + s2) with a trainable: tau = 1/(2 a sum 1/h^2) depends on a, and the step's
+    gradient in a must be the derivative of the step (checked against finite differences)."""
+    g = diffusivity_to_torch("a/(1 + s2)", params={"a": 2.0}, trainable=("a",)).double()
+    g.backend = "torch"
+    block = GridDiffusion(g, spacing=(1.0, 1.0), stability="euclidean")
+    torch.manual_seed(6)
+    u = torch.randn(1, 1, 6, 7, dtype=F64)
+    assert torch.autograd.gradcheck(lambda a: _step_with(block, g, a, u), (
+        torch.tensor(2.0, dtype=F64, requires_grad=True),))
+
+
+def _step_with(block: GridDiffusion, g, a: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        g.a.copy_(a.detach())
+    saved = g.a
+    try:
+        del g.a
+        g.a = a  # the tensor gradcheck perturbs
+        return block(u)
+    finally:
+        del g.a
+        g.a = saved

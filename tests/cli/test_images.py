@@ -3,7 +3,8 @@ files at once, and one line for every bad file, with no output destroyed."""
 
 from __future__ import annotations
 
-import os
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +86,21 @@ def test_many_files_into_a_folder(tmp_path, capsys) -> None:
 
 
 def _corrupt(path: Path) -> None:
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(40))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(7).bytes(40))
+
+
+def _rgb16_png(path: Path, pixels: np.ndarray) -> None:
+    """A 16-bit RGB PNG written by hand (Pillow cannot write one): IHDR with bit depth 16 and
+    colour type 2, one unfiltered scanline per row, big-endian samples."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    h, w, _ = pixels.shape
+    rows = b"".join(b"\x00" + pixels[i].astype(">u2").tobytes() for i in range(h))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2,
+                                                                          0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
 
 
 @pytest.mark.parametrize("make, message", [
@@ -93,6 +108,7 @@ def _corrupt(path: Path) -> None:
     (lambda p: PIL.new("RGBA", (6, 5)).save(p), "RGBA image"),
     (lambda p: PIL.new("P", (6, 5)).save(p), "P image"),
     (lambda p: p.write_bytes(b"GIF89a"), "cannot read"),
+    (lambda p: _rgb16_png(p, np.full((4, 5, 3), 40000)), "RGB image of 16-bit samples"),
 ])
 def test_bad_files_get_one_line_and_keep_the_output(tmp_path, capsys, make, message) -> None:
     src, dst = tmp_path / "in.png", tmp_path / "out.png"
@@ -146,3 +162,19 @@ def test_the_formula_follows_the_files(tmp_path, capsys) -> None:
     code = main(["denoise", str(tmp_path / "0.png"), str(tmp_path / "x.png"),
                  "1/(1 + r**2/900)", "--from", "diffusivity", "--time", "1"])
     assert code == 0 and (tmp_path / "x.png").exists()
+
+
+def test_colour_axis_and_bilevel_images(tmp_path, capsys) -> None:
+    PIL.fromarray(np.zeros((6, 7, 3), np.uint8)).save(tmp_path / "rgb.tif")
+    with pytest.raises(SignalError, match="its channel axis is -1"):
+        read_image(tmp_path / "rgb.tif", channel_axis=0)
+    assert read_image(tmp_path / "rgb.tif", channel_axis=2).colour
+    bits = np.zeros((8, 8), bool)
+    bits[:, 4:] = True
+    PIL.fromarray(bits).save(tmp_path / "bw.png")
+    code, out, err = denoise([str(tmp_path / "bw.png"), str(tmp_path / "grey.png")], capsys)
+    assert code == 0, err
+    grey = np.asarray(PIL.open(tmp_path / "grey.png"))
+    assert grey.dtype == np.uint8 and grey.shape == (8, 8)
+    assert len(np.unique(grey)) > 2  # the diffused edge is kept as grey levels (0/1 x 255)
+    assert np.all(np.diff(grey[0].astype(int)) > 0) and grey[0, 0] < 128 < grey[0, -1]
