@@ -6,6 +6,8 @@ TRITON_INTERPRET=1 on the CPU (tests/conftest.py), compiled on a GPU."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import fluxact
@@ -258,9 +260,13 @@ def test_fused_steps_keep_the_max_min_principle_exactly(dtype: str) -> None:
     to rounding, not bitwise)."""
     dt = getattr(torch, dtype)
     gen = torch.Generator().manual_seed(14)
+    # about 13% of these signals round below min f without the clamp (issue 14: 270 of
+    # 2,000), so CI's 60 per case miss them all with probability 0.87^60 < 1e-3; the
+    # interpreter's time grows with the count
+    count = 60 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 200
 
     def signals(shape):
-        return (10.0 ** (12 * torch.rand((200, 1, *shape), generator=gen,
+        return (10.0 ** (12 * torch.rand((count, 1, *shape), generator=gen,
                                          dtype=torch.float64) - 6)).to(DEVICE, dt)
 
     def inside(out, f):
