@@ -27,8 +27,9 @@ demo: install
 lint: install-dev
 	$(BIN)/ruff check .
 
+# one worker per core (pytest-xdist; tests/conftest.py gives each worker one torch thread)
 test: install-dev lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

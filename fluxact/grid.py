@@ -170,7 +170,7 @@ class GridDiffusion(torch.nn.Module):
 
     def _add(self, out: torch.Tensor, u: torch.Tensor, fluxes: list[torch.Tensor],
              scale: float) -> torch.Tensor:
-        """out + scale K^T F, in place: (K^T F)_p = sum_i (F_i,p-e_i - F_i,p) / h_i."""
+        """out - scale K^T F, in place: (K^T F)_p = sum_i (F_i,p-e_i - F_i,p) / h_i."""
         periodic = self.boundary == "periodic"
         axes = range(u.dim() - self.dims, u.dim())
         for axis, h, f in zip(axes, self.spacing, fluxes):

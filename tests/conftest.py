@@ -39,4 +39,22 @@ def _interpret_triton_without_gpu() -> None:
         os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
+
 _interpret_triton_without_gpu()
+
+
+def _one_thread_per_worker() -> None:
+    """Under pytest-xdist (`make test` runs one worker per core) each worker computes with one
+    torch thread: two workers with two threads each on two cores would oversubscribe them, and
+    torch's small tensor operations are many times slower then."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    os.environ["OMP_NUM_THREADS"] = "1"  # and for the child processes tests start
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
+_one_thread_per_worker()
