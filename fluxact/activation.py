@@ -19,7 +19,7 @@ from types import ModuleType
 
 from .codegen.prepare import ActivationSpec, prepare, require_defaults
 from .codegen.render import render
-from .runtime import Activation
+from .runtime import ROLES, Activation
 from .translator.errors import FluxactWarning
 from .translator.translation import Translation, translate
 
@@ -125,7 +125,9 @@ def as_activation(obj: object, kind: str | None = None, *, role: str = "activati
     entry: "perona-malik-rational" is never read as the formula perona - malik - rational),
     or formula text of the given ``kind``. ``role``: "activation" (Phi, for DiffusionBlock and
     denoise; formula text needs ``kind``) or "diffusivity" (g read as a function of
-    s2 = |s|^2 for the coupled blocks, ``diffusivity_to_torch``; text is a diffusivity).
+    s2 = |s|^2 for the coupled blocks and the isotropic flux, ``diffusivity_to_torch``: of an
+    entry or Translation of any kind its g; text is a diffusivity in s2 unless ``kind`` says
+    what it is).
     ``tau`` and ``alpha``: the dictionary's step and scaling for a formula (P1 Table 1; None:
     translate's defaults). What cannot apply is refused: params=, trainable=, tau= or alpha=
     with an Activation, params=, tau= or alpha= with a Translation."""
@@ -133,8 +135,8 @@ def as_activation(obj: object, kind: str | None = None, *, role: str = "activati
     from .translator.catalogue import CatalogueEntry, catalogue
     from .translator.errors import FormulaError
 
-    if role not in ("activation", "diffusivity"):
-        raise StabilityError(f"unknown role {role!r}; use 'activation' or 'diffusivity'")
+    if role not in ROLES:
+        raise StabilityError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
     if isinstance(obj, Activation):
         obj.check_role(role)
         if params or trainable or tau is not None or alpha is not None:
@@ -156,6 +158,11 @@ def as_activation(obj: object, kind: str | None = None, *, role: str = "activati
             raise StabilityError(f"expected a diffusivity g (formula text, a catalogue name, "
                                  f"a Translation or fluxact.diffusivity_to_torch(...)), got "
                                  f"{type(obj).__name__}")
+        if tau is not None or alpha is not None or (isinstance(obj, str) and kind is not None):
+            # a formula of the given kind (any of the four: its g, P1 Table 1)
+            table = {k: v for k, v in (("tau", tau), ("alpha", alpha)) if v is not None}
+            obj, params = translate(obj, kind, params=params, convention=convention,
+                                    **table), None
         return diffusivity_to_torch(obj, params=params, trainable=trainable,
                                     convention=convention or "s2")
     if not isinstance(obj, Translation | CatalogueEntry | str):

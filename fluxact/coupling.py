@@ -151,9 +151,11 @@ class CoupledDiffusionBlock2D(torch.nn.Module):
                  alpha: float = WWW_ALPHA, sigma: float | None = None,
                  fused: bool | None = None) -> None:
         super().__init__()
-        from .activation import as_activation
+        if not isinstance(g, Activation) or params or trainable:
+            # generation needs SymPy; an Activation (role checked by CoupledActivation) not
+            from .activation import as_activation
 
-        g = as_activation(g, role="diffusivity", params=params, trainable=trainable)
+            g = as_activation(g, role="diffusivity", params=params, trainable=trainable)
         self.K = Operator.grid(operator, h, sigma=sigma, alpha=alpha)
         self.phi = CoupledActivation(g, mode, couple_images)
         if stability not in ("euclidean", "linf"):
@@ -233,9 +235,11 @@ class MultiscaleDiffusionBlock2D(torch.nn.Module):
                  trainable: tuple[str, ...] = (), beta: float = 1.0, train_tau: bool = False
                  ) -> None:
         super().__init__()
-        from .activation import as_activation
+        if not isinstance(g, Activation) or params or trainable:
+            # generation needs SymPy; an Activation (role checked by CoupledActivation) not
+            from .activation import as_activation
 
-        g = as_activation(g, role="diffusivity", params=params, trainable=trainable)
+            g = as_activation(g, role="diffusivity", params=params, trainable=trainable)
         sigmas = [float(x) for x in sigmas]
         if not sigmas:
             raise StabilityError("give at least one scale")

@@ -35,7 +35,7 @@ import numbers
 import os
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -238,24 +238,6 @@ def _activation(nonlinearity: Any, kind: str | None, params: Mapping[str, object
         return nonlinearity  # as it is, without importing the code generator
     from .activation import as_activation  # refuses what cannot apply
 
-    if role == "diffusivity" and not isinstance(nonlinearity, Activation):
-        from .translator.catalogue import catalogue
-        from .translator.errors import FormulaError
-        from .translator.translation import Translation, translate
-
-        # any of the four forms: its g, from the translation (P1 Table 1)
-        obj = nonlinearity
-        if isinstance(obj, str):  # a name is always the entry (as_activation)
-            try:
-                obj = catalogue.lookup(obj)
-            except FormulaError:
-                if kind is None:
-                    raise  # one line naming the closest entries
-        if not isinstance(obj, Translation):
-            table = {k: v for k, v in (("tau", table_tau), ("alpha", table_alpha))
-                     if v is not None}
-            obj = translate(obj, kind, params=params, convention=convention, **table)
-        return as_activation(obj, role="diffusivity")
     return as_activation(nonlinearity, kind, role=role, params=params, convention=convention,
                          tau=table_tau, alpha=table_alpha)
 
@@ -314,39 +296,26 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
     stability = stability or ("euclidean" if scheme == "fsi" else "linf")
     cycle = None
     with torch.no_grad():
-        if scheme == "implicit":
-            probe = ImplicitBlock(act, K, tau=tau, unsafe=unsafe)
-            step_max = _step(probe, h)
-            n = _count(time, step_max)
-            inner = min(time / n, step_max)
-            block: torch.nn.Module = ImplicitBlock(act, K, tau=inner, unsafe=unsafe)
+        if scheme == "implicit":  # its tau is a contraction's, not a stability bound
+            block, n, inner, _ = _plan(lambda t: ImplicitBlock(act, K, tau=t, unsafe=unsafe),
+                                       tau, time, h, bound=False)
             bound, steps = None, n
+        elif scheme == "explicit":
+            block, n, inner, bound = _plan(
+                lambda t: DiffusionBlock(act, K, stability=stability, tau=t, unsafe=unsafe),
+                tau, time, h, bound=not unsafe)
+            steps = n
         else:
             probe = DiffusionBlock(act, K, stability=stability, tau=tau, unsafe=unsafe)
             step_max = _step(probe, h)
             bound = None if unsafe else float(probe.tau_max())
-            if scheme == "explicit":
-                n = _count(time, step_max)
-                inner, steps = min(time / n, step_max), n  # never an ulp above the bound
-                block = DiffusionBlock(act, K, stability=stability, tau=inner, unsafe=unsafe)
-            else:
-                cycles, cycle = _fsi_plan(time, step_max, max_cycle)
-                _cap(cycles * cycle, time, step_max)
-                inner = min(time / (cycles * cycle * (cycle + 1) / 3), step_max)
-                steps, n = cycles * cycle, cycles
-                block = FSIBlock(act, K, cycle=cycle, stability=stability, tau=inner,
-                                 unsafe=unsafe)
-        bar = _progress(progress, steps)
-        per_call = cycle or 1
-        done = 0
-        while done < n:  # explicit steps in chunks (one launch each with the fused kernels)
-            chunk = min(n - done, CHUNK) if scheme == "explicit" else 1
-            u = block.run(u, chunk) if scheme == "explicit" else block(u)
-            done += chunk
-            if bar is not None:
-                bar.update(chunk * per_call)
-        if bar is not None:
-            bar.close()
+            cycles, cycle = _fsi_plan(time, step_max, max_cycle)
+            _cap(cycles * cycle, time, step_max)
+            inner = min(time / (cycles * cycle * (cycle + 1) / 3), step_max)
+            steps, n = cycles * cycle, cycles
+            block = FSIBlock(act, K, cycle=cycle, stability=stability, tau=inner, unsafe=unsafe)
+        u = _evolve(block, u, n, explicit=scheme == "explicit", per_call=cycle or 1,
+                    progress=progress)
     _check_finite(u, a)
     return DenoiseRun(output=u.reshape(u.shape[2:]).cpu().numpy(), scheme=scheme, steps=steps,
                       tau=inner, bound=bound, cycle=cycle, stability=stability,
@@ -389,26 +358,43 @@ def _grid_run(u: torch.Tensor, a: np.ndarray, nonlinearity: Any, kind: str | Non
     options = {"coupling": coupling, "spacing": spacing, "boundary": boundary,
                "stability": stability, "unsafe": unsafe}
     with torch.no_grad():
-        probe = GridDiffusion(act, tau=tau, **options)
-        step_max = _step(probe, min(spacing))
-        bound = None if unsafe else float(probe.tau_max())
-        n = _count(time, step_max)
-        inner = min(time / n, step_max)  # never an ulp above the bound
-        block = GridDiffusion(act, tau=inner, **options)
-        bar = _progress(progress, n)
-        done = 0
-        while done < n:
-            chunk = min(n - done, CHUNK)
-            u = block.run(u, chunk)
-            done += chunk
-            if bar is not None:
-                bar.update(chunk)
-        if bar is not None:
-            bar.close()
+        block, n, inner, bound = _plan(lambda t: GridDiffusion(act, tau=t, **options), tau,
+                                       time, min(spacing), bound=not unsafe)
+        u = _evolve(block, u, n, explicit=True, per_call=1, progress=progress)
     _check_finite(u, a)
     return DenoiseRun(output=u.reshape(a.shape).cpu().numpy(), scheme="explicit", steps=n,
                       tau=inner, bound=bound, cycle=None, stability=stability,
                       coupling=coupling, spacing=spacing, channels=u.shape[1])
+
+
+def _plan(make: Callable[[float | None], Any], tau: float | None, time: float, h: float, *,
+          bound: bool) -> tuple[Any, int, float, float | None]:
+    """(block, n, tau', its bound or None): ``make(tau)`` gives the block of a step of the
+    automatic or the given tau; n = ceil(time / step) steps of tau' = time / n, never an ulp
+    above that step."""
+    probe = make(tau)
+    step_max = _step(probe, h)
+    limit = float(probe.tau_max()) if bound else None
+    n = _count(time, step_max)
+    inner = min(time / n, step_max)
+    return make(inner), n, inner, limit
+
+
+def _evolve(block: Any, u: torch.Tensor, n: int, *, explicit: bool, per_call: int,
+            progress: bool | None) -> torch.Tensor:
+    """n calls of ``block`` (each ``per_call`` flux evaluations) with the progress bar; explicit
+    steps in chunks of CHUNK (one launch each with the fused kernels)."""
+    bar = _progress(progress, n * per_call)
+    done = 0
+    while done < n:
+        chunk = min(n - done, CHUNK) if explicit else 1
+        u = block.run(u, chunk) if explicit else block(u)
+        done += chunk
+        if bar is not None:
+            bar.update(chunk * per_call)
+    if bar is not None:
+        bar.close()
+    return u
 
 
 def _check_finite(u: torch.Tensor, a: np.ndarray) -> None:

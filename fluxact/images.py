@@ -77,8 +77,8 @@ def suffix_of(path: str | os.PathLike[str]) -> str:
 
 def read_image(path: str | os.PathLike[str], channel_axis: int | None = None) -> Image:
     """The pixels of a .npy, PNG or TIFF file (see the module docstring)."""
-    name = os.fspath(path)
-    if suffix_of(path) == ".npy":
+    name, suffix = os.fspath(path), suffix_of(path)
+    if suffix == ".npy":
         a = load_signal(path, channel_axis)
         return Image(a.astype(np.float64), np.dtype(np.float64), False)
     pil = _pillow()
@@ -86,10 +86,9 @@ def read_image(path: str | os.PathLike[str], channel_axis: int | None = None) ->
         with warnings.catch_warnings():
             warnings.simplefilter("error", pil.DecompressionBombWarning)
             with pil.open(path) as im:
-                if im.format != PILLOW_FORMATS[suffix_of(path)]:
+                if im.format != PILLOW_FORMATS[suffix]:
                     raise SignalError(f"{name} holds a {im.format} image, not "
-                                      f"{PILLOW_FORMATS[suffix_of(path)]}; name it after its "
-                                      "format")
+                                      f"{PILLOW_FORMATS[suffix]}; name it after its format")
                 if getattr(im, "n_frames", 1) != 1:
                     raise SignalError(f"{name} holds {im.n_frames} frames; save one image per "
                                       "file (a volume: as one .npy array)")

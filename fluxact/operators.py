@@ -209,8 +209,7 @@ class Operator(torch.nn.Module):
         if isinstance(alpha, bool) or not (isinstance(alpha, int | float) and 0 <= alpha <= 0.5):
             raise StabilityError(f"alpha of the www operator must be in [0, 1/2], got "
                                  f"{alpha!r}")
-        stencils = _stencils("central_gradient" if operator == "gaussian_gradient" else operator,
-                             float(h), float(alpha))
+        stencils = _stencils(operator, float(h), float(alpha))
         # float64 (cast to the input's dtype on use): a .double() block gets weights such as
         # sqrt((1 - alpha) / 4) exact, not rounded through float32
         op = cls([k for k, _ in stencils], dims=2, name=operator)
@@ -367,9 +366,8 @@ class Operator(torch.nn.Module):
 
     def _check_stencils(self, state_dict: Any, prefix: str) -> None:
         assert self.spacing is not None and self.alpha is not None
-        name = "central_gradient" if self.name == "gaussian_gradient" else self.name
         expected = {f"kernel{k}": w.reshape(1, 1, *w.shape)
-                    for k, (w, _) in enumerate(_stencils(name, self.spacing, self.alpha))}
+                    for k, (w, _) in enumerate(_stencils(self.name, self.spacing, self.alpha))}
         if self.sigma is not None:  # its norm <= 1 enters the bound
             expected["smooth"] = gaussian_kernel(self.sigma, self.spacing)
         for key, want in expected.items():
@@ -491,7 +489,7 @@ def _stencils(operator: str, h: float, alpha: float = WWW_ALPHA
     t = lambda rows: torch.tensor(rows, dtype=torch.float64)  # noqa: E731
     if operator == "gradient":  # forward differences D+x, D+y
         return [(t([[-1.0, 1.0]]) / h, (0, 0)), (t([[-1.0], [1.0]]) / h, (0, 0))]
-    if operator == "central_gradient":
+    if operator in ("central_gradient", "gaussian_gradient"):  # (the latter smooths first)
         return [(t([[-0.5, 0.0, 0.5]]) / h, (0, 1)), (t([[-0.5], [0.0], [0.5]]) / h, (1, 0))]
     if operator == "laplacian":
         return [(t([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]) / h**2, (1, 1))]
