@@ -12,6 +12,14 @@ symbolically, plus the values at which the generated code must not produce NaN:
 - ``repairs``: for each output, its limits at 0 and at +-oo (SymPy, in the parameters). The
   template replaces a NaN of floating point (0*inf, inf/inf in an underflowed or overflowed
   intermediate, e.g. Weickert's Phi' next to 0) by the limit of the region it lies in.
+
+Where Phi(r; p) = A(p) F(r/c(p)) with F free of the parameters (translator/scaling.py, a proof
+by SymPy, not a sample), the outputs are written in the reduced variable x = r/c, which the
+code computes first (``reduced``): Phi = A F(x), Phi' = (A/c) F'(x) and
+dPhi/dp = A'(p) F(x) - A (c'(p)/c) x F'(x). Then no intermediate leaves float range only because
+a parameter is extreme (Perona-Malik's r^2/lam^2 or Charbonnier's lam r overflow at lam = 1e200
+where Phi is an ordinary number), and the repair decides its region on x, the argument F
+really sees.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from ..translator.errors import ParameterError, missing_value
 from ..translator.facts import StabilityFacts
 from ..translator.nonlinearity import KINDS, exact_number, parameter_values
 from ..translator.parse import normal_name, parameter_symbol
+from ..translator.scaling import activation_scaling
 from ..translator.translation import Translation, symbolic_forms
 from .errors import CodegenError
 from .names import check_parameter_names, class_name, python_name
@@ -43,6 +52,9 @@ from .stability import stability_facts
 REPAIR_NEAR = 2.0**-40
 REPAIR_FAR = 2.0**40
 
+#: the reduced variable x = r/c of a scaled activation; no parameter's name starts with '_'
+REDUCED = sp.Symbol("_xr", real=True)
+
 
 @dataclass(frozen=True, slots=True)
 class ActivationSpec:
@@ -51,7 +63,9 @@ class ActivationSpec:
     ``outputs`` pairs a name with an expression in ``variable`` and the parameter symbols:
     "phi" (Phi), "dphi" (Phi') and "dphi_<p>" for each trainable p. ``repairs`` pairs the same
     names with the (limit at 0, limit at +oo, limit at -oo) used where floating point gives NaN;
-    None where a limit is not finite or SymPy found none in its budget.
+    None where a limit is not finite or SymPy found none in its budget. ``reduced``: None, or
+    (x, r/c) when the outputs are written in the reduced variable x of Phi = A F(r/c); the
+    limits are then those in x.
     """
 
     name: str  # a Python identifier
@@ -68,10 +82,22 @@ class ActivationSpec:
     repairs: tuple[tuple[str, tuple[sp.Expr | None, sp.Expr | None, sp.Expr | None]], ...]
     digest: str
     stability: StabilityFacts | None = None
+    reduced: tuple[sp.Symbol, sp.Expr] | None = None
 
     @property
     def class_name(self) -> str:
         return class_name(self.name)
+
+    @property
+    def argument(self) -> sp.Symbol:
+        """The symbol the outputs and the repair regions are written in (r, or x = r/c)."""
+        return self.variable if self.reduced is None else self.reduced[0]
+
+    @property
+    def phi(self) -> sp.Expr:
+        """Phi in the variable r."""
+        phi = self.output("phi")
+        return phi if self.reduced is None else phi.xreplace({self.reduced[0]: self.reduced[1]})
 
     def output(self, name: str) -> sp.Expr:
         return dict(self.outputs)[name]
@@ -112,8 +138,14 @@ def prepare(
             raise ParameterError(f"parameter {p!r} must be positive, got {d}")
     trainable = tuple(p for p in params if p in set(trainable))
     symbolic = _symbolic_activation(t)
-    outputs = _outputs(symbolic, nl.variable, trainable)
-    repairs = tuple((key, _repair(expr, nl.variable)) for key, expr in outputs)
+    scaled = _scaled_outputs(symbolic, nl.variable, trainable)
+    if scaled is None:
+        reduced = None
+        outputs = _outputs(symbolic, nl.variable, trainable)
+    else:
+        reduced, outputs = scaled
+    argument = nl.variable if reduced is None else reduced[0]
+    repairs = tuple((key, _repair(expr, argument)) for key, expr in outputs)
     ident = python_name(name or nl.name or "activation")
     facts = stability_facts(t, trainable) if facts is None else facts
     description = {
@@ -130,7 +162,7 @@ def prepare(
         name=ident, formula=nl.text, kind=nl.kind, convention=nl.convention, tau=str(t.tau),
         alpha=str(t.alpha), variable=nl.variable, params=params, defaults=defaults,
         trainable=trainable, outputs=outputs, repairs=repairs, digest=digest,
-        stability=facts,
+        stability=facts, reduced=reduced,
     )
 
 
@@ -158,6 +190,29 @@ def _outputs(phi: sp.Expr, r: sp.Symbol, trainable: tuple[str, ...]
     out = [("phi", real_form(phi)), ("dphi", derivative(phi, r, r))]
     out += [(f"dphi_{p}", derivative(phi, parameter_symbol(p), r)) for p in trainable]
     return tuple(out)
+
+
+@lru_cache(maxsize=256)
+def _scaled_outputs(phi: sp.Expr, r: sp.Symbol, trainable: tuple[str, ...]
+                    ) -> tuple[tuple[sp.Symbol, sp.Expr] | None, tuple[tuple[str, sp.Expr], ...]
+                               ] | None:
+    """The outputs in x = r/c where Phi = A F(r/c) (with (x, r/c), or None for c = 1), else
+    None: Phi = A F(x), Phi' = (A/c) F'(x), dPhi/dp = A'(p) F(x) - A (c'(p)/c) x F'(x)."""
+    params = tuple(sorted(phi.free_symbols - {r}, key=lambda p: p.name))
+    found = activation_scaling(phi, r, params, REDUCED)
+    if found is None:
+        return None
+    x, A, c = REDUCED, found.amplitude, found.scale
+    F = found.reduced
+    dF = derivative(F, x, x)
+    out = [("phi", real_form(A * F)), ("dphi", sp.powsimp(A / c) * dF)]
+    for p in trainable:
+        ps = parameter_symbol(p)
+        out.append((f"dphi_{p}", sp.diff(A, ps) * real_form(F)
+                    - sp.powsimp(A * sp.diff(c, ps) / c) * x * dF))
+    if c == 1:  # x = r: no variable of its own
+        return None, tuple((key, expr.xreplace({x: r})) for key, expr in out)
+    return (x, r / c), tuple(out)
 
 
 def real_form(expr: sp.Expr) -> sp.Expr:
@@ -212,7 +267,7 @@ def _denominators(expr: sp.Expr) -> set[sp.Expr]:
 
 def derivative(expr: sp.Expr, wrt: sp.Symbol, r: sp.Symbol) -> sp.Expr:
     """d expr / d wrt for code: point branches dropped, DiracDelta = 0, 0/0 at r = 0 filled."""
-    smooth = _drop_point_branches(expr, r)
+    smooth = _with_signs(_drop_point_branches(expr, r))
     d = sp.diff(smooth, wrt)
     d = d.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
     d = sp.piecewise_fold(d)
@@ -234,6 +289,28 @@ def derivative(expr: sp.Expr, wrt: sp.Symbol, r: sp.Symbol) -> sp.Expr:
     return real_form(fill_removable(_drop_point_branches(d, r), r, "the derivative").expr)
 
 
+def _with_signs(expr: sp.Expr) -> sp.Expr:
+    """u/|u| written sign(u) (the same function where u != 0): its derivative is then 0, not
+    sqrt(2)/|u| - sqrt(2) sign(u)/u, which rounds to a number that is not 0 (Huber's Phi')."""
+    def is_ratio(e: sp.Basic) -> bool:
+        return isinstance(e, sp.Mul) and any(
+            isinstance(f, sp.Pow) and f.exp == -1 and isinstance(f.base, sp.Abs)
+            and f.base.args[0] in e.args for f in e.args)
+
+    def signed(e: sp.Mul) -> sp.Expr:
+        for f in e.args:
+            if (isinstance(f, sp.Pow) and f.exp == -1 and isinstance(f.base, sp.Abs)
+                    and f.base.args[0] in e.args):
+                u = f.base.args[0]
+                rest = list(e.args)
+                rest.remove(f)
+                rest.remove(u)
+                return sp.Mul(sp.sign(u), *rest)
+        return e
+
+    return expr.replace(is_ratio, signed)
+
+
 def _drop_point_branches(expr: sp.Expr, r: sp.Symbol) -> sp.Expr:
     """Piecewise branches that hold at single points (Eq(r, 0), Eq(r**2, 0)) removed: the rest
     is the same function almost everywhere, and its derivative is what the code needs."""
@@ -250,13 +327,51 @@ def _drop_point_branches(expr: sp.Expr, r: sp.Symbol) -> sp.Expr:
 @lru_cache(maxsize=1024)
 def _repair(expr: sp.Expr, r: sp.Symbol) -> tuple[sp.Expr | None, sp.Expr | None, sp.Expr | None]:
     """(limit at 0, at +oo, at -oo) of expr, each None unless finite."""
-    def finite_limit(point: object, direction: str) -> sp.Expr | None:
-        value = attempt(lambda: sp.limit(expr, r, point, direction), LIMIT_SECONDS)
-        if value is None or value.has(sp.oo, -sp.oo, sp.zoo, sp.nan, sp.Limit, sp.AccumBounds):
-            return None
-        return value
-
-    at0_right = finite_limit(0, "+")
-    at0_left = finite_limit(0, "-")
+    at0_right = _finite_limit(expr, r, 0, "+")
+    at0_left = _finite_limit(expr, r, 0, "-")
     at0 = at0_right if at0_right is not None and at0_right == at0_left else None
-    return at0, finite_limit(sp.oo, "-"), finite_limit(-sp.oo, "+")
+    return at0, _finite_limit(expr, r, sp.oo, "-"), _finite_limit(expr, r, -sp.oo, "+")
+
+
+def _finite_limit(expr: sp.Expr, r: sp.Symbol, point: object, direction: str
+                  ) -> sp.Expr | None:
+    """The limit of expr as r -> point from ``direction``, None unless SymPy finds it finite.
+    A Piecewise SymPy cannot take the limit of whole (Huber's at +oo) has the limit of the
+    piece whose condition holds on a whole one-sided neighbourhood of the point, when the
+    conditions before it are shown to fail on one."""
+    value = attempt(lambda: sp.limit(expr, r, point, direction), LIMIT_SECONDS)
+    if value is not None and not value.has(sp.oo, -sp.oo, sp.zoo, sp.nan, sp.Limit,
+                                            sp.AccumBounds):
+        return value
+    folded = attempt(lambda: sp.piecewise_fold(expr), LIMIT_SECONDS)
+    if not isinstance(folded, sp.Piecewise):
+        return None
+    for piece, cond in folded.args:
+        holds = _eventually(cond, r, point, direction)
+        if holds is None:
+            return None
+        if holds:
+            return _finite_limit(piece, r, point, direction)
+    return None
+
+
+def _eventually(cond: sp.Basic, r: sp.Symbol, point: object, direction: str) -> bool | None:
+    """Whether ``cond`` holds for every r close enough to ``point`` on the ``direction`` side
+    (True), fails for every such r (False), or neither is shown (None). A relation a ~ b is
+    decided by the sign of lim (a - b), which must be a number other than 0 or +-oo."""
+    if cond in (sp.true, sp.false):
+        return bool(cond)
+    if isinstance(cond, (sp.And, sp.Or, sp.Not)):
+        parts = [_eventually(a, r, point, direction) for a in cond.args]
+        if isinstance(cond, sp.Not):
+            return None if parts[0] is None else not parts[0]
+        if isinstance(cond, sp.And):
+            return False if False in parts else (None if None in parts else True)
+        return True if True in parts else (None if None in parts else False)
+    if not isinstance(cond, sp.core.relational.Relational):
+        return None
+    d = attempt(lambda: sp.limit(cond.lhs - cond.rhs, r, point, direction), LIMIT_SECONDS)
+    if d is None or d == 0 or not (d.is_extended_real and (d.is_number or d.is_infinite)):
+        return None
+    value = cond.func(d, 0)
+    return bool(value) if value in (sp.true, sp.false) else None

@@ -22,7 +22,7 @@ from __future__ import annotations
 import keyword
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -324,6 +324,8 @@ class _Printer(CodePrinter):
             return self._print_hypot_quotient(expr)
         if isinstance(expr, sp.Mul) and _power_ratio(expr) is not None:
             return self._print_power_ratio(expr)
+        if isinstance(expr, sp.Mul) and _reciprocal_power(expr) is not None:
+            return self._print_reciprocal_power(expr)
         if isinstance(expr, (sp.Add, sp.Mul)):
             return super()._print(expr, **kwargs)
         if isinstance(expr, (expm1, hypot)):  # from stable_form
@@ -392,6 +394,18 @@ class _Printer(CodePrinter):
         return f"({self.parenthesize(sp.Mul(*rest), sp.printing.precedence.PRECEDENCE['Mul'])}"\
                f"*{power})"
 
+    def _print_reciprocal_power(self, expr: sp.Mul) -> str:
+        """c / v**n as c*(1/v)**n (_integer_power): 3.3/x**8 is 0 in fp32 from x = 6e4 on,
+        3.3*(1/x)**8 only where the value underflows."""
+        down = _reciprocal_power(expr)
+        assert down is not None
+        power = self._integer_power(down.base, int(down.exp))
+        rest = [f for f in expr.args if f is not down]
+        if not rest:
+            return power
+        return f"({self.parenthesize(sp.Mul(*rest), sp.printing.precedence.PRECEDENCE['Mul'])}"\
+               f"*{power})"
+
     # -- atoms ---------------------------------------------------------------------------------
 
     def _print_Symbol(self, expr: sp.Symbol) -> str:
@@ -442,11 +456,16 @@ class _Printer(CodePrinter):
         return self._apply(POWERS["pow"], {"x": self._print(base), "y": self._print(exponent)})
 
     def _integer_power(self, base: sp.Basic, n: int) -> str:
-        """x**n as products: (x*x), (x*x*x), squarings into temporaries above 3; 1/x**-n."""
+        """x**n as products: (x*x), (x*x*x), squarings into temporaries above 3; for n < -1
+        the same of 1/x, which underflows gradually where x**-n overflows (1/x**8 is 0 in
+        fp32 from x = 6e4 on, (1/x)**8 keeps digits down to 1e-45: Weickert's F(x) at large
+        x); 1/x for n = -1."""
         if n == 0:
             return "1.0"
+        if n == -1:
+            return f"(1.0/{self._integer_power(base, 1)})"
         if n < 0:
-            return f"(1.0/{self._integer_power(base, -n)})"
+            return self._power_of_name(self.bind(f"1.0/{self._integer_power(base, 1)}"), -n)
         text = self._print(base)
         if n == 1:
             return text if _is_atomic(text) else f"({text})"
@@ -620,6 +639,15 @@ def _power_ratio(expr: sp.Mul) -> tuple[sp.Pow, sp.Pow] | None:
     return None
 
 
+def _reciprocal_power(expr: sp.Mul) -> sp.Pow | None:
+    """A factor v**-n (n >= 2 an integer, v not a number) of a product, or None."""
+    for f in expr.args:
+        if (isinstance(f, sp.Pow) and f.exp.is_Integer and f.exp <= -2
+                and f.base.free_symbols):
+            return f
+    return None
+
+
 def _inline_hypot_powers(replacements: list[tuple[sp.Symbol, sp.Basic]],
                          reduced: list[sp.Basic]
                          ) -> tuple[list[tuple[sp.Symbol, sp.Basic]], list[sp.Basic]]:
@@ -699,6 +727,7 @@ def lower(
     target: str,
     *,
     variable: sp.Symbol | None = None,
+    given: Sequence[tuple[sp.Symbol, sp.Expr]] = (),
 ) -> Lowered:
     """Print ``outputs`` (output name -> expression) for ``target`` ("triton" or "torch"),
     sharing common subexpressions (sympy.cse over all outputs together).
@@ -707,7 +736,9 @@ def lower(
     {r: "x", lam: "lam"}). ``variable`` is the symbol whose tensor the results take the shape
     of (default: the first symbol of ``names``): a result that does not depend on it (Phi = 0,
     Psi = lam**2) is printed as a tensor of its shape (tl.full / torch.full_like, or
-    ``c + zeros``), so that every result is a tensor like the input. Raises CodegenError,
+    ``c + zeros``), so that every result is a tensor like the input. ``given``: symbols the
+    outputs use, each with its expression in the symbols of ``names`` (and of the ones before
+    it), computed first in that order (the reduced variable x = r/c). Raises CodegenError,
     naming the output and the sub-expression, for anything that has no lowering.
     """
     if target not in TARGETS:
@@ -718,6 +749,9 @@ def lower(
         variable = next(iter(checked), None)
     like = checked.get(variable) if variable is not None else None
     prefix = _temporary_prefix(checked)
+    given = [(symbol, fold_constants(stable_form(fold_constants(expr))))
+             for symbol, expr in given]
+    placeholders = {**checked, **{symbol: f"_given{k}" for k, (symbol, _) in enumerate(given)}}
 
     forms: dict[str, sp.Expr] = {}
     for out, expr in outputs.items():
@@ -731,7 +765,7 @@ def lower(
             )
         folded = fold_constants(stable_form(fold_constants(expr)))
         try:  # a first pass on the whole form, so an error names the form's own sub-expression
-            printer_class(checked, like=like, prefix=prefix).doprint(folded)
+            printer_class(placeholders, like=like, prefix=prefix).doprint(folded)
         except CodegenError as exc:
             raise CodegenError(f"output {out!r}: {exc}") from None
         forms[out] = folded
@@ -740,7 +774,7 @@ def lower(
     replacements, reduced = _inline_hypot_powers(replacements, reduced)
     tensors: set[sp.Basic] = {variable} if variable is not None else set()
     printer = printer_class(checked, like=like, tensors=tensors, prefix=prefix)
-    for symbol, expr in replacements:
+    for symbol, expr in [*given, *replacements]:
         printer.names[symbol] = printer.bind(printer.doprint(expr))
         printer.definitions[symbol] = expr.xreplace(printer.definitions)
         if expr.free_symbols & printer.tensors:

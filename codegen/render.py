@@ -78,7 +78,7 @@ def _lowered(spec: ActivationSpec, keys: list[str], target: str,
     outputs: dict[str, sp.Expr] = {}
     repaired: list[str] = []
     repairs = dict(spec.repairs)
-    r = spec.variable
+    r = spec.argument
     extended = dict(names)
     for key in keys:
         out = code[key]
@@ -96,11 +96,12 @@ def _lowered(spec: ActivationSpec, keys: list[str], target: str,
             (raw, True),
         )
         repaired.append(out)
-    lowered = lower(outputs, extended, target, variable=r)
+    lowered = lower(outputs, extended, target, variable=spec.variable,
+                    given=() if spec.reduced is None else (spec.reduced,))
     if "phi" in keys and _swallows_nan(spec.output("phi")):
         # where/min/max/comparisons may map a NaN input to a number (hard shrinkage: NaN ->
         # 0); Phi of NaN is NaN
-        x = names[r]
+        x = names[spec.variable]
         where = FUNCTIONS["Piecewise"].steps(target)[0]
         results = tuple((out, where.format(cond=f"{x} != {x}", a=x, b=text) if out == "phi"
                          else text) for out, text in lowered.results)
@@ -184,7 +185,7 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
                       + ")",
         "bwd_wide_parts": [("dphi", "_w[0]"), *((f"dphi_{ids[p]}", f"_w[1][{k}]")
                                                 for k, p in enumerate(spec.trainable))],
-        "phi_text": sp.sstr(spec.output("phi")).replace('"""', "'''").replace("\\", "\\\\"),
+        "phi_text": sp.sstr(spec.phi).replace('"""', "'''").replace("\\", "\\\\"),
         "init_args": init_args,
         "init_values": ", ".join(f"{p!r}: {p}" for p in spec.params),
         "param_tuple": "".join(f"{p}, " for p in spec.params),

@@ -242,20 +242,34 @@ class Ops:
 def in_compute_dtype(values: torch.Tensor, compute: torch.dtype, device: torch.device,
                      names: Sequence[str]) -> torch.Tensor:
     """``values`` (parameters, a time step) converted to the dtype the code computes in,
-    refusing a finite value that the conversion makes infinite or 0 (lam = 1e39 is inf in
-    float32, and r/(1 + lam r^2) would then be 0 with a NaN gradient): one comparison on the
+    refusing a finite value <= 0 (the generated code computes the formula for positive
+    parameters: its forms are simplified under that assumption, and Phi = A F(r/c) is
+    computed through x = r/c, codegen/prepare.py) and a finite value that the conversion
+    makes infinite or 0 (lam = 1e39 is inf in float32, and r/(1 + lam r^2) would then be 0
+    with a NaN gradient); NaN and +-inf pass, and make the result NaN. One comparison on the
     CPU, a device assertion on CUDA and inside torch.compile (no synchronisation)."""
     out = values.to(device=device, dtype=compute)
-    if values.dtype == compute or values.numel() == 0:
+    if values.numel() == 0:
         return out
-    given, got = values.detach(), out.detach().to(values.device)
-    lost = torch.isfinite(given) & (~torch.isfinite(got) | ((got == 0) & (given != 0)))
-    if torch.compiler.is_compiling() or lost.is_cuda:
-        torch._assert_async(~lost.any(), f"a parameter is outside the range of {compute}")
-    elif bool(lost.any()):
-        k = int(lost.nonzero()[0, 0])
+    given = values.detach()
+    finite = torch.isfinite(given)
+    bad = finite & (given <= 0)
+    if values.dtype != compute:
+        got = out.detach().to(values.device)
+        bad = bad | (finite & (~torch.isfinite(got) | ((got == 0) & (given != 0))))
+    if torch.compiler.is_compiling() or bad.is_cuda:
+        torch._assert_async(~bad.any(), f"a parameter is not positive, or outside the range "
+                                        f"of {compute}")
+    elif bool(bad.any()):
+        k = int(bad.nonzero()[0, 0])
+        value = float(given[k])
+        if value <= 0:
+            raise ActivationError(
+                f"{names[k]} = {value:g} is not positive: fluxact computes formulas for positive "
+                "parameters (a trained parameter crossed 0? lower the learning rate or "
+                "parameterise it, e.g. lam = exp(w))")
         raise ActivationError(
-            f"{names[k]} = {float(given[k]):g} is outside the range of {compute}, the dtype "
+            f"{names[k]} = {value:g} is outside the range of {compute}, the dtype "
             f"this input is computed in; pass a {torch.float64} input (x.double()) or rescale "
             "the formula")
     return out

@@ -3,10 +3,15 @@ verification).
 
 SymPy has no timeout of its own. On the main thread of a POSIX process a budget is enforced
 with a profiling timer (ITIMER_PROF, SIGPROF): it counts the CPU time of this process, not
-wall-clock time, so a busy machine (other jobs on the same cores) does not make a step run out
-of time and a result does not depend on the load; the budget still stops a step that computes
-for too long. The exception derives from BaseException so that SymPy's internal
-``except Exception`` clauses cannot swallow it.
+wall-clock time, so a process that waits for a core does not use its budget up; the budget
+still stops a step that computes for too long. CPU time is not free of the load, though: a
+process that shares its core's caches (and, in a virtual machine, its hyperthread sibling)
+with another busy one computes slower per CPU second. Measured on a 2-core development
+machine: a verification that needs 9 s alone needed more than 30 s beside a second busy test
+process. The environment variable FLUXACT_BUDGET_SCALE (a number >= 1, default 1) multiplies
+every budget for such machines; the test suite sets it under pytest-xdist. The exception
+derives from BaseException so that SymPy's internal ``except Exception`` clauses cannot
+swallow it.
 
 Budgets nest: an inner budget is cut to what is left of the outer one, and when the outer one
 runs out inside an inner step, the inner step gives up and the outer one takes its fallback
@@ -17,6 +22,7 @@ Elsewhere (other threads, Windows) a step runs unbudgeted.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -24,10 +30,29 @@ import types
 from collections.abc import Callable
 from typing import TypeVar
 
+from .errors import FluxactError
+
 T = TypeVar("T")
 
 #: the timer is re-armed with at least this much, so that it always fires
 _MIN_ARM = 1e-4
+SCALE_VARIABLE = "FLUXACT_BUDGET_SCALE"
+
+
+def budget_scale() -> float:
+    """The factor every budget is multiplied by: FLUXACT_BUDGET_SCALE, default 1. A value that
+    is not a number >= 1 is refused (a smaller one would only make verdicts "unknown")."""
+    text = os.environ.get(SCALE_VARIABLE, "").strip()
+    if not text:
+        return 1.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (1.0 <= value < math.inf):
+        raise FluxactError(f"{SCALE_VARIABLE}={text!r} is not a number >= 1; unset it or give "
+                           "e.g. 2 to double every CPU-time budget")
+    return value
 
 
 class BudgetExceeded(BaseException):
@@ -111,6 +136,7 @@ def within_budget(step: Callable[[], T], seconds: float, fallback: Callable[[], 
     running out ends this step too (the outer fallback is taken, not this one)."""
     if not _can_use_alarm():
         return step()
+    seconds *= budget_scale()
     now = time.process_time()
     level = len(_deadlines)
     if level and _deadlines[-1] <= now:  # the enclosing budget is already used up
@@ -120,17 +146,24 @@ def within_budget(step: Callable[[], T], seconds: float, fallback: Callable[[], 
         previous = signal.signal(signal.SIGPROF, _expire)
     _deadlines.append(deadline)
     signal.setitimer(signal.ITIMER_PROF, max(deadline - now, _MIN_ARM))
+    # the fallback runs only once this budget is gone: its timer fires again every _RETRY
+    # seconds until then, and would otherwise stop the fallback too (or escape from here when
+    # it fires between the except clause and the clean-up); the outer try catches that
     try:
-        return step()
+        try:
+            return step()
+        except BudgetExceeded as exc:
+            if exc.level < level:  # an enclosing budget ran out: it takes its own fallback
+                raise
+        finally:
+            del _deadlines[level:]
+            if level == 0:
+                signal.setitimer(signal.ITIMER_PROF, 0)
+                signal.signal(signal.SIGPROF, previous)
+            else:  # the enclosing budget's timer again (at once if its time is up)
+                signal.setitimer(signal.ITIMER_PROF,
+                                 max(_deadlines[-1] - time.process_time(), _MIN_ARM))
     except BudgetExceeded as exc:
-        if exc.level < level:  # an enclosing budget ran out: it takes its own fallback
+        if exc.level < level:
             raise
-        return fallback()
-    finally:
-        del _deadlines[level:]
-        if level == 0:
-            signal.setitimer(signal.ITIMER_PROF, 0)
-            signal.signal(signal.SIGPROF, previous)
-        else:  # the enclosing budget's timer again (at once if its time is up)
-            signal.setitimer(signal.ITIMER_PROF,
-                             max(_deadlines[-1] - time.process_time(), _MIN_ARM))
+    return fallback()

@@ -25,6 +25,7 @@ from .budget import attempt
 
 EXPONENTS = (0, 1, -1, sp.Rational(1, 2), sp.Rational(-1, 2), 2, -2)
 SCALING_SECONDS = 3.0
+FULL_SEARCH = 3  # parameters up to which every exponent vector is tried
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +53,27 @@ def find_scaling(phi: sp.Expr, g: sp.Expr, r: sp.Symbol, params: tuple[sp.Symbol
     return attempt(lambda: _search(phi, g, r, params, x), SCALING_SECONDS)
 
 
-def _search(phi: sp.Expr, g: sp.Expr, r: sp.Symbol, params: tuple[sp.Symbol, ...],
+def activation_scaling(phi: sp.Expr, r: sp.Symbol, params: tuple[sp.Symbol, ...],
+                       x: sp.Symbol) -> Scaling | None:
+    """Phi = A F(r/c) alone (the generated code computes x = r/c first: then no intermediate
+    leaves float range while Phi is representable at extreme parameter values, and its NaN
+    repair decides on x); ``reduced_diffusivity`` is then F(x)/x unfilled at 0."""
+    if not params:
+        return None
+    return attempt(lambda: _search(phi, None, r, params, x), SCALING_SECONDS)
+
+
+def _search(phi: sp.Expr, g: sp.Expr | None, r: sp.Symbol, params: tuple[sp.Symbol, ...],
             x: sp.Symbol) -> Scaling | None:
-    for exps in sorted(itertools.product(EXPONENTS, repeat=len(params)),
-                       key=lambda es: sum(abs(e) for e in es)):
+    for exps in _candidates(len(params)):
         c = sp.Mul(*[p**e for p, e in zip(params, exps)])
         reduced = _reduce(phi.subs(r, c * x), params, x)
         if reduced is None:
             continue
         amplitude, F = reduced
+        if g is None:
+            F = sp.piecewise_fold(F)
+            return Scaling(c, amplitude, F, F / x, x)
         scaled_g = _reduce(g.subs(r, c * x), params, x)
         if scaled_g is None:
             continue
@@ -71,6 +84,20 @@ def _search(phi: sp.Expr, g: sp.Expr, r: sp.Symbol, params: tuple[sp.Symbol, ...
             continue
         return Scaling(c, amplitude, sp.piecewise_fold(F), sp.piecewise_fold(G * ratio), x)
     return None
+
+
+def _candidates(n: int) -> list[tuple[sp.Expr, ...]]:
+    """The exponent vectors of c to try, simplest first: every one for up to FULL_SEARCH
+    parameters, else those with at most two nonzero exponents (7^n grows too fast: 5.8
+    million for 8 parameters)."""
+    if n <= FULL_SEARCH:
+        vectors = list(itertools.product(EXPONENTS, repeat=n))
+    else:
+        nonzero = EXPONENTS[1:]
+        vectors = [tuple(dict(zip(at, es)).get(i, 0) for i in range(n))
+                   for k in range(3) for at in itertools.combinations(range(n), k)
+                   for es in itertools.product(nonzero, repeat=k)]
+    return sorted(vectors, key=lambda es: sum(abs(e) for e in es))
 
 
 def _reduce(expr: sp.Expr, params: tuple[sp.Symbol, ...], x: sp.Symbol

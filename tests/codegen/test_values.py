@@ -316,7 +316,7 @@ def test_simplify_brings_in_no_growing_exponential(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("lam", [1e39, -1e39, 1e-50])
+@pytest.mark.parametrize("lam", [1e39, 1e-50])
 def test_parameter_outside_the_compute_dtype_is_refused(backend: str, lam: float) -> None:
     """lam = 1e39 is inf in float32: r/(1 + lam r^2) would be 0 with a NaN gradient. The
     parameter is checked in the dtype the input is computed in (float64 computes it)."""
@@ -331,6 +331,21 @@ def test_parameter_outside_the_compute_dtype_is_refused(backend: str, lam: float
         act(x.to(torch.bfloat16))
     y = act(x.double())
     assert y.tolist() == pytest.approx([1 / (1 + lam), 2 / (1 + 4 * lam)], rel=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("lam", [-1e39, -1.0, 0.0, -5e-324])
+def test_a_parameter_that_is_not_positive_is_refused(backend: str, lam: float) -> None:
+    """The code computes the formula for positive parameters (r/(1 + lam r^2) through
+    x = r sqrt(lam)): one line in every dtype, never a NaN or another function's value."""
+    act = fluxact.to_torch("r/(1 + lam*r**2)", "activation", params={"lam": 1.0},
+                           backend=backend, trainable=("lam",))
+    with torch.no_grad():
+        act.lam.fill_(lam)
+    x = torch.tensor([1.0, 2.0], device=DEVICE)
+    for dtype in (torch.float64, torch.float32, torch.bfloat16):
+        with pytest.raises(fluxact.FluxactError, match="lam = .* is not positive"):
+            act(x.to(dtype))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -404,3 +419,37 @@ def test_functional_form_keeps_parameters_in_float64() -> None:
     assert y.tolist() == pytest.approx([1e-20 / (1 + 1e39 * 1e-40), 2.0 / (1 + 4e39)], rel=1e-15)
     with pytest.raises(fluxact.FluxactError, match="outside the range of torch.float32"):
         mod.activation(x.float(), lam=1e39, backend="torch")
+
+
+# -- extreme parameters: Phi = A F(r/c) computed through x = r/c (codegen/prepare.py) -----------
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", ["perona-malik", "perona-malik-rational", "weickert",
+                                  "geman-mcclure", "cauchy", "charbonnier", "huber"])
+def test_extreme_parameters_keep_values_and_gradients(name: str, backend: str) -> None:
+    """With every parameter 1e200 or 1e-200, Phi and Phi' are the truth at inputs from 1e-300
+    to 1e300 in float64 (printed in r, lam^4 or r^2/lam^2 overflowed: NaN from 1e-12 up).
+    atol 1e-150 for Phi': far out, where the truth is below it, F'(x) = (1 - x^2)/(1 + x^2)^2
+    at x = 1e100 underflows to 0 through x^4."""
+    entry = fluxact.catalogue[name]
+    t = fluxact.translate(entry)
+    params = [sp.Symbol(p, positive=True) for p in t.free_parameters]
+    args = [t.variable, *params]
+    phi = sp.lambdify(args, t.activation, modules="mpmath")
+    dphi = sp.lambdify(args, sp.diff(t.activation, t.variable), modules="mpmath")
+    xs = [s * 10.0 ** k for k in (-300, -12, -3, 0, 3, 100, 200, 300) for s in (1, -1)]
+    for scale in (1e200, 1e-200):
+        act = fluxact.to_torch(entry, params=dict.fromkeys(t.free_parameters, scale),
+                               backend=backend)
+        y, g = _run(act, xs, torch.float64)
+        bad = []
+        with mpmath.workdps(40):
+            ps = [mpmath.mpf(scale)] * len(params)
+            for x, got_y, got_g in zip(xs, y, g):
+                want_y = float(phi(mpmath.mpf(x), *ps))
+                want_g = float(dphi(mpmath.mpf(x), *ps))
+                if not (_close(got_y, want_y, 1e-12, 1e-300)
+                        and _close(got_g, want_g, 1e-9, 1e-150)):
+                    bad.append(f"at {x:g}: ({got_y!r}, {got_g!r}), want ({want_y!r}, {want_g!r})")
+        assert not bad, f"{name} with parameters {scale:g}: " + "; ".join(bad)

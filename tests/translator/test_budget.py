@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from fluxact.translator.budget import attempt, within_budget
+from fluxact.translator.errors import FluxactError
 
 
 def test_waiting_does_not_use_the_budget() -> None:
@@ -59,6 +61,18 @@ def test_an_inner_budget_that_runs_out_first_leaves_the_outer_running() -> None:
                                                                         "finished")
 
 
+def test_the_fallback_runs_to_its_end() -> None:
+    """A fallback that computes for longer than the timer's retry interval (after a budget ends,
+    its timer fires every 10 ms until it is disarmed) returns its value, at the outermost
+    level and nested: the budget is gone before the fallback runs."""
+    assert within_budget(lambda: spin(5.0), 0.1, lambda: spin(0.2)) == "finished"
+
+    def outer() -> str:
+        return within_budget(lambda: spin(5.0), 0.1, lambda: spin(0.2) + " inner")
+
+    assert within_budget(outer, 3.0, lambda: "outer expired") == "finished inner"
+
+
 def test_a_budget_never_ends_inside_a_finalizer(monkeypatch) -> None:
     """The timer can fire in code that a weakref.finalize callback runs (SymPy's caches do
     this): an exception raised there is swallowed ("unraisable"), so the budget waits for the
@@ -91,3 +105,14 @@ def test_a_budget_never_ends_inside_a_finalizer(monkeypatch) -> None:
     assert raised == []
     with pytest.raises(budget.BudgetExceeded):
         budget._expire(signal.SIGPROF, sys._getframe())
+
+
+def test_the_scale_multiplies_every_budget(monkeypatch) -> None:
+    monkeypatch.setenv("FLUXACT_BUDGET_SCALE", "1")
+    assert within_budget(lambda: spin(0.3), 0.1, lambda: "expired") == "expired"
+    monkeypatch.setenv("FLUXACT_BUDGET_SCALE", "5")
+    assert within_budget(lambda: spin(0.3), 0.1, lambda: "expired") == "finished"
+    for bad in ("0.5", "nan", "inf", "two", "-3"):
+        monkeypatch.setenv("FLUXACT_BUDGET_SCALE", bad)
+        with pytest.raises(FluxactError, match="FLUXACT_BUDGET_SCALE"):
+            within_budget(lambda: "ran", 1.0, lambda: "expired")
