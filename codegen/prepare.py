@@ -153,6 +153,8 @@ def prepare(
         "tau": str(t.tau), "alpha": str(t.alpha), "params": list(params),
         "trainable": list(trainable),
         "stability": facts.source(),
+        # the scaling is found within a CPU-time budget: the code it gives is another module
+        "reduced": None if reduced is None else sp.srepr(reduced[1]),
     }
     # the values are not in the hash: the kernels take them at run time, so one generated
     # module serves every value (the files still differ in their defaults), unless the
@@ -207,9 +209,21 @@ def _scaled_outputs(phi: sp.Expr, r: sp.Symbol, trainable: tuple[str, ...]
     dF = derivative(F, x, x)
     out = [("phi", real_form(A * F)), ("dphi", sp.powsimp(A / c) * dF)]
     for p in trainable:
+        # A, c are monomials: A' = alpha A/p, c'/c = beta/p, so dPhi/dp = (A/p) G with
+        # G = alpha F - beta x F'. For alpha = beta (A/c free of p: Perona-Malik's lam) that
+        # is beta (F - x F'), two terms ~ x near 0 whose difference is ~ x^3 (fp32 lost every
+        # digit below x ~ 1e-4); -beta x^2 (F/x)' is the same function, without that
+        # subtraction where SymPy's derivative of F/x cancels (Perona-Malik, Charbonnier; not
+        # atan(x)/x), and used for |x| <= 1 only: x^2 overflows far out
         ps = parameter_symbol(p)
-        out.append((f"dphi_{p}", sp.diff(A, ps) * real_form(F)
-                    - sp.powsimp(A * sp.diff(c, ps) / c) * x * dF))
+        alpha, beta = (sp.simplify(sp.diff(m, ps) * ps / m) for m in (A, c))
+        far = alpha * real_form(F) - beta * x * dF
+        if alpha == beta:
+            near = -beta * x**2 * derivative(F / x, x, x)
+            G = sp.Piecewise((near, sp.Abs(x) <= 1), (far, True))
+        else:
+            G = far
+        out.append((f"dphi_{p}", sp.powsimp(A / ps) * G))
     if c == 1:  # x = r: no variable of its own
         return None, tuple((key, expr.xreplace({x: r})) for key, expr in out)
     return (x, r / c), tuple(out)

@@ -33,7 +33,7 @@ from functools import cmp_to_key, lru_cache
 import mpmath
 import sympy as sp
 
-from .budget import attempt
+from .budget import attempt, budget_scale
 from .errors import ParameterError, missing_value
 from .interval import (
     WIDE,
@@ -535,7 +535,7 @@ def branch_and_bound(expr: sp.Expr, r: sp.Symbol, piece: Piece, floor: mpmath.mp
             continue
         boxes += 1
         if (children is None or boxes > MAX_BOXES
-                or time.process_time() - start > BNB_SECONDS):
+                or time.process_time() - start > BNB_SECONDS * budget_scale()):
             return Search(best, best_at, max(top, best), domain)
         heapq.heappop(heap)
         for child in children:

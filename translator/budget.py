@@ -109,6 +109,11 @@ def _swallowed_in(frame: types.FrameType | None) -> bool:
 
 
 def _expire(signum: int, frame: types.FrameType | None) -> None:
+    if frame is not None and frame.f_code is _OWN_CODE[0]:
+        # within_budget's own setup and clean-up, not a step: never cut (a budget's exception
+        # raised there would skip the clean-up and leave its deadline and timer behind)
+        signal.setitimer(signal.ITIMER_PROF, _RETRY)
+        return
     now = time.process_time()
     # the outermost budget whose deadline has passed: every budget inside it is cut to it
     for level, deadline in enumerate(_deadlines):
@@ -147,23 +152,29 @@ def within_budget(step: Callable[[], T], seconds: float, fallback: Callable[[], 
     _deadlines.append(deadline)
     signal.setitimer(signal.ITIMER_PROF, max(deadline - now, _MIN_ARM))
     # the fallback runs only once this budget is gone: its timer fires again every _RETRY
-    # seconds until then, and would otherwise stop the fallback too (or escape from here when
-    # it fires between the except clause and the clean-up); the outer try catches that
+    # seconds until then, and would otherwise stop the fallback too. The timer never cuts
+    # this function's own code (_expire), so the clean-up always runs whole.
     try:
-        try:
-            return step()
-        except BudgetExceeded as exc:
-            if exc.level < level:  # an enclosing budget ran out: it takes its own fallback
-                raise
-        finally:
-            del _deadlines[level:]
-            if level == 0:
-                signal.setitimer(signal.ITIMER_PROF, 0)
-                signal.signal(signal.SIGPROF, previous)
-            else:  # the enclosing budget's timer again (at once if its time is up)
-                signal.setitimer(signal.ITIMER_PROF,
-                                 max(_deadlines[-1] - time.process_time(), _MIN_ARM))
+        return _call(step)
     except BudgetExceeded as exc:
-        if exc.level < level:
+        if exc.level < level:  # an enclosing budget ran out: it takes its own fallback
             raise
+    finally:
+        del _deadlines[level:]
+        if level == 0:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, previous)
+        else:  # the enclosing budget's timer again (at once if its time is up)
+            signal.setitimer(signal.ITIMER_PROF,
+                             max(_deadlines[-1] - time.process_time(), _MIN_ARM))
     return fallback()
+
+
+def _call(step: Callable[[], T]) -> T:
+    """step() in a frame of its own: a step that is a C function (functools.partial of one)
+    runs in no Python frame, and the timer would find within_budget's, which it never cuts."""
+    return step()
+
+
+#: the code the timer never cuts (see _expire)
+_OWN_CODE = (within_budget.__code__,)

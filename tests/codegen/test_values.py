@@ -334,7 +334,7 @@ def test_parameter_outside_the_compute_dtype_is_refused(backend: str, lam: float
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("lam", [-1e39, -1.0, 0.0, -5e-324])
+@pytest.mark.parametrize("lam", [-1e39, -1.0, 0.0, -5e-324, float("-inf")])
 def test_a_parameter_that_is_not_positive_is_refused(backend: str, lam: float) -> None:
     """The code computes the formula for positive parameters (r/(1 + lam r^2) through
     x = r sqrt(lam)): one line in every dtype, never a NaN or another function's value."""
@@ -453,3 +453,52 @@ def test_extreme_parameters_keep_values_and_gradients(name: str, backend: str) -
                         and _close(got_g, want_g, 1e-9, 1e-150)):
                     bad.append(f"at {x:g}: ({got_y!r}, {got_g!r}), want ({want_y!r}, {want_g!r})")
         assert not bad, f"{name} with parameters {scale:g}: " + "; ".join(bad)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parameter_gradients_keep_their_digits_near_zero(backend: str) -> None:
+    """dPhi/dlam of Perona-Malik ~ r^3 near 0, of r/(1 + lam r^2) -r^3/(1 + lam r^2)^2: the
+    form A'(p) F - A (c'/c) x F' of Phi = A F(r/c) subtracts two terms ~ r (fp32 gave 0 at
+    r = 1e-4, and summed gradients 3.6 % off at lam = 1e-6); -x^2 (F/x)' does not."""
+    pm = fluxact.to_torch(fluxact.catalogue["perona-malik"], params={"lam": 1.0},
+                          trainable=("lam",), backend=backend)
+    rs = [1e-2, 1e-3, 1e-4, -1e-4]
+    for r in rs:
+        pm.lam.grad = None
+        pm(torch.tensor([r], device=DEVICE)).sum().backward()
+        want = r**3 * math.exp(-r * r / 2)  # d/dlam r exp(-r^2/(2 lam^2)) at lam = 1
+        assert _close(float(pm.lam.grad), want, 1e-5), (r, float(pm.lam.grad), want)
+    act = fluxact.to_torch("r/(1 + lam*r**2)", "activation", params={"lam": 1e-6},
+                           trainable=("lam",), backend=backend)
+    x = torch.randn(2000, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    act(x).sum().backward()
+    xd = x.double()
+    want = float(-(xd**3 / (1 + 1e-6 * xd**2) ** 2).sum())
+    assert _close(float(act.lam.grad), want, 1e-5), (float(act.lam.grad), want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("formula", ["sign(r)*lam*log(1 + Abs(r)/lam)", "r/(1 + Abs(r)/lam)"])
+def test_parameter_gradients_far_out(formula: str, backend: str) -> None:
+    """The near-0 form -x^2 (F/x)' of dPhi/dlam is used for |x| <= 1 only: x^2 overflows far
+    out (float64 past 1.3e154, float32 past 1.8e19: it gave inf and NaN). 1e155, not further:
+    F' of the rational one squares 1/(1 + |x|), a float64 subnormal from there on, and at
+    1e160 the far form is 1.1e-5 off (as the plain derivative in r was)."""
+    t = fluxact.translate(formula, "activation")
+    lam, r = sp.Symbol("lam", positive=True), t.variable
+    truth = sp.lambdify([r, lam], sp.diff(t.activation, lam), modules="mpmath")
+    cases = [(1.0, [1e155, -1e155, 3.0], torch.float64, 1e-12),
+             (1e-3, [1e17, -2.5], torch.float32, 1e-5)]
+    if "log" in formula:  # the rational one at x = 1e200: F' = 1/(1+|x|) - x/(1+|x|)^2 is
+        # printed so that its second term underflows, and x F' is 1 where it is 1e-200 (a
+        # known gap: dPhi/dlam is 0 there, truth 1)
+        cases.append((1e-200, [1.0], torch.float64, 1e-12))
+    for value, xs, dtype, rtol in cases:
+        act = fluxact.to_torch(formula, "activation", params={"lam": value},
+                               trainable=("lam",), backend=backend)
+        for x in xs:
+            act.lam.grad = None
+            act(torch.tensor([x], dtype=dtype, device=DEVICE)).sum().backward()
+            with mpmath.workdps(40):
+                want = float(truth(mpmath.mpf(x), mpmath.mpf(value)))
+            assert _close(float(act.lam.grad), want, rtol), (x, value, float(act.lam.grad), want)

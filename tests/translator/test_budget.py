@@ -116,3 +116,41 @@ def test_the_scale_multiplies_every_budget(monkeypatch) -> None:
         monkeypatch.setenv("FLUXACT_BUDGET_SCALE", bad)
         with pytest.raises(FluxactError, match="FLUXACT_BUDGET_SCALE"):
             within_budget(lambda: "ran", 1.0, lambda: "expired")
+
+
+def test_the_timer_never_cuts_the_budgets_own_code() -> None:
+    """A tick that lands in within_budget's own frame (its clean-up after the step) re-arms
+    the timer instead of raising: raised there, it skipped the clean-up and left the deadline
+    and the timer behind, and every later budget ended at once. In the step's frame it
+    raises."""
+    import signal
+    import sys
+
+    from fluxact.translator import budget
+
+    seen = []
+
+    def step() -> str:
+        budget._deadlines[-1] = time.process_time() - 1.0  # as if its time were up
+        own = sys._getframe(2)  # within_budget's frame (it calls the step through _call)
+        assert own.f_code is within_budget.__code__
+        budget._expire(signal.SIGPROF, own)  # no exception
+        seen.append("kept")
+        budget._expire(signal.SIGPROF, sys._getframe(0))  # the step's frame: raises
+        seen.append("not cut")
+        return "finished"
+
+    assert within_budget(step, 5.0, lambda: "expired") == "expired"
+    assert seen == ["kept"] and budget._deadlines == []
+    assert within_budget(lambda: "ran", 1.0, lambda: "expired") == "ran"
+
+
+def test_a_step_that_is_a_c_function_is_cut() -> None:
+    """A C callable runs in no Python frame of its own: within_budget calls it through one,
+    so the timer does not take it for within_budget's own code."""
+    import functools
+
+    start = time.process_time()
+    assert within_budget(functools.partial(pow, 3, 3 * 10**6), 0.05, lambda: "expired") \
+        == "expired"
+    assert time.process_time() - start < 0.25
