@@ -10,7 +10,9 @@ g = exp(-(r/kappa)^2) (medpy's option 1) at the largest stable step (1/4 in 2D, 
 - numpy: the same per-axis scheme as one would write it in float64 numpy (slices, no copies
   of the whole array per axis beyond the differences).
 - fluxact uncoupled / isotropic: ``fluxact.grid.GridDiffusion.run`` in float64 and float32
-  (setup: translation and code generation, not timed), with the max-min clamp.
+  (setup: translation and code generation, not timed), with the max-min clamp; eagerly and
+  with ``compiled=True`` (each step fused by torch.compile; its first run, which compiles, is
+  timed apart and listed under the table).
 - scikit-image's denoise_tv_chambolle (100 iterations) as a reference point, where installed.
 
 Each figure is the best of ``--repeat`` wall-clock runs with torch limited to the given
@@ -89,6 +91,7 @@ def main() -> None:
     print("\n| case | threads | method | seconds | medpy / method |")
     print("| --- | --- | --- | --- | --- |")
     rng = np.random.default_rng(0)
+    compile_times: list[tuple[str, float]] = []
     for shape, gamma in cases:
         img = rng.uniform(0, 255, size=shape)
         name = " x ".join(map(str, shape))
@@ -104,11 +107,17 @@ def main() -> None:
                                           coupling=coupling, spacing=(1.0,) * len(shape),
                                           tau=gamma)
 
-                    def run(block=block, u=u) -> None:
-                        with torch.no_grad():
-                            block.run(u, steps)
+                    for compiled in (False, True):
+                        def run(block=block, u=u, compiled=compiled) -> None:
+                            with torch.no_grad():
+                                block.run(u, steps, compiled=compiled)
 
-                    rows.append((f"fluxact {coupling} ({str(dtype)[6:]})", run))
+                        label = f"fluxact {coupling} ({str(dtype)[6:]}" + (
+                            ", compiled)" if compiled else ")")
+                        if compiled:  # the first run compiles: timed apart
+                            compile_times.append((f"{label}, {name}, {threads} thread(s)",
+                                                  best(run, 1)))
+                        rows.append((label, run))
             if denoise_tv_chambolle is not None:
                 rows.append(("scikit-image TV (100 iterations)",
                              lambda: denoise_tv_chambolle(img, weight=10.0, max_num_iter=100)))
@@ -118,6 +127,10 @@ def main() -> None:
                 reference = reference or seconds
                 print(f"| {name} | {threads} | {label} | {seconds:.3f} | "
                       f"{reference / seconds:.2f} |", flush=True)
+    print("\nFirst run of each compiled case (compiles, then runs; the compiler's cache "
+          "warm or cold as found):\n")
+    for label, seconds in compile_times:
+        print(f"- {label}: {seconds:.1f} s")
     if denoise_tv_chambolle is None:
         print("\nscikit-image is not installed: no TV reference row.")
 

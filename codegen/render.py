@@ -162,6 +162,7 @@ def _context(spec: ActivationSpec, version: str) -> dict[str, object]:
         "torch_forward": f"{spec.name}_forward_torch",
         "torch_backward": f"{spec.name}_backward_torch",
         "torch_forward_wide": f"_{spec.name}_forward_wide_torch",
+        "torch_forward_raw": f"_{spec.name}_forward_raw_torch",
         "torch_derivatives": f"_{spec.name}_derivatives_torch",
         "torch_derivatives_wide": f"_{spec.name}_derivatives_wide_torch",
         # NaN or inf in the input or a parameter makes this NaN, so that only NaNs made by

@@ -250,7 +250,7 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
                 boundary: str = "reflect", h: float | None = None, spacing: Any = None,
                 unsafe: bool = False, table_tau: object = None, table_alpha: object = None,
                 max_cycle: int = MAX_CYCLE, progress: bool | None = None,
-                device: str | torch.device = "cpu") -> DenoiseRun:
+                device: str | torch.device = "cpu", compile: bool = False) -> DenoiseRun:
     """``denoise`` with a record of what it did (see DenoiseRun)."""
     if isinstance(time, bool) or not isinstance(time, numbers.Real) or not (
             math.isfinite(time) and time > 0):
@@ -278,10 +278,15 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
             and u.is_cuda and channel_axis is None):  # (the fused 2D kernel of DiffusionBlock)
         run = _grid_run(u, a, nonlinearity, kind, params, convention, table_tau, table_alpha,
                         time=time, tau=tau, stability=stability or "linf", coupling=coupling,
-                        boundary=boundary, spacing=spacing, unsafe=unsafe, progress=progress)
+                        boundary=boundary, spacing=spacing, unsafe=unsafe, progress=progress,
+                        compiled=compile)
         if channel_axis is not None:
             run = replace(run, output=np.moveaxis(run.output, 0, channel_axis))
         return run
+    if compile:
+        raise StabilityError("compile=True runs explicit steps on images and volumes (2D, 3D, "
+                             "or a channel axis); 1D signals, the fused CUDA kernels and the "
+                             f"{scheme} scheme run without it")
     if len(grid) == 3 or len(set(spacing)) > 1 or channel_axis is not None:
         raise StabilityError(f"scheme {scheme!r} runs on 1D and 2D grids of one spacing and "
                              "one channel; use scheme='explicit' for volumes, per-axis spacing "
@@ -350,7 +355,7 @@ def _grid_run(u: torch.Tensor, a: np.ndarray, nonlinearity: Any, kind: str | Non
               params: Mapping[str, object] | None, convention: str | None, table_tau: object,
               table_alpha: object, *, time: float, tau: float | None, stability: str,
               coupling: str, boundary: str, spacing: tuple[float, ...], unsafe: bool,
-              progress: bool | None) -> DenoiseRun:
+              progress: bool | None, compiled: bool) -> DenoiseRun:
     """Explicit steps on a 2D or 3D grid (fluxact.grid.GridDiffusion)."""
     role = "diffusivity" if coupling == "isotropic" else "activation"
     act = _activation(nonlinearity, kind, params, convention, table_tau, table_alpha, role
@@ -360,7 +365,8 @@ def _grid_run(u: torch.Tensor, a: np.ndarray, nonlinearity: Any, kind: str | Non
     with torch.no_grad():
         block, n, inner, bound = _plan(lambda t: GridDiffusion(act, tau=t, **options), tau,
                                        time, min(spacing), bound=not unsafe)
-        u = _evolve(block, u, n, explicit=True, per_call=1, progress=progress)
+        u = _evolve(block, u, n, explicit=True, per_call=1, progress=progress,
+                    compiled=compiled)
     _check_finite(u, a)
     return DenoiseRun(output=u.reshape(a.shape).cpu().numpy(), scheme="explicit", steps=n,
                       tau=inner, bound=bound, cycle=None, stability=stability,
@@ -381,14 +387,18 @@ def _plan(make: Callable[[float | None], Any], tau: float | None, time: float, h
 
 
 def _evolve(block: Any, u: torch.Tensor, n: int, *, explicit: bool, per_call: int,
-            progress: bool | None) -> torch.Tensor:
+            progress: bool | None, compiled: bool = False) -> torch.Tensor:
     """n calls of ``block`` (each ``per_call`` flux evaluations) with the progress bar; explicit
-    steps in chunks of CHUNK (one launch each with the fused kernels)."""
+    steps in chunks of CHUNK (one launch each with the fused kernels; with ``compiled``, one
+    check of the result each, GridDiffusion.run)."""
     bar = _progress(progress, n * per_call)
     done = 0
     while done < n:
         chunk = min(n - done, CHUNK) if explicit else 1
-        u = block.run(u, chunk) if explicit else block(u)
+        if not explicit:
+            u = block(u)
+        else:
+            u = block.run(u, chunk, compiled=True) if compiled else block.run(u, chunk)
         done += chunk
         if bar is not None:
             bar.update(chunk * per_call)
@@ -420,7 +430,9 @@ def denoise(signal: Any, nonlinearity: Any, kind: str | None = None, *, time: fl
     spacing of every axis) or ``spacing`` (one number per axis, first axis first, as ITK's
     and medpy's voxel spacing),
     ``unsafe`` (use a tau above the bound), ``progress`` (None: a bar on a terminal for long
-    runs), ``max_cycle`` (longest FSI cycle), ``device`` ("cpu", or "cuda" for the fused
+    runs), ``max_cycle`` (longest FSI cycle), ``compile`` (explicit steps on images and
+    volumes fused by torch.compile: GridDiffusion.run(compiled=True); the first run of a
+    formula and shape compiles), ``device`` ("cpu", or "cuda" for the fused
     Triton kernels). Returns a float64 array of the signal's shape.
     """
     return denoise_run(signal, nonlinearity, kind, time=time, **options).output

@@ -133,3 +133,56 @@ def _sync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+#: torch's compiler reads its cache folder from here (default $TMPDIR/torchinductor_$USER, a
+#: name any user can create first: compiled code planted there would run in this process)
+INDUCTOR_CACHE = "TORCHINDUCTOR_CACHE_DIR"
+
+
+def private_compiler_cache() -> str:
+    """Point torch.compile's cache at a folder only this user can write, before fluxact
+    compiles anything: $TORCHINDUCTOR_CACHE_DIR where the user set it (their choice), else
+    $XDG_CACHE_HOME/fluxact/torchinductor (~/.cache/... by default), created with mode 0700
+    and refused unless it is a real folder (no link) owned by this user that no one else can
+    write. torch sets the variable itself to its default when it first compiles: that value
+    is not a choice, and is replaced. Returns the folder."""
+    chosen = os.environ.get(INDUCTOR_CACHE)
+    if chosen and os.path.abspath(chosen) != _shared_default():
+        return chosen
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    try:
+        # a relative XDG_CACHE_HOME is to be ignored (the XDG base directory specification)
+        base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+        folder = base / "fluxact" / "torchinductor"
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        uid = os.getuid() if hasattr(os, "getuid") else None
+        for part in (folder.parent, folder):
+            st = os.lstat(part)
+            if (not stat.S_ISDIR(st.st_mode) or (uid is not None and st.st_uid != uid)
+                    or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+                raise PermissionError(errno.EPERM, "not a private folder of this user", part)
+        for part in folder.parents[1:]:  # above: no one else may rename what is below
+            st = os.stat(part)
+            if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+                raise PermissionError(errno.EPERM, "a folder every user can write, without "
+                                      "the sticky bit, above", part)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: no home folder to be found
+        from .translator.errors import FluxactError
+
+        where = getattr(exc, "filename", None) or "a private folder"
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise FluxactError(
+            f"cannot use {where} as torch.compile's cache ({why}); set {INDUCTOR_CACHE} to a "
+            "folder only you can write") from None
+    os.environ[INDUCTOR_CACHE] = str(folder)
+    return str(folder)
+
+
+def _shared_default() -> str | None:
+    """torch's own default cache folder (in the shared temporary folder), None if unknown."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:
+        return None
+    return os.path.abspath(default_cache_dir())

@@ -151,17 +151,10 @@ class GridDiffusion(torch.nn.Module):
 
     def fluxes(self, u: torch.Tensor) -> list[torch.Tensor]:
         """F_i on the edges of each axis (n_i - 1 along axis i; n_i when periodic)."""
-        periodic = self.boundary == "periodic"
-        axes = range(u.dim() - self.dims, u.dim())
-        diffs = [_scaled(_forward(u, axis, periodic), 1 / h)
-                 for axis, h in zip(axes, self.spacing)]
-        if self.coupling == "uncoupled":
-            return [self.act(d) for d in diffs]
-        s2 = _placed_sum([d * d for d in diffs], axes, periodic)
-        if self.couple_channels and s2.shape[1] > 1:
-            s2 = s2.sum(dim=1, keepdim=True)  # one g for all channels (P3 29)
-        g = self.act(s2)
-        return [d * (g if periodic else _edges(g, axis)) for axis, d in zip(axes, diffs)]
+        return _fluxes(u, self.act, self._layout())
+
+    def _layout(self) -> tuple[Any, ...]:
+        return (self.spacing, self.coupling, self.boundary == "periodic", self.couple_channels)
 
     def flux(self, u: torch.Tensor) -> torch.Tensor:
         """K^T F(K u) (the step is u - tau times this)."""
@@ -195,16 +188,100 @@ class GridDiffusion(torch.nn.Module):
             out = clamp_finite(out, lo, hi)
         return out
 
-    def run(self, u: torch.Tensor, steps: int) -> torch.Tensor:
-        for _ in range(steps):
-            u = self(u)
-        return u
+    def run(self, u: torch.Tensor, steps: int, *, compiled: bool = False) -> torch.Tensor:
+        """``steps`` steps. ``compiled``: each step one fused loop nest from torch.compile (on
+        the CPU, C++ from Inductor), for filtering without gradients: Phi as printed without
+        its NaN repair, and the result of the whole run checked once: where it is not finite,
+        the run is computed again step by step as without ``compiled`` (the same result where
+        nothing overflows, up to the compiler's rounding). The first run of a formula, dtype
+        and shape compiles (seconds; cached under a private folder, docs/files.md)."""
+        if not compiled:
+            for _ in range(steps):
+                u = self(u)
+            return u
+        return self._run_compiled(u, steps)
+
+    def _run_compiled(self, u: torch.Tensor, steps: int) -> torch.Tensor:
+        self.check(u)
+        if torch.is_grad_enabled() and (u.requires_grad or any(
+                p.requires_grad for p in self.parameters())):
+            raise StabilityError("compiled=True runs without gradients: call it under "
+                                 "torch.no_grad(), or train with compiled=False")
+        if u.dtype not in (torch.float32, torch.float64):
+            raise StabilityError(f"compiled=True computes float32 or float64, not {u.dtype}")
+        if not bool(torch.isfinite(u).all()):  # would be computed again: eagerly at once
+            return self.run(u, steps)
+        tau = self.time_step().detach().to(u.device, u.dtype)
+        forward = self.act.ops.torch_forward_raw
+        params = self.act.raw_parameters(u.dtype, u.device)
+        clamp = self.stability == "linf" and not self.policy.unsafe
+        step = _compiled_step()
+        out = u
+        # one compiled graph per formula, layout, dtype, shape and thread count: more than
+        # torch's default of 8 per function (past it, every step ran eagerly)
+        with torch._dynamo.config.patch(recompile_limit=max(
+                RECOMPILE_LIMIT, torch._dynamo.config.recompile_limit)):
+            for _ in range(steps):
+                out = step(out, tau, params, forward, self._layout(), clamp)
+        if not bool(torch.isfinite(out).all()):  # an intermediate left the dtype's range
+            return self.run(u, steps)
+        return out
 
     def extra_repr(self) -> str:
         return (f"coupling={self.coupling!r}, spacing={self.spacing}, "
                 f"couple_channels={self.couple_channels}, "
                 f"boundary={self.boundary!r}, stability={self.stability!r}, "
                 f"tau={self.policy.describe()}")
+
+
+def _fluxes(u: torch.Tensor, phi: Any, layout: tuple[Any, ...]) -> list[torch.Tensor]:
+    """F_i on the edges of each axis, with Phi (uncoupled) or g(s2) (isotropic) ``phi``."""
+    spacing, coupling, periodic, couple_channels = layout
+    axes = range(u.dim() - len(spacing), u.dim())
+    diffs = [_scaled(_forward(u, axis, periodic), 1 / h) for axis, h in zip(axes, spacing)]
+    if coupling == "uncoupled":
+        return [phi(d) for d in diffs]
+    s2 = _placed_sum([d * d for d in diffs], axes, periodic)
+    if couple_channels and s2.shape[1] > 1:
+        s2 = s2.sum(dim=1, keepdim=True)  # one g for all channels (P3 29)
+    g = phi(s2)
+    return [d * (g if periodic else _edges(g, axis)) for axis, d in zip(axes, diffs)]
+
+
+def _raw_step(u: torch.Tensor, tau: torch.Tensor, params: torch.Tensor, forward: Any,
+              layout: tuple[Any, ...], clamp: bool) -> torch.Tensor:
+    """One step u - tau K^T F with the printed Phi ``forward`` (no NaN repair), clamped to
+    the stencil's range under the linf bound: what torch.compile fuses."""
+    spacing, _, periodic, _ = layout
+    values = params.unbind()
+    fluxes = _fluxes(u, lambda x: forward(x, *values), layout)
+    out = u
+    for axis, h, f in zip(range(u.dim() - len(spacing), u.dim()), spacing, fluxes):
+        f = f * (tau / h)
+        # out_p += F_p - F_p-e (functional: in place on views, torch.compile copies for each)
+        if periodic:
+            out = out + f - torch.roll(f, 1, axis)
+        else:
+            out = out + _padded(f, axis, 0, 1) - _padded(f, axis, 1, 0)
+    if clamp:
+        lo, hi = stencil_range(u, len(spacing), periodic)
+        out = clamp_finite(out, lo, hi)
+    return out
+
+
+_COMPILED: list[Any] = []
+RECOMPILE_LIMIT = 64
+
+
+def _compiled_step() -> Any:
+    """_raw_step under torch.compile (one wrapper per process: its compiled graphs are cached
+    per formula, dtype and shape), the compiler's cache in a private folder."""
+    if not _COMPILED:
+        from .files import private_compiler_cache
+
+        private_compiler_cache()
+        _COMPILED.append(torch.compile(_raw_step, dynamic=False))
+    return _COMPILED[0]
 
 
 def _forward(u: torch.Tensor, axis: int, periodic: bool) -> torch.Tensor:
@@ -225,12 +302,19 @@ def _edges(x: torch.Tensor, axis: int) -> torch.Tensor:
     return x.narrow(axis, 0, x.shape[axis] - 1)
 
 
+def _padded(x: torch.Tensor, axis: int, before: int, after: int) -> torch.Tensor:
+    """x with ``before`` and ``after`` zeros along ``axis``."""
+    pads = [0, 0] * (x.dim() - axis)
+    pads[-2:] = [before, after]
+    return torch.nn.functional.pad(x, pads)
+
+
 def _placed_sum(parts: list[torch.Tensor], axes: Any, periodic: bool) -> torch.Tensor:
     """sum_i of edge quantities placed at the pixel the edge leaves (0 where none leaves)."""
-    if periodic:
-        total = parts[0]
-        for p in parts[1:]:
-            total = total + p
+    if periodic or torch.compiler.is_compiling():
+        total = parts[0] if periodic else _padded(parts[0], next(iter(axes)), 0, 1)
+        for axis, p in list(zip(axes, parts))[1:]:
+            total = total + (p if periodic else _padded(p, axis, 0, 1))
         return total
     shape = list(parts[0].shape)
     first = next(iter(axes))

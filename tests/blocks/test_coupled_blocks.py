@@ -329,6 +329,12 @@ def test_a_module_from_another_version_is_refused_with_one_line() -> None:
     with pytest.raises(runtime.ActivationError, match="another fluxact version.*kernels="):
         runtime.Ops(name="old", digest="0" * 64, params=(), trainable=(), kernels={},
                     torch_forward=None, torch_backward=None, stability=g.stability)
+    # and those before the printed forward of the compiled grid steps had none
+    with pytest.raises(runtime.ActivationError,
+                       match="another fluxact version.*torch_forward_raw="):
+        runtime.Ops(name="old", digest="0" * 64, params=(), trainable=(), phi=g.ops.phi,
+                    dphi=g.ops.dphi, torch_forward=None, torch_backward=None,
+                    stability=g.stability)
 
 
 def test_one_operator_type() -> None:
