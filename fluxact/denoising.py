@@ -59,6 +59,8 @@ PROGRESS_FROM = 500
 #: explicit steps per call of DiffusionBlock.run (one launch of the temporally blocked kernel
 #: on CUDA), so that the progress bar moves
 CHUNK = 100
+#: what explicit grid steps compute in (the output is float64 either way)
+PRECISIONS = ("float64", "float32")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,7 @@ class DenoiseRun:
     coupling: str = "uncoupled"
     spacing: tuple[float, ...] = (1.0,)
     channels: int = 1
+    precision: str = "float64"
 
     def summary(self) -> str:
         how = {"explicit": f"{self.steps} explicit steps of tau = {self.tau:.6g}",
@@ -92,6 +95,8 @@ class DenoiseRun:
             grid += f", {self.channels} channels{shared}"
         if len(set(self.spacing)) > 1 or self.spacing[0] != 1:
             grid += f", spacing {', '.join(f'{h:g}' for h in self.spacing)}"
+        if self.precision != "float64":
+            grid += f", computed in {self.precision}"
         if bound and self.scheme == "explicit" and (dims > 1 or self.channels > 1):
             bound += " = 1/(2 g_max sum_i 1/h_i^2)"
         return f"{how} ({grid}){bound}"
@@ -250,7 +255,8 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
                 boundary: str = "reflect", h: float | None = None, spacing: Any = None,
                 unsafe: bool = False, table_tau: object = None, table_alpha: object = None,
                 max_cycle: int = MAX_CYCLE, progress: bool | None = None,
-                device: str | torch.device = "cpu", compile: bool = False) -> DenoiseRun:
+                device: str | torch.device = "cpu", compile: bool = False,
+                precision: str = "float64") -> DenoiseRun:
     """``denoise`` with a record of what it did (see DenoiseRun)."""
     if isinstance(time, bool) or not isinstance(time, numbers.Real) or not (
             math.isfinite(time) and time > 0):
@@ -264,6 +270,9 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
     if h is not None and spacing is not None:
         raise StabilityError("give the grid spacing once: h= (every axis) or spacing= (one "
                              "number, or one per axis), not both")
+    if precision not in PRECISIONS:
+        raise StabilityError(f"unknown precision {precision!r}; use one of "
+                             f"{', '.join(PRECISIONS)}")
     h = check_grid_size(1.0 if h is None else h)
     channel_axis = _channel_axis(channel_axis)
     a = as_signal(signal, channel_axis)
@@ -279,14 +288,16 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
         run = _grid_run(u, a, nonlinearity, kind, params, convention, table_tau, table_alpha,
                         time=time, tau=tau, stability=stability or "linf", coupling=coupling,
                         boundary=boundary, spacing=spacing, unsafe=unsafe, progress=progress,
-                        compiled=compile)
+                        compiled=compile, precision=precision)
         if channel_axis is not None:
             run = replace(run, output=np.moveaxis(run.output, 0, channel_axis))
         return run
-    if compile:
-        raise StabilityError("compile=True runs explicit steps on images and volumes (2D, 3D, "
-                             "or a channel axis); 1D signals, the fused CUDA kernels and the "
-                             f"{scheme} scheme run without it")
+    for asked, what in ((compile, "compile=True"), (precision != "float64", "precision=" +
+                                                     repr(precision))):
+        if asked:
+            raise StabilityError(f"{what} runs explicit steps on images and volumes (2D, 3D, "
+                                 "or a channel axis); 1D signals, the fused CUDA kernels and "
+                                 f"the {scheme} scheme run without it")
     if len(grid) == 3 or len(set(spacing)) > 1 or channel_axis is not None:
         raise StabilityError(f"scheme {scheme!r} runs on 1D and 2D grids of one spacing and "
                              "one channel; use scheme='explicit' for volumes, per-axis spacing "
@@ -355,8 +366,13 @@ def _grid_run(u: torch.Tensor, a: np.ndarray, nonlinearity: Any, kind: str | Non
               params: Mapping[str, object] | None, convention: str | None, table_tau: object,
               table_alpha: object, *, time: float, tau: float | None, stability: str,
               coupling: str, boundary: str, spacing: tuple[float, ...], unsafe: bool,
-              progress: bool | None, compiled: bool) -> DenoiseRun:
-    """Explicit steps on a 2D or 3D grid (fluxact.grid.GridDiffusion)."""
+              progress: bool | None, compiled: bool, precision: str) -> DenoiseRun:
+    """Explicit steps on a 2D or 3D grid (fluxact.grid.GridDiffusion), in ``precision``."""
+    if precision == "float32":
+        u = u.to(torch.float32)
+        if not bool(torch.isfinite(u).all()):
+            raise SignalError(f"the signal has values beyond float32's range (max |f| = "
+                              f"{float(np.abs(a).max()):.3g}); use precision='float64'")
     role = "diffusivity" if coupling == "isotropic" else "activation"
     act = _activation(nonlinearity, kind, params, convention, table_tau, table_alpha, role
                       ).clone().to(u.device, torch.float64)
@@ -368,9 +384,10 @@ def _grid_run(u: torch.Tensor, a: np.ndarray, nonlinearity: Any, kind: str | Non
         u = _evolve(block, u, n, explicit=True, per_call=1, progress=progress,
                     compiled=compiled)
     _check_finite(u, a)
-    return DenoiseRun(output=u.reshape(a.shape).cpu().numpy(), scheme="explicit", steps=n,
-                      tau=inner, bound=bound, cycle=None, stability=stability,
-                      coupling=coupling, spacing=spacing, channels=u.shape[1])
+    return DenoiseRun(output=u.reshape(a.shape).to(torch.float64).cpu().numpy(),
+                      scheme="explicit", steps=n, tau=inner, bound=bound, cycle=None,
+                      stability=stability, coupling=coupling, spacing=spacing,
+                      channels=u.shape[1], precision=precision)
 
 
 def _plan(make: Callable[[float | None], Any], tau: float | None, time: float, h: float, *,
@@ -432,7 +449,9 @@ def denoise(signal: Any, nonlinearity: Any, kind: str | None = None, *, time: fl
     ``unsafe`` (use a tau above the bound), ``progress`` (None: a bar on a terminal for long
     runs), ``max_cycle`` (longest FSI cycle), ``compile`` (explicit steps on images and
     volumes fused by torch.compile: GridDiffusion.run(compiled=True); the first run of a
-    formula and shape compiles), ``device`` ("cpu", or "cuda" for the fused
+    formula and shape compiles), ``precision`` ("float64", or "float32" for explicit steps
+    on images and volumes: faster, rounding to float32, the output still float64),
+    ``device`` ("cpu", or "cuda" for the fused
     Triton kernels). Returns a float64 array of the signal's shape.
     """
     return denoise_run(signal, nonlinearity, kind, time=time, **options).output

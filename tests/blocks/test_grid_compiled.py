@@ -145,3 +145,35 @@ def test_the_cache_folder_needs_safe_parents(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
     assert private_compiler_cache() == str(tmp_path / "home" / ".cache" / "fluxact"
                                            / "torchinductor")
+
+
+def test_denoise_in_float32(tmp_path) -> None:
+    """precision='float32' (--precision float32): explicit steps on images and volumes in
+    float32, the output float64 and within float32 rounding of the float64 run; refused with
+    one line where it does not apply or the signal leaves float32's range."""
+    from fluxact.cli import main
+    from fluxact.denoising import SignalError, denoise_run
+
+    rng = np.random.default_rng(4)
+    img = rng.random((9, 8, 7)) * 255
+    want = denoise_run(img, "perona-malik", params={"lam": 20.0}, time=3.0)
+    got = denoise_run(img, "perona-malik", params={"lam": 20.0}, time=3.0,
+                      precision="float32")
+    assert got.output.dtype == np.float64 and got.steps == want.steps
+    np.testing.assert_allclose(got.output, want.output, rtol=0, atol=255 * 1e-5)
+    assert not np.array_equal(got.output, want.output)  # it did compute in float32
+    assert img.min() <= got.output.min() and got.output.max() <= img.max()
+    assert "computed in float32" in got.summary()
+    with pytest.raises(StabilityError, match="precision='float32' runs explicit steps"):
+        denoise_run(img[0, 0], "perona-malik", params={"lam": 20.0}, time=1.0,
+                    precision="float32")
+    with pytest.raises(StabilityError, match="unknown precision 'half'"):
+        denoise_run(img, "perona-malik", params={"lam": 20.0}, time=1.0, precision="half")
+    with pytest.raises(SignalError, match="beyond float32's range"):
+        denoise_run(img * 1e300, "perona-malik", params={"lam": 20.0}, time=1.0,
+                    precision="float32")
+    src, out = tmp_path / "in.npy", tmp_path / "out.npy"
+    np.save(src, img)
+    assert main(["denoise", str(src), str(out), "--name", "perona-malik", "--param", "lam=20",
+                 "--time", "3", "--precision", "float32", "--quiet"]) == 0
+    np.testing.assert_array_equal(np.load(out), got.output)
