@@ -292,12 +292,13 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
         if channel_axis is not None:
             run = replace(run, output=np.moveaxis(run.output, 0, channel_axis))
         return run
+    others = (f"the {scheme} scheme runs" if scheme != "explicit" else
+              "1D signals and the fused CUDA kernels run")
     for asked, what in ((compile, "compile=True"), (precision != "float64", "precision=" +
                                                      repr(precision))):
         if asked:
             raise StabilityError(f"{what} runs explicit steps on images and volumes (2D, 3D, "
-                                 "or a channel axis); 1D signals, the fused CUDA kernels and "
-                                 f"the {scheme} scheme run without it")
+                                 f"or a channel axis); {others} without it")
     if len(grid) == 3 or len(set(spacing)) > 1 or channel_axis is not None:
         raise StabilityError(f"scheme {scheme!r} runs on 1D and 2D grids of one spacing and "
                              "one channel; use scheme='explicit' for volumes, per-axis spacing "
