@@ -16,7 +16,8 @@ symbolically, plus the values at which the generated code must not produce NaN:
 Where Phi(r; p) = A(p) F(r/c(p)) with F free of the parameters (translator/scaling.py, a proof
 by SymPy, not a sample), the outputs are written in the reduced variable x = r/c, which the
 code computes first (``reduced``): Phi = A F(x), Phi' = (A/c) F'(x) and
-dPhi/dp = A'(p) F(x) - A (c'(p)/c) x F'(x). Then no intermediate leaves float range only because
+dPhi/dp = A'(p) F(x) - A (c'(p)/c) x F'(x) (near x = 0 written without the subtraction of two
+terms ~ x, ``_scaled_outputs``). Then no intermediate leaves float range only because
 a parameter is extreme (Perona-Malik's r^2/lam^2 or Charbonnier's lam r overflow at lam = 1e200
 where Phi is an ordinary number), and the repair decides its region on x, the argument F
 really sees.
@@ -372,7 +373,7 @@ def _finite_limit(expr: sp.Expr, r: sp.Symbol, point: object, direction: str
 def _eventually(cond: sp.Basic, r: sp.Symbol, point: object, direction: str) -> bool | None:
     """Whether ``cond`` holds for every r close enough to ``point`` on the ``direction`` side
     (True), fails for every such r (False), or neither is shown (None). A relation a ~ b is
-    decided by the sign of lim (a - b), which must be a number other than 0 or +-oo."""
+    decided by the sign of lim (a - b), which must be a nonzero number or +-oo."""
     if cond in (sp.true, sp.false):
         return bool(cond)
     if isinstance(cond, (sp.And, sp.Or, sp.Not)):
