@@ -39,7 +39,7 @@ from ..translator.errors import ParameterError, missing_value
 from ..translator.facts import StabilityFacts
 from ..translator.nonlinearity import KINDS, exact_number, parameter_values
 from ..translator.parse import normal_name, parameter_symbol
-from ..translator.scaling import activation_scaling
+from ..translator.scaling import find_scaling
 from ..translator.translation import Translation, symbolic_forms
 from .errors import CodegenError
 from .names import check_parameter_names, class_name, python_name
@@ -202,7 +202,7 @@ def _scaled_outputs(phi: sp.Expr, r: sp.Symbol, trainable: tuple[str, ...]
     """The outputs in x = r/c where Phi = A F(r/c) (with (x, r/c), or None for c = 1), else
     None: Phi = A F(x), Phi' = (A/c) F'(x), dPhi/dp = A'(p) F(x) - A (c'(p)/c) x F'(x)."""
     params = tuple(sorted(phi.free_symbols - {r}, key=lambda p: p.name))
-    found = activation_scaling(phi, r, params, REDUCED)
+    found = find_scaling(phi, None, r, params, REDUCED)
     if found is None:
         return None
     x, A, c = REDUCED, found.amplitude, found.scale

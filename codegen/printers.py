@@ -387,20 +387,18 @@ class _Printer(CodePrinter):
         up, down = ratio
         quotient = self._print(up.base / down.base)
         name = quotient if _is_name(quotient) else self.bind(quotient)
-        power = self._power_of_name(name, int(up.exp))
-        rest = [f for f in expr.args if f is not up and f is not down]
-        if not rest:
-            return power
-        return f"({self.parenthesize(sp.Mul(*rest), sp.printing.precedence.PRECEDENCE['Mul'])}"\
-               f"*{power})"
+        return self._times_rest(expr, (up, down), self._power_of_name(name, int(up.exp)))
 
     def _print_reciprocal_power(self, expr: sp.Mul) -> str:
         """c / v**n as c*(1/v)**n (_integer_power): 3.3/x**8 is 0 in fp32 from x = 6e4 on,
         3.3*(1/x)**8 only where the value underflows."""
         down = _reciprocal_power(expr)
         assert down is not None
-        power = self._integer_power(down.base, int(down.exp))
-        rest = [f for f in expr.args if f is not down]
+        return self._times_rest(expr, (down,), self._integer_power(down.base, int(down.exp)))
+
+    def _times_rest(self, expr: sp.Mul, used: tuple[sp.Basic, ...], power: str) -> str:
+        """``power`` (the printed factors ``used`` of ``expr``) times the other factors."""
+        rest = [f for f in expr.args if not any(f is u for u in used)]
         if not rest:
             return power
         return f"({self.parenthesize(sp.Mul(*rest), sp.printing.precedence.PRECEDENCE['Mul'])}"\

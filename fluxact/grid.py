@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from .operators import BOUNDARIES, clamp_finite, stencil_range
+from .operators import BOUNDARIES, clamp_finite, padded, stencil_range
 from .runtime import Activation, StabilityError
 from .timestep import TimeStep, positive
 
@@ -262,7 +262,7 @@ def _raw_step(u: torch.Tensor, tau: torch.Tensor, params: torch.Tensor, forward:
         if periodic:
             out = out + f - torch.roll(f, 1, axis)
         else:
-            out = out + _padded(f, axis, 0, 1) - _padded(f, axis, 1, 0)
+            out = out + padded(f, axis, 0, 1) - padded(f, axis, 1, 0)
     if clamp:
         lo, hi = stencil_range(u, len(spacing), periodic)
         out = clamp_finite(out, lo, hi)
@@ -302,19 +302,12 @@ def _edges(x: torch.Tensor, axis: int) -> torch.Tensor:
     return x.narrow(axis, 0, x.shape[axis] - 1)
 
 
-def _padded(x: torch.Tensor, axis: int, before: int, after: int) -> torch.Tensor:
-    """x with ``before`` and ``after`` zeros along ``axis``."""
-    pads = [0, 0] * (x.dim() - axis)
-    pads[-2:] = [before, after]
-    return torch.nn.functional.pad(x, pads)
-
-
 def _placed_sum(parts: list[torch.Tensor], axes: Any, periodic: bool) -> torch.Tensor:
     """sum_i of edge quantities placed at the pixel the edge leaves (0 where none leaves)."""
     if periodic or torch.compiler.is_compiling():
-        total = parts[0] if periodic else _padded(parts[0], next(iter(axes)), 0, 1)
+        total = parts[0] if periodic else padded(parts[0], next(iter(axes)), 0, 1)
         for axis, p in list(zip(axes, parts))[1:]:
-            total = total + (p if periodic else _padded(p, axis, 0, 1))
+            total = total + (p if periodic else padded(p, axis, 0, 1))
         return total
     shape = list(parts[0].shape)
     first = next(iter(axes))

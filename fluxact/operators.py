@@ -462,12 +462,18 @@ def _cross_range_padded(u: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch
         n = u.shape[dim]
         if n < 2:
             continue
-        pads = [0, 0] * (dims - axis)
         for before, part in ((0, v.narrow(dim, 1, n - 1)), (1, v.narrow(dim, 0, n - 1))):
-            pads[-2:] = [before, 1 - before]
-            lo = torch.minimum(lo, torch.nn.functional.pad(part, pads, value=math.inf))
-            hi = torch.maximum(hi, torch.nn.functional.pad(part, pads, value=-math.inf))
+            lo = torch.minimum(lo, padded(part, dim, before, 1 - before, math.inf))
+            hi = torch.maximum(hi, padded(part, dim, before, 1 - before, -math.inf))
     return lo, hi
+
+
+def padded(x: torch.Tensor, axis: int, before: int, after: int,
+           value: float = 0.0) -> torch.Tensor:
+    """x with ``before`` and ``after`` entries ``value`` along ``axis``."""
+    pads = [0, 0] * (x.dim() - axis)
+    pads[-2:] = [before, after]
+    return F.pad(x, pads, value=value)
 
 
 def _cross_range(u: torch.Tensor, dims: int) -> tuple[torch.Tensor, torch.Tensor]:

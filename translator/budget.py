@@ -109,7 +109,7 @@ def _swallowed_in(frame: types.FrameType | None) -> bool:
 
 
 def _expire(signum: int, frame: types.FrameType | None) -> None:
-    if frame is not None and frame.f_code is _OWN_CODE[0]:
+    if frame is not None and frame.f_code is _OWN_CODE:
         # within_budget's own setup and clean-up, not a step: never cut (a budget's exception
         # raised there would skip the clean-up and leave its deadline and timer behind)
         signal.setitimer(signal.ITIMER_PROF, _RETRY)
@@ -177,4 +177,4 @@ def _call(step: Callable[[], T]) -> T:
 
 
 #: the code the timer never cuts (see _expire)
-_OWN_CODE = (within_budget.__code__,)
+_OWN_CODE = within_budget.__code__

@@ -44,23 +44,16 @@ class Scaling:
         return sp.powsimp(self.amplitude / self.scale)
 
 
-def find_scaling(phi: sp.Expr, g: sp.Expr, r: sp.Symbol, params: tuple[sp.Symbol, ...],
-                 x: sp.Symbol) -> Scaling | None:
+def find_scaling(phi: sp.Expr, g: sp.Expr | None, r: sp.Symbol,
+                 params: tuple[sp.Symbol, ...], x: sp.Symbol) -> Scaling | None:
     """Phi = A F(r/c) and g = (A/c) G(r/c) with F, G free of ``params``; None when no
-    monomial scaling works (or SymPy runs out of its time budget)."""
+    monomial scaling works (or SymPy runs out of its time budget). ``g`` None: Phi alone (the
+    generated code computes x = r/c first: then no intermediate leaves float range while
+    Phi is representable at extreme parameter values, and its NaN repair decides on x);
+    ``reduced_diffusivity`` is then F(x)/x unfilled at 0."""
     if not params:
         return None
     return attempt(lambda: _search(phi, g, r, params, x), SCALING_SECONDS)
-
-
-def activation_scaling(phi: sp.Expr, r: sp.Symbol, params: tuple[sp.Symbol, ...],
-                       x: sp.Symbol) -> Scaling | None:
-    """Phi = A F(r/c) alone (the generated code computes x = r/c first: then no intermediate
-    leaves float range while Phi is representable at extreme parameter values, and its NaN
-    repair decides on x); ``reduced_diffusivity`` is then F(x)/x unfilled at 0."""
-    if not params:
-        return None
-    return attempt(lambda: _search(phi, None, r, params, x), SCALING_SECONDS)
 
 
 def _search(phi: sp.Expr, g: sp.Expr | None, r: sp.Symbol, params: tuple[sp.Symbol, ...],
