@@ -192,6 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images and volumes: isotropic flux g(|grad u|^2) grad u (default for "
                    "explicit steps; rotation invariant) or uncoupled, per axis (medpy's "
                    "scheme; the one FSI and implicit steps run)")
+    d.add_argument("--model", choices=("pm", "catte", "eed", "ced"), default="pm",
+                   help="pm: Perona-Malik with --coupling (default); catte: regularised "
+                   "Perona-Malik, g(|grad u_sigma|^2) grad u (max-min principle kept); eed, ced: "
+                   "edge- and coherence-enhancing diffusion on 2D images (tensor models: "
+                   "Euclidean stability only); the formula is their diffusivity")
+    d.add_argument("--sigma", type=_positive, default=None, metavar="SIGMA",
+                   help="catte, eed, ced: the Gaussian pre-smoothing scale (default 1)")
+    d.add_argument("--rho", type=_positive, default=None, metavar="RHO",
+                   help="ced: the structure tensor's integration scale (default 4)")
     d.add_argument("--compile", action="store_true",
                    help="images and volumes, explicit steps: fuse each step with torch.compile "
                    "(compiles for seconds on first use; faster for large or long runs)")
@@ -357,7 +366,8 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
                           boundary=args.boundary, h=args.h, spacing=args.spacing,
                           coupling=args.coupling, channel_axis=axis,
                           max_cycle=args.max_cycle, progress=False if bar else None,
-                          compile=args.compile, precision=args.precision)
+                          compile=args.compile, precision=args.precision,
+                          model=args.model, sigma=args.sigma, rho=args.rho)
         # OUT may be IN: the input is read whole, and the new file is renamed over it
         note = write_image(out, run.output, image)
         if bar is not None:

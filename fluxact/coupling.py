@@ -71,31 +71,7 @@ class CoupledActivation(torch.nn.Module):
         a = (sx * sx).sum(dim=dims, keepdim=True)
         bb = (sx * sy).sum(dim=dims, keepdim=True)
         d = (sy * sy).sum(dim=dims, keepdim=True)
-        # the eigen-decomposition of J / tr J (no overflow); the where()s keep the branch not
-        # taken finite, so that no NaN leaks into the gradient
-        t = a + d
-        inv = 1 / torch.where(t > 0, t, torch.ones_like(t))
-        half, b1 = (a - d) / 2 * inv, bb * inv
-        q = half * half + b1 * b1
-        positive = q > 0
-        root = torch.where(positive, torch.sqrt(torch.where(positive, q, torch.ones_like(q))),
-                           torch.zeros_like(q))
-        mean = t / 2
-        nu1, nu2 = mean + t * root, (mean - t * root).clamp_min(0)  # J >= 0
-        close = 2 * root <= (2e-8 if s.dtype == torch.float64 else 3e-4) / 2
-        # a unit eigenvector of nu1 from the column without cancellation; v2 = (-y1, x1)
-        vx = torch.where(half >= 0, half + root, b1)
-        vy = torch.where(half >= 0, b1, root - half)
-        n2 = vx * vx + vy * vy
-        length = torch.sqrt(torch.where(n2 > 0, n2, torch.ones_like(n2)))
-        x1, y1 = vx / length, vy / length
-        # g(J) s = g(nu1) (v1 . s) v1 + g(nu2) (v2 . s) v2: no cancellation
-        p1 = self.g(nu1) * (x1 * sx + y1 * sy)
-        p2 = self.g(nu2) * (x1 * sy - y1 * sx)
-        # where the eigenvalues coincide: g(mean) s + g'(mean) (J - mean I) s
-        gm, slope = self.g(mean), _derivative(self.g, mean)
-        ox = torch.where(close, gm * sx + slope * ((a - mean) * sx + bb * sy), p1 * x1 - p2 * y1)
-        oy = torch.where(close, gm * sy + slope * (bb * sx + (d - mean) * sy), p1 * y1 + p2 * x1)
+        ox, oy = matrix_function(self.g, a, bb, d, sx, sy)
         return torch.stack([ox, oy], dim=3).reshape(s.shape)
 
     def _check_vectors(self, c: int) -> None:
@@ -128,6 +104,46 @@ def _derivative(g: Activation, x: torch.Tensor) -> torch.Tensor:
         xd = x.detach().requires_grad_()
         (grad,) = torch.autograd.grad(g(xd).sum(), xd)
     return grad.detach()
+
+
+def eigen2(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The eigen-decomposition of the symmetric positive semidefinite J = [[a, b], [b, d]]
+    (elementwise tensors), in closed form from J / tr J (no overflow): (nu1 >= nu2 >= 0, the
+    unit eigenvector (x1, y1) of nu1, computed from the column without cancellation (0 where
+    J = c I), the mean eigenvalue, and ``close``: where the eigenvalues coincide to rounding).
+    The where()s keep every branch not taken finite, so no NaN leaks into a gradient."""
+    t = a + d
+    inv = 1 / torch.where(t > 0, t, torch.ones_like(t))
+    half, b1 = (a - d) / 2 * inv, b * inv
+    q = half * half + b1 * b1
+    positive = q > 0
+    root = torch.where(positive, torch.sqrt(torch.where(positive, q, torch.ones_like(q))),
+                       torch.zeros_like(q))
+    mean = t / 2
+    nu1, nu2 = mean + t * root, (mean - t * root).clamp_min(0)  # J >= 0
+    close = 2 * root <= (2e-8 if a.dtype == torch.float64 else 3e-4) / 2
+    # v2 = (-y1, x1)
+    vx = torch.where(half >= 0, half + root, b1)
+    vy = torch.where(half >= 0, b1, root - half)
+    n2 = vx * vx + vy * vy
+    length = torch.sqrt(torch.where(n2 > 0, n2, torch.ones_like(n2)))
+    return nu1, nu2, vx / length, vy / length, mean, close
+
+
+def matrix_function(g: Activation, a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
+                    sx: torch.Tensor, sy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """g(J) s for J = [[a, b], [b, d]] >= 0 and the vectors s = (sx, sy) (broadcast): every
+    eigenvalue of g(J) is a value of g, so in [0, g_max]. g(nu1) (v1 . s) v1 + g(nu2)
+    (v2 . s) v2 (no cancellation), and where the eigenvalues coincide the first-order
+    expansion g(mean) s + g'(mean) (J - mean I) s: no division by zero, no NaN, also for
+    J = 0."""
+    nu1, nu2, x1, y1, mean, close = eigen2(a, b, d)
+    p1 = g(nu1) * (x1 * sx + y1 * sy)
+    p2 = g(nu2) * (x1 * sy - y1 * sx)
+    gm, slope = g(mean), _derivative(g, mean)
+    ox = torch.where(close, gm * sx + slope * ((a - mean) * sx + b * sy), p1 * x1 - p2 * y1)
+    oy = torch.where(close, gm * sy + slope * (b * sx + (d - mean) * sy), p1 * y1 + p2 * x1)
+    return ox, oy
 
 
 class CoupledDiffusionBlock2D(torch.nn.Module):

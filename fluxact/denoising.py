@@ -16,6 +16,14 @@ scheme), with tau <= 1/(2 g_max sum_i 1/h_i^2). Schemes:
 
 FSI and implicit runs take the per-axis flux on 1D and 2D grids of one spacing.
 
+``model`` names the diffusion (explicit steps):
+- "pm" (default): the Perona-Malik model with the ``coupling`` above;
+- "catte": the regularised Perona-Malik model of Catte, Lions, Morel and Coll (1992),
+  g(|grad u_sigma|^2) grad u, on any grid (GridDiffusion(sigma=...)): the same bound, the
+  max-min principle kept;
+- "eed", "ced": edge- and coherence-enhancing diffusion on 2D images (fluxact.tensor), with
+  the Euclidean bound tau <= 2 / (lambda_max ||K||^2) only.
+
 Everything runs in float64 without gradients, on the CPU (generated torch code) or, with
 ``device="cuda"``, on a GPU: the fused Triton step kernels for 1D signals (temporally
 blocked, 100 steps per launch) and the per-axis flux on 2D images; the isotropic flux,
@@ -61,6 +69,10 @@ PROGRESS_FROM = 500
 CHUNK = 100
 #: what explicit grid steps compute in (the output is float64 either way)
 PRECISIONS = ("float64", "float32")
+#: the diffusion models of ``denoise`` (module docstring)
+MODELS = ("pm", "catte", "eed", "ced")
+#: the pre-smoothing scale of the models that have one, when not given
+SIGMA = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +91,8 @@ class DenoiseRun:
     spacing: tuple[float, ...] = (1.0,)
     channels: int = 1
     precision: str = "float64"
+    model: str = "pm"
+    sigma: float | None = None
 
     def summary(self) -> str:
         how = {"explicit": f"{self.steps} explicit steps of tau = {self.tau:.6g}",
@@ -87,17 +101,22 @@ class DenoiseRun:
                "implicit": f"{self.steps} implicit steps of tau = {self.tau:.6g}"}[self.scheme]
         dims = len(self.spacing)
         bound = "" if self.bound is None else f"; {self.stability} bound tau <= {self.bound:.6g}"
-        if dims == 1 and self.channels == 1:
+        if dims == 1 and self.channels == 1 and self.model == "pm":
             return how + bound
-        grid = f"{dims}D, {self.coupling} flux"
+        model = {"pm": "", "catte": "regularised Perona-Malik", "eed": "EED", "ced": "CED"}
+        grid = (f"{dims}D, {self.coupling} flux" if self.model == "pm" else
+                f"{dims}D, {model[self.model]}, sigma {self.sigma:g}")
         if self.channels > 1:
-            shared = " sharing one diffusivity" if self.coupling == "isotropic" else ""
+            shared = (" sharing one diffusion tensor" if self.model in ("eed", "ced") else
+                      " sharing one diffusivity" if self.coupling == "isotropic" else "")
             grid += f", {self.channels} channels{shared}"
         if len(set(self.spacing)) > 1 or self.spacing[0] != 1:
             grid += f", spacing {', '.join(f'{h:g}' for h in self.spacing)}"
         if self.precision != "float64":
             grid += f", computed in {self.precision}"
-        if bound and self.scheme == "explicit" and (dims > 1 or self.channels > 1):
+        if bound and self.model in ("eed", "ced"):
+            bound += " = 2/(lambda_max ||K||^2)"
+        elif bound and self.scheme == "explicit" and (dims > 1 or self.channels > 1):
             bound += " = 1/(2 g_max sum_i 1/h_i^2)"
         return f"{how} ({grid}){bound}"
 
@@ -256,7 +275,8 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
                 unsafe: bool = False, table_tau: object = None, table_alpha: object = None,
                 max_cycle: int = MAX_CYCLE, progress: bool | None = None,
                 device: str | torch.device = "cpu", compile: bool = False,
-                precision: str = "float64") -> DenoiseRun:
+                precision: str = "float64", model: str = "pm", sigma: float | None = None,
+                rho: float | None = None) -> DenoiseRun:
     """``denoise`` with a record of what it did (see DenoiseRun)."""
     if isinstance(time, bool) or not isinstance(time, numbers.Real) or not (
             math.isfinite(time) and time > 0):
@@ -273,6 +293,15 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
     if precision not in PRECISIONS:
         raise StabilityError(f"unknown precision {precision!r}; use one of "
                              f"{', '.join(PRECISIONS)}")
+    if model not in MODELS:
+        raise StabilityError(f"unknown model {model!r}; use one of {', '.join(MODELS)}")
+    if model != "pm" and scheme != "explicit":
+        raise StabilityError(f"model {model!r} runs explicit steps; use scheme='explicit'")
+    if sigma is not None and model == "pm":
+        raise StabilityError("sigma= smooths the image the diffusivity sees: it belongs to "
+                             "model='catte', 'eed' or 'ced'")
+    if rho is not None and model != "ced":
+        raise StabilityError("rho= (the integration scale) belongs to model='ced'")
     h = check_grid_size(1.0 if h is None else h)
     channel_axis = _channel_axis(channel_axis)
     a = as_signal(signal, channel_axis)
@@ -280,15 +309,33 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
         a = np.moveaxis(a, channel_axis, 0)
     grid = a.shape[1:] if channel_axis is not None else a.shape
     spacing = _spacing(spacing, h, len(grid))
+    if model in ("eed", "ced"):
+        run = _tensor_run(a, grid, spacing, nonlinearity, kind, params, convention, table_tau,
+                          table_alpha, model=model, time=time, tau=tau,
+                          stability=stability or "euclidean", coupling=coupling,
+                          boundary=boundary, sigma=SIGMA if sigma is None else sigma, rho=rho,
+                          unsafe=unsafe, progress=progress, compiled=compile,
+                          precision=precision, device=device)
+        if channel_axis is not None:
+            run = replace(run, output=np.moveaxis(run.output, 0, channel_axis))
+        return run
+    if model == "catte":
+        if coupling not in (None, "isotropic"):
+            raise StabilityError("the regularised Perona-Malik model (model='catte') has the "
+                                 "isotropic flux g(|grad u_sigma|^2) grad u; drop coupling=")
+        sigma = SIGMA if sigma is None else sigma
     coupling = _coupling(coupling, len(grid), scheme)
     u = torch.from_numpy(a).reshape(1, -1, *grid).to(device)
-    if (len(grid) > 1 or channel_axis is not None) and scheme == "explicit" and not (
+    if model == "catte" and len(grid) == 1:
+        coupling = "isotropic"  # g(u_sigma,x^2) u_x: the grid step, in one dimension too
+    on_grid = model == "catte" or len(grid) > 1 or channel_axis is not None
+    if on_grid and scheme == "explicit" and not (
             coupling == "uncoupled" and len(grid) == 2 and len(set(spacing)) == 1
             and u.is_cuda and channel_axis is None):  # (the fused 2D kernel of DiffusionBlock)
         run = _grid_run(u, a, nonlinearity, kind, params, convention, table_tau, table_alpha,
                         time=time, tau=tau, stability=stability or "linf", coupling=coupling,
                         boundary=boundary, spacing=spacing, unsafe=unsafe, progress=progress,
-                        compiled=compile, precision=precision)
+                        compiled=compile, precision=precision, sigma=sigma)
         if channel_axis is not None:
             run = replace(run, output=np.moveaxis(run.output, 0, channel_axis))
         return run
@@ -367,18 +414,15 @@ def _grid_run(u: torch.Tensor, a: np.ndarray, nonlinearity: Any, kind: str | Non
               params: Mapping[str, object] | None, convention: str | None, table_tau: object,
               table_alpha: object, *, time: float, tau: float | None, stability: str,
               coupling: str, boundary: str, spacing: tuple[float, ...], unsafe: bool,
-              progress: bool | None, compiled: bool, precision: str) -> DenoiseRun:
-    """Explicit steps on a 2D or 3D grid (fluxact.grid.GridDiffusion), in ``precision``."""
-    if precision == "float32":
-        u = u.to(torch.float32)
-        if not bool(torch.isfinite(u).all()):
-            raise SignalError(f"the signal has values beyond float32's range (max |f| = "
-                              f"{float(np.abs(a).max()):.3g}); use precision='float64'")
+              progress: bool | None, compiled: bool, precision: str,
+              sigma: float | None = None) -> DenoiseRun:
+    """Explicit steps on a grid (fluxact.grid.GridDiffusion), in ``precision``."""
+    u = _in_precision(u, a, precision)
     role = "diffusivity" if coupling == "isotropic" else "activation"
     act = _activation(nonlinearity, kind, params, convention, table_tau, table_alpha, role
                       ).clone().to(u.device, torch.float64)
     options = {"coupling": coupling, "spacing": spacing, "boundary": boundary,
-               "stability": stability, "unsafe": unsafe}
+               "stability": stability, "unsafe": unsafe, "sigma": sigma}
     with torch.no_grad():
         block, n, inner, bound = _plan(lambda t: GridDiffusion(act, tau=t, **options), tau,
                                        time, min(spacing), bound=not unsafe)
@@ -388,7 +432,59 @@ def _grid_run(u: torch.Tensor, a: np.ndarray, nonlinearity: Any, kind: str | Non
     return DenoiseRun(output=u.reshape(a.shape).to(torch.float64).cpu().numpy(),
                       scheme="explicit", steps=n, tau=inner, bound=bound, cycle=None,
                       stability=stability, coupling=coupling, spacing=spacing,
-                      channels=u.shape[1], precision=precision)
+                      channels=u.shape[1], precision=precision,
+                      model="pm" if sigma is None else "catte", sigma=sigma)
+
+
+def _in_precision(u: torch.Tensor, a: np.ndarray, precision: str) -> torch.Tensor:
+    if precision == "float32":
+        u = u.to(torch.float32)
+        if not bool(torch.isfinite(u).all()):
+            raise SignalError(f"the signal has values beyond float32's range (max |f| = "
+                              f"{float(np.abs(a).max()):.3g}); use precision='float64'")
+    return u
+
+
+def _tensor_run(a: np.ndarray, grid: tuple[int, ...], spacing: tuple[float, ...],
+                nonlinearity: Any, kind: str | None, params: Mapping[str, object] | None,
+                convention: str | None, table_tau: object, table_alpha: object, *,
+                model: str, time: float, tau: float | None, stability: str,
+                coupling: str | None, boundary: str, sigma: float, rho: float | None,
+                unsafe: bool, progress: bool | None, compiled: bool, precision: str,
+                device: str | torch.device) -> DenoiseRun:
+    """EED or CED (fluxact.tensor.TensorDiffusion) on a 2D image with channels."""
+    from .tensor import TensorDiffusion
+
+    name = model.upper()
+    if len(grid) != 2:
+        raise StabilityError(f"{name} runs on 2D images (with a channel axis for colour); for "
+                             f"{len(grid)}D data use model='catte' or 'pm'")
+    if len(set(spacing)) > 1:
+        raise StabilityError(f"{name}'s stencil takes one grid spacing for both axes, got "
+                             f"{spacing}; resample the image, or use model='catte'")
+    if boundary != "reflect":
+        raise StabilityError(f"{name} runs with the reflecting boundary; drop "
+                             f"boundary={boundary!r}")
+    if coupling is not None:
+        raise StabilityError(f"{name} diffuses with a tensor, not a flux coupling; drop "
+                             f"coupling={coupling!r}")
+    if compiled:
+        raise StabilityError(f"compile=True fuses the grid steps of models 'pm' and 'catte'; "
+                             f"{name} runs without it")
+    u = _in_precision(torch.from_numpy(a).reshape(1, -1, *grid).to(device), a, precision)
+    g = _activation(nonlinearity, kind, params, convention, table_tau, table_alpha,
+                    "diffusivity").clone().to(u.device, torch.float64)
+    with torch.no_grad():
+        block, n, inner, bound = _plan(
+            lambda t: TensorDiffusion(g, model, sigma=sigma, rho=rho, h=spacing[0], tau=t,
+                                      unsafe=unsafe, stability=stability),
+            tau, time, spacing[0], bound=not unsafe)
+        u = _evolve(block, u, n, explicit=True, per_call=1, progress=progress)
+    _check_finite(u, a)
+    return DenoiseRun(output=u.reshape(a.shape).to(torch.float64).cpu().numpy(),
+                      scheme="explicit", steps=n, tau=inner, bound=bound, cycle=None,
+                      stability=stability, coupling="tensor", spacing=spacing,
+                      channels=u.shape[1], precision=precision, model=model, sigma=sigma)
 
 
 def _plan(make: Callable[[float | None], Any], tau: float | None, time: float, h: float, *,
@@ -453,7 +549,9 @@ def denoise(signal: Any, nonlinearity: Any, kind: str | None = None, *, time: fl
     formula and shape compiles), ``precision`` ("float64", or "float32" for explicit steps
     on images and volumes: faster, rounding to float32, the output still float64),
     ``device`` ("cpu", or "cuda" for the fused
-    Triton kernels). Returns a float64 array of the signal's shape.
+    Triton kernels), ``model`` ("pm", the default; "catte", "eed", "ced": the module
+    docstring) with ``sigma`` (their pre-smoothing scale, default 1) and ``rho`` (CED's
+    integration scale, default 4). Returns a float64 array of the signal's shape.
     """
     return denoise_run(signal, nonlinearity, kind, time=time, **options).output
 

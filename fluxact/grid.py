@@ -8,6 +8,11 @@ one wraps round. K = (d_1, ..., d_d) and the step is u <- u - tau K^T F with the
 - ``coupling="isotropic"`` (the Perona-Malik model u_t = div(g(|grad u|^2) grad u), rotation
   invariant up to the discretisation): at each pixel p, s2_p = sum_i (d_i u)_p^2 over the
   edges leaving p forward (a missing edge counts 0), and F_i,p = g(s2_p) (d_i u)_p;
+- with ``sigma`` (isotropic; the regularised Perona-Malik model of Catte, Lions, Morel and
+  Coll 1992, u_t = div(g(|grad u_sigma|^2) grad u)): s2_p from u_sigma, u smoothed by a
+  Gaussian of standard deviation sigma (``fluxact.operators.smooth``, mirrored at a
+  reflecting boundary), the flux still g d_i u: the same bound and max-min principle below,
+  since every edge's diffusivity is still in [0, g_max];
 - ``coupling="uncoupled"``: F_i = Phi(d_i u) on each edge, one axis at a time (medpy's and
   SimpleITK's classic scheme; with Phi(r) = g(r^2) r, medpy's ``anisotropic_diffusion`` at unit
   spacing).
@@ -39,7 +44,7 @@ from typing import Any
 
 import torch
 
-from .operators import BOUNDARIES, clamp_finite, padded, stencil_range
+from .operators import BOUNDARIES, clamp_finite, padded, smooth, stencil_range
 from .runtime import Activation, StabilityError
 from .timestep import TimeStep, positive
 
@@ -83,19 +88,25 @@ class GridDiffusion(torch.nn.Module):
     ``couple_channels`` (isotropic flux): one diffusivity g(sum_c |grad u_c|^2) for all
     channels of a pixel (colour images, P3 29: an edge in any channel stops diffusion in all;
     each channel's step is still a convex combination of its own neighbours, so the bound and
-    the max-min principle per channel are unchanged), or one per channel.
+    the max-min principle per channel are unchanged), or one per channel. ``sigma``
+    (isotropic only): the diffusivity from the Gaussian-smoothed u (Catte et al.), in units of
+    length.
     """
 
     def __init__(self, act: Activation, *, coupling: str = "isotropic",
                  spacing: Sequence[float] = (1.0, 1.0), boundary: str = "reflect",
                  stability: str = "linf", tau: float | None = None, unsafe: bool = False,
-                 safety: float = 1.0, couple_channels: bool = True) -> None:
+                 safety: float = 1.0, couple_channels: bool = True,
+                 sigma: float | None = None) -> None:
         super().__init__()
         if not isinstance(act, Activation):
             raise StabilityError(f"expected an Activation, got {type(act).__name__}")
         if coupling not in COUPLINGS:
             raise StabilityError(f"unknown coupling {coupling!r}; use one of "
                                  f"{', '.join(COUPLINGS)}")
+        if sigma is not None and coupling != "isotropic":
+            raise StabilityError("sigma= (the regularised Perona-Malik model) needs the isotropic "
+                                 "flux: its diffusivity g(|grad u_sigma|^2) is one per pixel")
         if boundary not in BOUNDARIES:
             raise StabilityError(f"unknown boundary {boundary!r}; use one of "
                                  f"{', '.join(BOUNDARIES)}")
@@ -115,6 +126,7 @@ class GridDiffusion(torch.nn.Module):
         self.act, self._coupling, self.boundary, self.stability = act, coupling, boundary, stability
         self.couple_channels = couple_channels
         self.spacing = spacing_of(spacing)
+        self.sigma = None if sigma is None else positive(sigma, "sigma")
         self.policy = TimeStep(tau, unsafe=unsafe, safety=safety)
         if not unsafe:
             self.time_step()  # refuses now, with the verifier's reason
@@ -154,7 +166,8 @@ class GridDiffusion(torch.nn.Module):
         return _fluxes(u, self.act, self._layout())
 
     def _layout(self) -> tuple[Any, ...]:
-        return (self.spacing, self.coupling, self.boundary == "periodic", self.couple_channels)
+        return (self.spacing, self.coupling, self.boundary == "periodic", self.couple_channels,
+                self.sigma)
 
     def flux(self, u: torch.Tensor) -> torch.Tensor:
         """K^T F(K u) (the step is u - tau times this)."""
@@ -229,19 +242,25 @@ class GridDiffusion(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return (f"coupling={self.coupling!r}, spacing={self.spacing}, "
-                f"couple_channels={self.couple_channels}, "
+                + (f"sigma={self.sigma:g}, " if self.sigma is not None else "")
+                + f"couple_channels={self.couple_channels}, "
                 f"boundary={self.boundary!r}, stability={self.stability!r}, "
                 f"tau={self.policy.describe()}")
 
 
 def _fluxes(u: torch.Tensor, phi: Any, layout: tuple[Any, ...]) -> list[torch.Tensor]:
     """F_i on the edges of each axis, with Phi (uncoupled) or g(s2) (isotropic) ``phi``."""
-    spacing, coupling, periodic, couple_channels = layout
+    spacing, coupling, periodic, couple_channels, sigma = layout
     axes = range(u.dim() - len(spacing), u.dim())
     diffs = [_scaled(_forward(u, axis, periodic), 1 / h) for axis, h in zip(axes, spacing)]
     if coupling == "uncoupled":
         return [phi(d) for d in diffs]
-    s2 = _placed_sum([d * d for d in diffs], axes, periodic)
+    if sigma is not None:  # g from u_sigma (Catte et al.), the flux from u
+        smoothed = smooth(u, sigma, spacing, periodic=periodic)
+        s2 = _placed_sum([_scaled(_forward(smoothed, axis, periodic), 1 / h) ** 2
+                          for axis, h in zip(axes, spacing)], axes, periodic)
+    else:
+        s2 = _placed_sum([d * d for d in diffs], axes, periodic)
     if couple_channels and s2.shape[1] > 1:
         s2 = s2.sum(dim=1, keepdim=True)  # one g for all channels (P3 29)
     g = phi(s2)
@@ -252,7 +271,7 @@ def _raw_step(u: torch.Tensor, tau: torch.Tensor, params: torch.Tensor, forward:
               layout: tuple[Any, ...], clamp: bool) -> torch.Tensor:
     """One step u - tau K^T F with the printed Phi ``forward`` (no NaN repair), clamped to
     the stencil's range under the linf bound: what torch.compile fuses."""
-    spacing, _, periodic, _ = layout
+    spacing, _, periodic, _, _ = layout
     values = params.unbind()
     fluxes = _fluxes(u, lambda x: forward(x, *values), layout)
     out = u

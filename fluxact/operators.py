@@ -567,3 +567,24 @@ def gaussian_kernel(sigma: float, h: float) -> torch.Tensor:
     x = torch.arange(-radius, radius + 1, dtype=torch.float64) * h
     k = torch.exp(-x * x / (2 * sigma * sigma))
     return k / k.sum()
+
+
+def smooth(u: torch.Tensor, sigma: float, spacing: Sequence[float], *,
+           periodic: bool = False) -> torch.Tensor:
+    """u_sigma: u convolved with the sampled Gaussian of standard deviation ``sigma`` (in
+    units of length, ``gaussian_kernel``) along each of its last len(spacing) axes, axis i of
+    grid spacing spacing[i]; at the boundary the image is mirrored (u_{-1-k} = u_k, the
+    reflecting boundary of the diffusion, so a constant stays constant), or wrapped round
+    (``periodic``). Mirrored as often as the kernel needs on short axes."""
+    dims = len(spacing)
+    for axis, h in zip(range(u.dim() - dims, u.dim()), spacing):
+        k = gaussian_kernel(sigma, h).to(device=u.device, dtype=u.dtype)
+        r, n = (k.numel() - 1) // 2, u.shape[axis]
+        index = torch.arange(-r, n + r, device=u.device) % (n if periodic else 2 * n)
+        if not periodic:
+            index = torch.where(index >= n, 2 * n - 1 - index, index)
+        x = u.index_select(axis, index).movedim(axis, -1)
+        shape = x.shape
+        x = F.conv1d(x.reshape(-1, 1, shape[-1]), k.reshape(1, 1, -1))
+        u = x.reshape(*shape[:-1], n).movedim(-1, axis)
+    return u

@@ -178,3 +178,27 @@ def test_colour_axis_and_bilevel_images(tmp_path, capsys) -> None:
     assert grey.dtype == np.uint8 and grey.shape == (8, 8)
     assert len(np.unique(grey)) > 2  # the diffused edge is kept as grey levels (0/1 x 255)
     assert np.all(np.diff(grey[0].astype(int)) > 0) and grey[0, 0] < 128 < grey[0, -1]
+
+
+def test_tensor_models_from_the_command_line(tmp_path, capsys) -> None:
+    """--model eed / ced / catte on a PNG: the model, its scale and its Euclidean (tensor
+    models) or linf (Catte) bound printed; one line and exit 2 where a model cannot run."""
+    src = tmp_path / "in.png"
+    PIL.fromarray(np.rint(_noisy((20, 24, 3), 255)).astype(np.uint8)).save(src)
+    code, out, _ = denoise([str(src), str(tmp_path / "eed.png")], capsys, "--model", "eed",
+                           "--sigma", "1.5")
+    assert code == 0 and "EED, sigma 1.5, 3 channels sharing one diffusion tensor" in out
+    assert "euclidean bound" in out and (tmp_path / "eed.png").exists()
+    code, out, _ = denoise([str(src), str(tmp_path / "ced.png")], capsys, "--model", "ced",
+                           "--rho", "2")
+    assert code == 0 and "CED, sigma 1" in out
+    code, out, _ = denoise([str(src), str(tmp_path / "catte.png")], capsys, "--model", "catte")
+    assert code == 0 and "regularised Perona-Malik, sigma 1" in out and "linf bound" in out
+    volume = tmp_path / "volume.npy"
+    np.save(volume, np.random.default_rng(0).random((4, 5, 6)))
+    code, out, err = denoise([str(volume), str(tmp_path / "v.npy")], capsys, "--model", "eed")
+    assert code == 2 and err.count("\n") == 1 and "EED runs on 2D images" in err
+    assert not (tmp_path / "v.npy").exists()
+    code, _, err = denoise([str(src), str(tmp_path / "x.png")], capsys, "--model", "eed",
+                           "--stability", "linf")
+    assert code == 2 and "Euclidean stability notion only" in err
