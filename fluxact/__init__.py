@@ -73,6 +73,7 @@ _EXPORTS = {
     "MultiscaleDiffusionBlock2D": ".coupling",
     "CoupledReport": ".translator.coupled",
     "denoise": ".denoising",
+    "inpaint": ".inpainting",
     "plot": ".plotting",
 }
 __all__ = sorted(_EXPORTS)
@@ -90,6 +91,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ load
     from .coupling import CoupledDiffusionBlock2D as CoupledDiffusionBlock2D
     from .coupling import MultiscaleDiffusionBlock2D as MultiscaleDiffusionBlock2D
     from .denoising import denoise as denoise
+    from .inpainting import inpaint as inpaint
     from .operators import Operator as Operator
     from .plotting import plot as plot
     from .runtime import Activation as Activation

@@ -1,4 +1,4 @@
-"""The command line: `fluxact translate`, `verify`, `emit`, `build`, `denoise`, `plot`,
+"""The command line: `fluxact translate`, `verify`, `emit`, `build`, `denoise`, `inpaint`, `plot`,
 `catalogue`, `demo`.
 
 Bad input prints one line on stderr (what, where, how to fix) and exits with status 2.
@@ -192,6 +192,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="images and volumes: isotropic flux g(|grad u|^2) grad u (default for "
                    "explicit steps; rotation invariant) or uncoupled, per axis (medpy's "
                    "scheme; the one FSI and implicit steps run)")
+    i = sub.add_parser("inpaint", help="fill in an image from the pixels a mask marks as known "
+                       "(EED or homogeneous diffusion inpainting, P2 29)")
+    i.add_argument("image", metavar="IMAGE", help=".npy, PNG or TIFF (2D, greyscale or RGB)")
+    i.add_argument("mask", metavar="MASK", help="the same size: 1 (or 255 in an 8-bit image) "
+                   "where IMAGE is known, 0 where it is filled in; known where >= 1/2 of the "
+                   "type's maximum")
+    i.add_argument("out", metavar="OUT", help="the inpainted image (IMAGE's format and type)")
+    _add_formula_options(i)
+    i.add_argument("--model", choices=("eed", "homogeneous"), default="eed",
+                   help="eed: D = g(grad u_sigma grad u_sigma^T), the formula (default: "
+                   "Charbonnier with lam = 0.93, P2 7.2.1) its diffusivity; homogeneous: D = I")
+    i.add_argument("--sigma", type=_positive, default=0.97, metavar="SIGMA",
+                   help="EED's pre-smoothing scale (default 0.97, P2 7.2.1)")
+    i.add_argument("--solver", choices=("cg", "multigrid"), default="cg",
+                   help="cg: lagged diffusivity with conjugate gradients (the reference, "
+                   "default); multigrid: FAS with a full multigrid start and V-cycles")
+    i.add_argument("--tol", type=_positive, default=1e-8, metavar="TOL",
+                   help="relative tolerance of the solver (default 1e-8)")
+    i.add_argument("--levels", type=int, default=None, metavar="N",
+                   help="multigrid: the number of grids (default: coarsest at least 8 pixels)")
+    i.add_argument("--quiet", action="store_true", help="print nothing on success")
     d.add_argument("--model", choices=("pm", "catte", "eed", "ced"), default="pm",
                    help="pm: Perona-Malik with --coupling (default); catte: regularised "
                    "Perona-Malik, g(|grad u_sigma|^2) grad u (max-min principle kept); eed, ced: "
@@ -380,6 +401,47 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_inpaint(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from .images import read_image, suffix_of, write_image
+    from .inpainting import inpaint_run
+
+    source, mask_path, out = Path(args.image), Path(args.mask), Path(args.out)
+    for path in (source, mask_path, out):
+        suffix_of(path)
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write {out}: folder {out.parent} does not exist")
+    if args.levels is not None and args.solver != "multigrid":
+        raise UsageError("--levels is the number of multigrid grids: use it with "
+                         "--solver multigrid")
+    image = read_image(source)
+    marks = read_image(mask_path)
+    if marks.colour:
+        raise UsageError(f"the mask {mask_path} is a colour image; save it as greyscale")
+    mask = marks.values
+    if marks.dtype.kind in "iu":  # 0..255 or 0..65535: known where >= half the maximum
+        mask = mask / np.iinfo(marks.dtype).max
+    if args.model == "homogeneous" and (args.expr or args.name or args.param):
+        raise UsageError("--model homogeneous has D = I: give no formula, --name or --param")
+    formula: object = "charbonnier"
+    if args.expr is not None or args.name is not None:
+        formula = translation_from_args(args, default_kind="diffusivity")
+    elif args.param:
+        raise UsageError("--param needs a formula or --name (the default Charbonnier takes "
+                         "lam = 0.93: give --name charbonnier --param lam=VALUE to change it)")
+    run = inpaint_run(image.values, mask, formula, model=args.model, sigma=args.sigma,
+                      solver=args.solver, tol=args.tol, levels=args.levels,
+                      channel_axis=-1 if image.colour else None,
+                      progress=False if args.quiet else None)
+    note = write_image(out, run.output, image)
+    if not args.quiet:
+        print(f"{run.summary()}; wrote {out}{f' ({note})' if note else ''}")
+    return EXIT_OK
+
+
 def _cmd_plot(args: argparse.Namespace) -> int:
     from .plotting import plot, plot_format
 
@@ -425,7 +487,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"translate": _cmd_translate, "verify": _cmd_verify, "emit": _cmd_emit,
-            "build": _cmd_build, "denoise": _cmd_denoise, "plot": _cmd_plot,
+            "build": _cmd_build, "denoise": _cmd_denoise, "inpaint": _cmd_inpaint,
+            "plot": _cmd_plot,
             "catalogue": _cmd_catalogue, "demo": _cmd_demo}
 
 

@@ -14,7 +14,8 @@ at the boundary) and held fixed during a step (computed from u at the step's sta
   eigenvalues mu1 >= mu2 and coherence kappa = (mu1 - mu2)^2. D has J_rho's eigenvectors,
   the eigenvalue c across the flow (the eigenvector of mu1) and c + (1 - c) (1 - g(kappa) /
   g_max) along it (``coherence_alpha`` c in (0, 1]); c I where mu1 = mu2. With the default
-  g(kappa) = 1 - exp(-C / kappa) this is Weickert's c + (1 - c) exp(-C / kappa).
+  g(kappa) = 1 - exp(-C / kappa) this is Weickert's c + (1 - c) exp(-C / kappa);
+- linear: D = I, homogeneous diffusion (no g; for the linear case of inpainting).
 
 Discretisation (Weickert, Welk and Wickert 2013, the www stencil of
 ``fluxact.operators.Operator.grid``): K u is five gradient vectors on each 2 x 2 cell of
@@ -51,7 +52,7 @@ from .operators import WWW_ALPHA, Operator, smooth
 from .runtime import Activation, StabilityError
 from .timestep import TimeStep, positive
 
-MODELS = ("eed", "ced")
+MODELS = ("eed", "ced", "linear")
 #: CED's smallest eigenvalue and its integration scale (Weickert 1999, section 4)
 COHERENCE_ALPHA = 0.001
 RHO = 4.0
@@ -67,7 +68,7 @@ class TensorDiffusion(torch.nn.Module):
     (fluxact.timestep.TimeStep): by default tau is the Euclidean bound.
     """
 
-    def __init__(self, g: Activation, model: str = "eed", *, sigma: float = 1.0,
+    def __init__(self, g: Activation | None, model: str = "eed", *, sigma: float = 1.0,
                  rho: float | None = None, h: float = 1.0, alpha: float = WWW_ALPHA,
                  coherence_alpha: float = COHERENCE_ALPHA, tau: float | None = None,
                  unsafe: bool = False, safety: float = 1.0, stability: str = "euclidean"
@@ -75,7 +76,9 @@ class TensorDiffusion(torch.nn.Module):
         super().__init__()
         if model not in MODELS:
             raise StabilityError(f"unknown tensor model {model!r}; use one of {', '.join(MODELS)}")
-        if not isinstance(g, Activation):
+        if model == "linear" and g is not None:
+            raise StabilityError("the linear model has D = I and no diffusivity; pass g=None")
+        if model != "linear" and not isinstance(g, Activation):
             raise StabilityError(f"{model.upper()} takes a diffusivity g(s2) "
                                  f"(fluxact.activation.diffusivity_to_torch), got "
                                  f"{type(g).__name__}")
@@ -88,7 +91,8 @@ class TensorDiffusion(torch.nn.Module):
         if model == "eed" and rho is not None:
             raise StabilityError("rho= (the integration scale) belongs to CED; EED takes sigma= "
                                  "only")
-        g.check_role("diffusivity")
+        if g is not None:
+            g.check_role("diffusivity")
         self.g, self.model = g, model
         self.sigma = positive(sigma, "sigma")
         self.rho = positive(RHO if rho is None else rho, "rho") if model == "ced" else None
@@ -105,8 +109,10 @@ class TensorDiffusion(torch.nn.Module):
         return self.operator.spacing
 
     def lambda_max(self) -> torch.Tensor:
-        """The largest eigenvalue any D can have (float64): g_max for EED, 1 for CED."""
-        self.g.check_role("diffusivity")  # also after self.g was replaced
+        """The largest eigenvalue any D can have (float64): g_max for EED, 1 for CED and the
+        linear model."""
+        if self.g is not None:
+            self.g.check_role("diffusivity")  # also after self.g was replaced
         if self.model == "eed":
             return self.g.g_max()
         return torch.tensor(1.0, dtype=torch.float64)
@@ -130,9 +136,13 @@ class TensorDiffusion(torch.nn.Module):
     def tensor(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The structure tensor (a, b, d) = [[a, b], [b, d]] on each cell, (B, 1, H - 1, W - 1)
         each: J_0 from u_sigma's mean gradient on the cell, summed over channels; for CED
-        integrated over a Gaussian of scale rho (mirrored at the border)."""
+        integrated over a Gaussian of scale rho (mirrored at the border). The linear model's D
+        does not depend on it: zeros, without smoothing."""
         self.check(u)
         h = self.h
+        if self.model == "linear":
+            zero = u.new_zeros((u.shape[0], 1, u.shape[2] - 1, u.shape[3] - 1))
+            return zero, zero, zero
         us = smooth(u, self.sigma, (h, h))
         top, bottom = us[..., :-1, :], us[..., 1:, :]
         wx = (top[..., 1:] - top[..., :-1] + bottom[..., 1:] - bottom[..., :-1]) / (2 * h)
@@ -148,8 +158,10 @@ class TensorDiffusion(torch.nn.Module):
         (``tensor(v)`` of some image v: the lagged tensor of a fixed-point iteration) or from
         u itself."""
         self.check(u)
-        a, b, d = self.tensor(u) if tensor is None else tensor
         s = self.operator(u)  # (B, M, 10, H, W): five (x, y) pairs per cell
+        if self.model == "linear":  # D = I
+            return self.operator.adjoint(s)
+        a, b, d = self.tensor(u) if tensor is None else tensor
         sx, sy = s[:, :, 0::2], s[:, :, 1::2]
         # D on the cells (the top-left pixel of each), 0 where no cell is: K u is 0 there
         a, b, d = (F.pad(t, (0, 1, 0, 1)).unsqueeze(2) for t in (a, b, d))
@@ -157,9 +169,37 @@ class TensorDiffusion(torch.nn.Module):
         out = torch.stack([ox, oy], dim=3).reshape(s.shape)
         return self.operator.adjoint(out)
 
+    def diffusion_tensor(self, tensor: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """D's entries (D_xx, D_xy, D_yy) on each cell for the structure tensor ``tensor``
+        (``tensor(u)``): D applied to the unit vectors."""
+        a, b, d = tensor
+        one, zero = torch.ones_like(a), torch.zeros_like(a)
+        dxx, dxy = self._diffuse(a, b, d, one, zero)
+        return dxx, dxy, self._diffuse(a, b, d, zero, one)[1]
+
+    def diagonal(self, tensor: Any) -> torch.Tensor:
+        """The diagonal of A(D) = K^T D K, (B, 1, H, W): for each cell, each of K's gradient
+        vectors (k_x, k_y) and each of the cell's four pixels p, the coefficients (w_x, w_y) of
+        u_p in it add w_k (w_x, w_y) D (w_x, w_y)^T to A_pp (the weights are in the kernels)."""
+        dxx, dxy, dyy = self.diffusion_tensor(tensor)
+        b, _, h1, w1 = dxx.shape
+        out = dxx.new_zeros((b, 1, h1 + 1, w1 + 1))
+        weights = self.operator.weights
+        for kx, ky in zip(weights[0::2], weights[1::2]):
+            kx, ky = kx.reshape(2, 2), ky.reshape(2, 2)
+            for i in range(2):
+                for j in range(2):
+                    wx, wy = float(kx[i, j]), float(ky[i, j])
+                    if wx or wy:
+                        out[..., i:i + h1, j:j + w1] += (dxx * wx * wx + 2 * wx * wy * dxy
+                                                         + dyy * wy * wy)
+        return out
+
     def _diffuse(self, a: torch.Tensor, b: torch.Tensor, d: torch.Tensor, sx: torch.Tensor,
                  sy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """D s for the vectors s = (sx, sy), D the model's tensor of J = [[a, b], [b, d]]."""
+        if self.model == "linear":
+            return sx, sy
         if self.model == "eed":
             return matrix_function(self.g, a, b, d, sx, sy)
         nu1, nu2, x1, y1, _, close = eigen2(a, b, d)

@@ -50,3 +50,18 @@ def test_rotation_invariance_example(tmp_path: Path) -> None:
     rows = (tmp_path / "rotation_invariance.csv").read_text().splitlines()
     assert rows[0] == "angle,noisy,isotropic,anisotropic,uncoupled" and len(rows) == 4
     assert (tmp_path / "rotation_invariance.png").stat().st_size > 0
+
+
+def test_multigrid_inpainting_example_smoke(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "multigrid_inpainting.py"), "--smoke",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "FMG network: 3 grids x 2 layers" in out.stdout
+    assert "check passed (smoke: finite)" in out.stdout
+    rows = (tmp_path / "multigrid_inpainting.csv").read_text().splitlines()
+    assert rows[0].startswith("image,network,mse_to_cg,psnr_to_cg") and len(rows) == 3
+    assert (tmp_path / "multigrid_inpainting.png").stat().st_size > 0
