@@ -195,9 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inpaint", help="fill in an image from the pixels a mask marks as known "
                        "(EED or homogeneous diffusion inpainting, P2 29)")
     i.add_argument("image", metavar="IMAGE", help=".npy, PNG or TIFF (2D, greyscale or RGB)")
-    i.add_argument("mask", metavar="MASK", help="the same size: 1 (or 255 in an 8-bit image) "
-                   "where IMAGE is known, 0 where it is filled in; known where >= 1/2 of the "
-                   "type's maximum")
+    i.add_argument("mask", metavar="MASK", help="the same size: 1 (or 255 in an 8-bit, 65535 "
+                   "in a 16-bit image) where IMAGE is known, 0 where it is filled in; known "
+                   "where >= 1/2 (of the type's maximum)")
     i.add_argument("out", metavar="OUT", help="the inpainted image (IMAGE's format and type)")
     _add_formula_options(i)
     i.add_argument("--model", choices=("eed", "homogeneous"), default="eed",
@@ -404,8 +404,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
 def _cmd_inpaint(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import numpy as np
-
+    from .denoising import load_signal
     from .images import read_image, suffix_of, write_image
     from .inpainting import inpaint_run
 
@@ -418,12 +417,13 @@ def _cmd_inpaint(args: argparse.Namespace) -> int:
         raise UsageError("--levels is the number of multigrid grids: use it with "
                          "--solver multigrid")
     image = read_image(source)
-    marks = read_image(mask_path)
-    if marks.colour:
-        raise UsageError(f"the mask {mask_path} is a colour image; save it as greyscale")
-    mask = marks.values
-    if marks.dtype.kind in "iu":  # 0..255 or 0..65535: known where >= half the maximum
-        mask = mask / np.iinfo(marks.dtype).max
+    if suffix_of(mask_path) == ".npy":  # its own dtype: as_mask reads 8/16-bit masks
+        mask = load_signal(mask_path)
+    else:
+        marks = read_image(mask_path)
+        if marks.colour:
+            raise UsageError(f"the mask {mask_path} is a colour image; save it as greyscale")
+        mask = marks.values.astype(marks.dtype)  # the file's pixel type (exact integers)
     if args.model == "homogeneous" and (args.expr or args.name or args.param):
         raise UsageError("--model homogeneous has D = I: give no formula, --name or --param")
     formula: object = "charbonnier"

@@ -141,6 +141,9 @@ def matrix_function(g: Activation, a: torch.Tensor, b: torch.Tensor, d: torch.Te
     p1 = g(nu1) * (x1 * sx + y1 * sy)
     p2 = g(nu2) * (x1 * sy - y1 * sx)
     gm, slope = g(mean), _derivative(g, mean)
+    # J = mean I exactly makes the slope's term 0; a g whose derivative is not finite there
+    # (1 - exp(-C/s2) at 0, printed as 0 * inf) must not turn it into NaN
+    slope = torch.where(torch.isfinite(slope), slope, torch.zeros_like(slope))
     ox = torch.where(close, gm * sx + slope * ((a - mean) * sx + b * sy), p1 * x1 - p2 * y1)
     oy = torch.where(close, gm * sy + slope * (b * sx + (d - mean) * sy), p1 * y1 + p2 * x1)
     return ox, oy

@@ -116,26 +116,27 @@ class Inpainting(torch.nn.Module):
 
 
 def cg(apply: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor, x: torch.Tensor, *,
-       tol: float, max_iter: int) -> tuple[torch.Tensor, int]:
+       tol: float, max_iter: int) -> tuple[torch.Tensor, int, bool]:
     """Conjugate gradients for the symmetric positive (semi)definite ``apply``: x with
-    ||rhs - apply(x)|| <= tol ||rhs|| (or max_iter iterations), and the iterations taken."""
+    ||rhs - apply(x)|| <= tol ||rhs|| (or max_iter iterations), the iterations taken and
+    whether the tolerance was met."""
     r = rhs - apply(x)
     target = tol * float(rhs.norm())
     p, rr = r.clone(), float((r * r).sum())
     for k in range(max_iter):
         if rr ** 0.5 <= target:
-            return x, k
+            return x, k, True
         q = apply(p)
         pq = float((p * q).sum())
-        if pq <= 0:  # a direction of zero curvature: the system is singular there
-            return x, k
+        if not pq > 0:  # a direction of zero curvature: the system is singular there
+            return x, k, False
         step = rr / pq
         x = x + step * p
         r = r - step * q
         rr_new = float((r * r).sum())
         p = r + (rr_new / rr) * p
         rr = rr_new
-    return x, max_iter
+    return x, max_iter, rr ** 0.5 <= target
 
 
 def solve_cg(problem: Inpainting, u: torch.Tensor | None = None, *, tol: float = 1e-10,
@@ -160,14 +161,16 @@ def solve_cg(problem: Inpainting, u: torch.Tensor | None = None, *, tol: float =
         tensor = problem.tensor(u)
         known = c * problem.image
         rhs = -free * problem.laplacian(known, tensor)
-        x, its = cg(lambda v, t=tensor: free * problem.laplacian(free * v, t), rhs, free * u,
-                    tol=tol, max_iter=max_cg)
+        x, its, solved = cg(lambda v, t=tensor: free * problem.laplacian(free * v, t), rhs,
+                            free * u, tol=tol, max_iter=max_cg)
         inner += its
         new = known + free * x
         change = float((new - u).norm() / new.norm().clamp_min(1e-300))
         u = new
         if progress is not None:
             progress(k, change)
+        if not solved:  # the frozen system was not solved: more lagged solves would not be
+            return u, SolveInfo(k, inner, float(problem.loss(u)), False)
         if linear or change <= outer_tol:
             return u, SolveInfo(k, inner, float(problem.loss(u)), True)
     return u, SolveInfo(max_outer, inner, float(problem.loss(u)), False)
@@ -200,10 +203,11 @@ class InpaintRun:
 
 
 def as_mask(mask: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """The binary mask c (1 = known) of an image of spatial ``shape``: an array of bools,
-    integers or floats in [0, 1] (integer images: divided by their type's maximum, so an 8-bit
-    mask is 0 or 255), known where >= 1/2. Refused (SignalError) unless it has the image's
-    shape, is finite, within [0, 1], and has at least one known pixel."""
+    """The binary mask c (1 = known) of an image of spatial ``shape``: an array of bools, or
+    of numbers in [0, 1], known where >= 1/2; uint8 and uint16 masks (the pixel types of mask
+    images) with values above 1 are read as fractions of their type's maximum (0 and 255 in
+    an 8-bit mask). Refused (SignalError) unless it has the image's shape, is finite, within
+    [0, 1], and has at least one known pixel."""
     from .denoising import SignalError
 
     m = np.asarray(mask)
@@ -212,7 +216,7 @@ def as_mask(mask: Any, shape: tuple[int, ...]) -> np.ndarray:
     if m.shape != tuple(shape):
         raise SignalError(f"the mask has shape {m.shape}, the image {tuple(shape)}: give one "
                           f"mask value per pixel")
-    if m.dtype.kind in "iu" and m.size and m.max() > 1:
+    if m.dtype in (np.uint8, np.uint16) and m.size and m.max() > 1:
         m = m / np.iinfo(m.dtype).max
     m = m.astype(np.float64)
     if not np.isfinite(m).all():
@@ -244,6 +248,12 @@ def inpaint_run(image: Any, mask: Any, nonlinearity: Any = "charbonnier",
         raise StabilityError(f"solver must be 'cg', 'multigrid' or a torch module, got "
                              f"{type(solver).__name__}")
     tol = positive(tol, "tol")
+    if tol >= 1:
+        raise StabilityError(f"tol is a relative tolerance and must be below 1, got {tol!r}")
+    sigma = positive(sigma, "sigma")
+    if levels is not None and solver != "multigrid":
+        raise StabilityError("levels= is the number of multigrid grids: use it with "
+                             "solver='multigrid'")
     channel_axis = _channel_axis(channel_axis)
     a = as_signal(image, channel_axis)
     if channel_axis is not None:
@@ -255,32 +265,39 @@ def inpaint_run(image: Any, mask: Any, nonlinearity: Any = "charbonnier",
     c = as_mask(mask, grid)
     f = torch.from_numpy(a).reshape(1, -1, *grid)
     cm = torch.from_numpy(c).reshape(1, 1, *grid)
+    default = isinstance(nonlinearity, str) and nonlinearity == "charbonnier"
     if model == "homogeneous":
-        if params or (nonlinearity != "charbonnier"):
+        if params or kind is not None or convention is not None or not default:
             raise StabilityError("homogeneous inpainting has D = I and no diffusivity: drop the "
-                                 "formula and params=")
+                                 "formula, kind= and params=")
         diffusion = TensorDiffusion(None, "linear")
     else:
         from .activation import as_activation
 
-        if nonlinearity == "charbonnier" and kind is None and params is None:
+        if default and kind is None and params is None:
             params = {"lam": LAMBDA}  # P2 7.2.1
         g = as_activation(nonlinearity, kind, role="diffusivity", params=params,
                           convention=convention).clone().to(torch.float64)
+        g0 = float(g(torch.zeros(1, dtype=torch.float64)).detach())
+        if not g0 > 0:
+            raise StabilityError(f"EED inpainting needs g(0) > 0 (diffusion along edges fills "
+                                 f"the image in); this diffusivity has g(0) = {g0:.6g}")
         diffusion = TensorDiffusion(g, "eed", sigma=sigma)
     problem = Inpainting(f, cm, diffusion)
     bar = _bar(progress, solver)
     report = None if bar is None else (lambda k, value: bar.update())
     with torch.no_grad():
         if isinstance(solver, torch.nn.Module):
-            u, info, name = solver(f * cm, cm), None, type(solver).__name__
+            weights = next(iter(solver.parameters()), None)
+            dtype = weights.dtype if weights is not None else f.dtype
+            u, info, name = solver((f * cm).to(dtype), cm.to(dtype)), None, type(solver).__name__
         elif solver == "cg":
             u, info = solve_cg(problem, tol=tol, outer_tol=tol, progress=report)
             name = "cg"
         else:
             
-            u, info = solve_multigrid(problem, levels=levels or levels_for(grid), tol=tol,
-                                      progress=report)
+            u, info = solve_multigrid(problem, tol=tol, progress=report, levels=(
+                levels_for(grid) if levels is None else levels))
             name = "multigrid"
     if bar is not None:
         bar.close()

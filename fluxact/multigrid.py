@@ -132,8 +132,11 @@ class Smoother(torch.nn.Module):
             step = 1 / float(d.lambda_max() * d.operator.norm2_bound())
         if self.steps:
             tensor = p.tensor(x)  # D lagged: frozen for the sweeps of this call
-            scale = (self.omega / p.diagonal(tensor) if self.method == "jacobi" else
-                     torch.full_like(x, step))
+            if self.method == "jacobi":  # 0 where a zero diagonal leaves a row without an
+                diag = p.diagonal(tensor)  # update (a g that vanishes: no diffusion there)
+                scale = torch.where(diag > 0, self.omega / torch.where(diag > 0, diag, 1), 0)
+            else:
+                scale = torch.full_like(x, step)
             scale = torch.where(known, torch.ones_like(scale), scale)  # known rows: exact
             for _ in range(self.steps):
                 x = x + scale * (rhs - p.operator(x, tensor))
@@ -141,17 +144,30 @@ class Smoother(torch.nn.Module):
 
 
 class FASRestriction(torch.nn.Module):
-    """(x, y, b, r) -> (x0^H, R x, R r, 0) (P2 Fig. 4b), x0^H = R x or 0 (``start``)."""
+    """(x, y, b, r) -> (x0^H, R x, R r, 0) (P2 Fig. 4b), x0^H = R x or 0 (``start``).
+    ``trainable``: R's 2 x 2 weights are parameters, starting at the mean (1/4 each; at an odd
+    border the image is extended by its last row or column, so the start is ``restrict``)."""
 
-    def __init__(self, start: str = "restricted") -> None:
+    def __init__(self, start: str = "restricted", trainable: bool = False) -> None:
         super().__init__()
         if start not in STARTS:
             raise StabilityError(f"unknown start {start!r}; use one of {', '.join(STARTS)}")
+        if not isinstance(trainable, bool):
+            raise StabilityError(f"trainable must be True or False, got {trainable!r}")
         self.start = start
+        self.weight = torch.nn.Parameter(torch.full((1, 1, 2, 2), 0.25)) if trainable else None
+
+    def restrict(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight is None:
+            return restrict(x)
+        b, c, h, w = x.shape
+        x = F.pad(x.reshape(b * c, 1, h, w), (0, w % 2, 0, h % 2), mode="replicate")
+        out = F.conv2d(x, self.weight.to(x.dtype), stride=2)
+        return out.reshape(b, c, *out.shape[-2:])
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
         x, _, _, r = unstack(state)
-        y, b = restrict(x), restrict(r)
+        y, b = self.restrict(x), self.restrict(r)
         x0 = y if self.start == "restricted" else torch.zeros_like(y)
         return stack(x0, y, b, torch.zeros_like(y))
 
@@ -251,7 +267,8 @@ class FullMultigrid(torch.nn.Module):
 
     def __init__(self, problems: Sequence[Any], solvers: Sequence[torch.nn.Module],
                  order: Sequence[int] = P2_ORDER, start: str = "restricted",
-                 prolongation: str = "nearest") -> None:
+                 prolongation: str = "nearest",
+                 restriction: FASRestriction | None = None) -> None:
         super().__init__()
         if len(solvers) != len(problems):
             raise StabilityError(f"one solver per level: {len(problems)} levels, "
@@ -266,7 +283,7 @@ class FullMultigrid(torch.nn.Module):
             raise StabilityError(f"the order must end on the finest grid (0), got {order}")
         self.problems, self.order = list(problems), order
         self.solvers = torch.nn.ModuleList(solvers)
-        self.restriction = FASRestriction(start)
+        self.restriction = FASRestriction(start) if restriction is None else restriction
         self.prolongation = FASProlongation(prolongation)
 
     def forward(self, x0: torch.Tensor | None = None) -> torch.Tensor:
@@ -352,7 +369,7 @@ def _fmg_order(levels: int) -> list[int]:
 class ConvSolver(torch.nn.Module):
     """A trainable solver for one grid (P2 7.2.2): ``layers`` convolutions of ``channels``
     channels with ReLU between them, on the state (x, y, b, r) and the mask c of the grid
-    (5 C input channels for C image channels), giving the update of x: x~ = x + net(.); then
+    (4 C + 1 input channels for C image channels), giving the update of x: x~ = x + net(.); then
     r~ = A(y) + b - A(x~) with the grid's problem, as every solver of the U-net returns it.
     ``bind(problem)`` gives the solver of one problem (the weights shared)."""
 
@@ -365,7 +382,7 @@ class ConvSolver(torch.nn.Module):
                 raise StabilityError(f"{name} must be an integer >= {least}, got {value!r}")
         if kernel % 2 == 0:
             raise StabilityError(f"kernel must be odd (centred), got {kernel}")
-        sizes = [5 * image_channels] + [channels] * (layers - 1) + [image_channels]
+        sizes = [4 * image_channels + 1] + [channels] * (layers - 1) + [image_channels]
         convs: list[torch.nn.Module] = []
         for k, (a, b) in enumerate(zip(sizes, sizes[1:])):
             # reflecting boundaries, as the PDE's
@@ -402,23 +419,26 @@ class FMGNetwork(torch.nn.Module):
     """P2's trainable full multigrid network (7.2.2-7.2.3): FullMultigrid over ``levels``
     grids in ``order`` (P2_ORDER for three), one ConvSolver per grid shared by all its visits,
     restriction (2 x 2 mean), prolongation (nearest neighbour) and the walk fixed, the coarse
-    solves started from 0 (P2 Fig. 4b). No Dirichlet clamp: the network reproduces the known
-    data itself (P2 7.2.2). ``problem(f, c)`` builds the fine problem of a batch (the PDE whose
-    residuals the solvers see and whose mean absolute residual is the loss). Called as
-    net(f * c, c) -> u."""
+    solves started from 0 (P2 Fig. 4b); ``trainable_restriction``: R's 2 x 2 weights train
+    (one R for every grid, starting at the mean). No Dirichlet clamp: the network reproduces
+    the known data itself (P2 7.2.2). ``problem(f, c)`` builds the fine problem of a batch
+    (the PDE whose residuals the solvers see and whose mean absolute residual is the loss).
+    Called as net(f * c, c) -> u."""
 
     def __init__(self, problem: Any, *, levels: int = 3, order: Sequence[int] = P2_ORDER,
                  image_channels: int = 1, layers: int = 12, channels: int = 20,
-                 kernel: int = 3) -> None:
+                 kernel: int = 3, trainable_restriction: bool = False) -> None:
         super().__init__()
         self.problem, self.levels, self.order = problem, levels, tuple(order)
+        self.restriction = FASRestriction("zero", trainable_restriction)
         self.solvers = torch.nn.ModuleList(
             ConvSolver(image_channels, layers, channels, kernel) for _ in range(levels))
 
     def forward(self, masked: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         problems = hierarchy(self.problem(masked, mask), self.levels)
         walk = FullMultigrid(problems, [s.bind(p) for s, p in zip(self.solvers, problems)],
-                             self.order, start="zero", prolongation="nearest")
+                             self.order, start="zero", prolongation="nearest",
+                             restriction=self.restriction)
         return unstack(walk())[0]
 
 

@@ -578,8 +578,14 @@ def smooth(u: torch.Tensor, sigma: float, spacing: Sequence[float], *,
     (``periodic``). Mirrored as often as the kernel needs on short axes."""
     dims = len(spacing)
     for axis, h in zip(range(u.dim() - dims, u.dim()), spacing):
+        n = u.shape[axis]
+        if not 3 * sigma / h <= 4 * n:  # the kernel's radius, also for sigma = inf or nan
+            raise StabilityError(
+                f"a Gaussian of sigma = {sigma:g} reaches {3 * sigma / h:.3g} samples, more than "
+                f"4 times the {n} samples of axis {axis - u.dim() + dims}: it would smooth the "
+                f"image to its mean; use sigma <= {4 * n * h / 3:.4g}")
         k = gaussian_kernel(sigma, h).to(device=u.device, dtype=u.dtype)
-        r, n = (k.numel() - 1) // 2, u.shape[axis]
+        r = (k.numel() - 1) // 2
         index = torch.arange(-r, n + r, device=u.device) % (n if periodic else 2 * n)
         if not periodic:
             index = torch.where(index >= n, 2 * n - 1 - index, index)

@@ -13,8 +13,10 @@ at the boundary) and held fixed during a step (computed from u at the step's sta
   K_rho * J_0, the structure tensor integrated over a Gaussian of scale ``rho``, with
   eigenvalues mu1 >= mu2 and coherence kappa = (mu1 - mu2)^2. D has J_rho's eigenvectors,
   the eigenvalue c across the flow (the eigenvector of mu1) and c + (1 - c) (1 - g(kappa) /
-  g_max) along it (``coherence_alpha`` c in (0, 1]); c I where mu1 = mu2. With the default
-  g(kappa) = 1 - exp(-C / kappa) this is Weickert's c + (1 - c) exp(-C / kappa);
+  g_max) along it (``coherence_alpha`` c in (0, 1]); c I where mu1 = mu2 (the limit of the
+  above since g(0) = g_max is required: the coherence weight 1 - g/g_max is then 0 where the
+  structure is isotropic). With g(kappa) = 1 - exp(-C / kappa) this is Weickert's
+  c + (1 - c) exp(-C / kappa);
 - linear: D = I, homogeneous diffusion (no g; for the linear case of inpainting).
 
 Discretisation (Weickert, Welk and Wickert 2013, the www stencil of
@@ -97,8 +99,9 @@ class TensorDiffusion(torch.nn.Module):
         self.sigma = positive(sigma, "sigma")
         self.rho = positive(RHO if rho is None else rho, "rho") if model == "ced" else None
         self.coherence_alpha = positive(coherence_alpha, "coherence_alpha")
-        if self.coherence_alpha > 1:
-            raise StabilityError(f"coherence_alpha must be in (0, 1], got {coherence_alpha!r}")
+        self._check_coherence()
+        if model == "ced":
+            self._check_ced_g()
         self.operator = Operator.grid("www", h, alpha=alpha)
         self.policy = TimeStep(tau, unsafe=unsafe, safety=safety)
         if not unsafe:
@@ -109,13 +112,31 @@ class TensorDiffusion(torch.nn.Module):
         return self.operator.spacing
 
     def lambda_max(self) -> torch.Tensor:
-        """The largest eigenvalue any D can have (float64): g_max for EED, 1 for CED and the
-        linear model."""
+        """The largest eigenvalue any D can have (float64): g_max for EED, 1 for CED (its
+        eigenvalues lie in [c, 1] for c in (0, 1], checked again here: the bound must hold
+        for the values the block has now) and the linear model."""
         if self.g is not None:
             self.g.check_role("diffusivity")  # also after self.g was replaced
         if self.model == "eed":
             return self.g.g_max()
+        if self.model == "ced":
+            self._check_coherence()
         return torch.tensor(1.0, dtype=torch.float64)
+
+    def _check_coherence(self) -> None:
+        c = self.coherence_alpha
+        if isinstance(c, bool) or not isinstance(c, int | float) or not 0 < c <= 1:
+            raise StabilityError(f"coherence_alpha must be in (0, 1], got {c!r}")
+
+    def _check_ced_g(self) -> None:
+        """CED needs g(0) = g_max (module docstring)."""
+        g0 = float(self.g(torch.zeros(1, dtype=torch.float64)).detach())
+        g_max = float(self.g.g_max().detach())
+        if not g0 >= g_max * (1 - 1e-12):
+            raise StabilityError(
+                f"CED needs a diffusivity with g(0) = g_max (its coherence weight 1 - g/g_max "
+                f"must vanish where the structure is isotropic); this one has g(0) = {g0:.6g}, "
+                f"g_max = {g_max:.6g}: use a decreasing diffusivity such as 1 - exp(-C/s2)")
 
     def tau_max(self) -> torch.Tensor:
         return 2 / (self.lambda_max() * self.operator.norm2_bound()).clamp_min(1e-300)
@@ -204,7 +225,10 @@ class TensorDiffusion(torch.nn.Module):
             return matrix_function(self.g, a, b, d, sx, sy)
         nu1, nu2, x1, y1, _, close = eigen2(a, b, d)
         c = self.coherence_alpha
-        along = c + (1 - c) * (1 - self.g((nu1 - nu2) ** 2) / self._g_max())
+        # kappa where the eigenvalues differ (elsewhere c I; g is not evaluated at kappa = 0,
+        # where a derivative may not exist, so no NaN reaches a gradient)
+        kappa = torch.where(close, torch.ones_like(nu1), (nu1 - nu2) ** 2)
+        along = c + (1 - c) * (1 - self.g(kappa) / self._g_max())
         across_part = c * (x1 * sx + y1 * sy)  # (v1 . s)
         along_part = along * (x1 * sy - y1 * sx)  # (v2 . s), v2 = (-y1, x1)
         ox = torch.where(close, c * sx, across_part * x1 - along_part * y1)

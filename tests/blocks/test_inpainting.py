@@ -144,6 +144,37 @@ def test_inpaint_api_and_its_errors():
         inpaint(np.zeros((4, 5, 6)), np.ones((4, 5, 6)))
     with pytest.raises(StabilityError, match="no diffusivity"):
         inpaint(f, mask, "perona-malik", model="homogeneous")
+    with pytest.raises(StabilityError, match="below 1"):
+        inpaint(f, mask, tol=5.0)
+    with pytest.raises(StabilityError, match="levels="):
+        inpaint(f, mask, levels=3)
+    with pytest.raises(StabilityError, match=r"g\(0\) > 0"):
+        inpaint(f, mask, "s2/(1 + s2)", "diffusivity", convention="s2")
+    # integer masks: 0/1 in any integer type, 0/255 in uint8
+    ones = mask.astype(np.int64)
+    np.testing.assert_array_equal(as_mask(ones, f.shape), ones)
+    np.testing.assert_array_equal(as_mask(ones.astype(np.uint8) * 255, f.shape), ones)
+    with pytest.raises(SignalError, match=r"in \[0, 1\]"):
+        as_mask(ones * 255, f.shape)
+    # a float32 network gets float32 inputs; its output comes back as float64
+    assert inpaint(f, mask, solver=_Float32Net()).dtype == np.float64
+
+
+class _Float32Net(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 1, 3, padding=1)
+
+    def forward(self, masked, mask):
+        assert masked.dtype == mask.dtype == torch.float32
+        return self.conv(torch.cat([masked, mask], 1))
+
+
+def test_cg_that_does_not_converge_says_so():
+    f = _disc(32)
+    problem = Inpainting(f, _mask(f.shape, 0.05), TensorDiffusion(None, "linear"))
+    _, info = solve_cg(problem, max_cg=5)
+    assert not info.converged and info.inner == 5
 
 
 def test_inpaint_command_line(tmp_path, capsys):
@@ -158,7 +189,7 @@ def test_inpaint_command_line(tmp_path, capsys):
     code = main(["inpaint", str(tmp_path / "in.png"), str(tmp_path / "mask.png"), str(out),
                  "--model", "homogeneous", "--solver", "multigrid"])
     printed = capsys.readouterr().out
-    assert code == 0 and "homogeneous inpainting" in printed and "converged" in printed
+    assert code == 0 and "homogeneous inpainting" in printed and ", converged;" in printed
     assert np.asarray(pil.open(out)).dtype == np.uint8
     out.write_bytes(b"keep")
     for args, message in (
@@ -171,3 +202,16 @@ def test_inpaint_command_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and message in err, err
     assert out.read_bytes() == b"keep"  # a refused run leaves the output alone
+    # a 0/1 8-bit PNG mask and a 0/255 uint8 .npy mask are read as the same mask
+    marks = (rng.random(pixels.shape) < 0.3).astype(np.uint8)
+    pil.fromarray(marks).save(tmp_path / "ones.png")
+    np.save(tmp_path / "mask.npy", marks * 255)
+    outputs = []
+    for name in ("ones.png", "mask.npy"):
+        target = tmp_path / f"from_{name}.npy"
+        np.save(tmp_path / "in.npy", pixels.astype(np.float64))
+        code = main(["inpaint", str(tmp_path / "in.npy"), str(tmp_path / name), str(target),
+                     "--model", "homogeneous", "--quiet"])
+        assert code == 0, capsys.readouterr().err
+        outputs.append(np.load(target))
+    np.testing.assert_array_equal(outputs[0], outputs[1])

@@ -91,6 +91,12 @@ def test_restriction_is_p2s_block_matrix():
         assert not bool(r0.any())
     with pytest.raises(StabilityError, match="unknown start"):
         FASRestriction("middle")
+    # the trainable restriction starts as the mean (odd sizes too) and trains
+    learned = FASRestriction(trainable=True).double()
+    odd = torch.rand(2, 3, 7, 9, dtype=F64)
+    torch.testing.assert_close(learned.restrict(odd), restrict(odd))
+    learned.restrict(odd).square().sum().backward()
+    assert learned.weight.grad is not None and bool(learned.weight.grad.any())
 
 
 def test_fas_with_a_linear_operator_is_linear_multigrid():
@@ -222,6 +228,8 @@ def test_trainable_fmg_network_shares_one_solver_per_grid():
     net = FMGNetwork(problem, layers=3, channels=4).double()
     one = sum(p.numel() for p in ConvSolver(1, 3, 4).parameters())
     assert sum(p.numel() for p in net.parameters()) == 3 * one
+    learned = FMGNetwork(problem, layers=3, channels=4, trainable_restriction=True)
+    assert sum(p.numel() for p in learned.parameters()) == 3 * one + 4
     g = torch.Generator().manual_seed(4)
     f = torch.rand((2, 1, 16, 16), generator=g, dtype=F64)
     c = (torch.rand((2, 1, 16, 16), generator=g) < 0.2).to(F64)
@@ -236,3 +244,6 @@ def test_trainable_fmg_network_shares_one_solver_per_grid():
     assert single(f * c, c).shape == f.shape
     with pytest.raises(StabilityError, match="odd"):
         ConvSolver(kernel=4)
+    colour = FMGNetwork(problem, layers=2, channels=3, image_channels=3).double()
+    rgb = torch.rand((1, 3, 16, 16), generator=g, dtype=F64)
+    assert colour(rgb * c[:1], c[:1]).shape == rgb.shape

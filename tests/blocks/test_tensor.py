@@ -197,3 +197,28 @@ def test_denoise_models_and_their_errors():
     for options, signal, message in bad:
         with pytest.raises(StabilityError, match=message):
             denoise_run(signal, "charbonnier", params={"lam": 0.1}, time=1.0, **options)
+
+
+def test_ced_checks_and_diffusivities_with_a_flat_derivative_at_zero():
+    """coherence_alpha is checked whenever the bound is used (not only when built); CED
+    refuses a g with g(0) < g_max; g = 1 - exp(-C/s2), whose printed derivative at 0 is
+    0 * inf, gives finite EED steps on a step edge and finite CED gradients on a flat image;
+    a sigma wider than the image is refused with one line."""
+    block = TensorDiffusion(_ced_g(), "ced")
+    block.coherence_alpha = 3.0
+    with pytest.raises(StabilityError, match="coherence_alpha"):
+        block(torch.rand(1, 1, 8, 8, dtype=F64))
+    with pytest.raises(StabilityError, match="g\\(0\\) = g_max"):
+        TensorDiffusion(diffusivity_to_torch("s2/(1 + s2)").double(), "ced")
+    edge = np.zeros((12, 12))
+    edge[:, 6:] = 1.0
+    out = denoise_run(edge, "1 - exp(-C/s2)", "diffusivity", params={"C": 1e-3},
+                      convention="s2", model="eed", time=2.0).output
+    assert np.isfinite(out).all()
+    flat = torch.ones(1, 1, 8, 8, dtype=F64, requires_grad=True)
+    (grad,) = torch.autograd.grad(TensorDiffusion(_ced_g(), "ced")(flat).sum(), flat)
+    assert bool(torch.isfinite(grad).all())
+    with pytest.raises(StabilityError, match="smooth the image to its mean"):
+        TensorDiffusion(_g(), "eed", sigma=1e6)(torch.rand(1, 1, 8, 8, dtype=F64))
+    with pytest.raises(StabilityError, match="smooth the image to its mean"):
+        smooth(torch.rand(1, 1, 8, 8, dtype=F64), math.inf, (1.0, 1.0))
