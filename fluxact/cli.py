@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("denoise", help="nonlinear diffusion of a .npy signal, image or volume, "
                        "stably")
     d.add_argument("paths", nargs="+", metavar="FILE",
-                   help="IN OUT, or several IN with --out-dir, then EXPR unless --name is "
+                   help="IN OUT, or several IN (or glob patterns such as 'scans/*.png', "
+                   "expanded by fluxact) with --out-dir, then EXPR unless --name is "
                    "given: .npy (a 1D signal, 2D image or 3D volume), PNG or TIFF (greyscale "
                    "8/16-bit, RGB 8-bit); the output keeps an integer image's type (values "
                    "rounded), .npy is float64")
@@ -356,6 +357,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         folder = Path(args.out_dir)
         if not folder.is_dir():
             raise UsageError(f"--out-dir {folder} is not an existing folder")
+        paths = _expand(paths)
         jobs = [(Path(p), folder / Path(p).name) for p in paths]
         names = [out for _, out in jobs]
         if len(set(names)) != len(names):
@@ -399,6 +401,24 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         bar.close()
         print(f"{len(jobs)} files filtered ({run.summary()}); wrote {args.out_dir}")
     return EXIT_OK
+
+
+def _expand(paths: list[str]) -> list[str]:
+    """The inputs of --out-dir with glob patterns (*, ?, [...]) expanded by fluxact, each in
+    sorted order (for shells that do not, and for quoted patterns); a name that exists as
+    it is stays itself; a pattern that matches no file is refused."""
+    import glob
+
+    out: list[str] = []
+    for p in paths:
+        if glob.has_magic(p) and not os.path.exists(p):
+            found = sorted(glob.glob(p))
+            if not found:
+                raise UsageError(f"no file matches {p!r}")
+            out += found
+        else:
+            out.append(p)
+    return out
 
 
 def _cmd_inpaint(args: argparse.Namespace) -> int:

@@ -202,3 +202,19 @@ def test_tensor_models_from_the_command_line(tmp_path, capsys) -> None:
     code, _, err = denoise([str(src), str(tmp_path / "x.png")], capsys, "--model", "eed",
                            "--stability", "linf")
     assert code == 2 and "Euclidean stability notion only" in err
+
+
+def test_glob_patterns_with_out_dir(tmp_path, capsys) -> None:
+    """A quoted pattern is expanded by fluxact (sorted); one that matches nothing is refused
+    with one line, before any file is written."""
+    for k in range(3):
+        PIL.fromarray(np.rint(_noisy((12, 14), 255, seed=k)).astype(np.uint8)).save(
+            tmp_path / f"scan{k}.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    code, printed, err = denoise([str(tmp_path / "scan*.png"), "--out-dir", str(out)], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["scan0.png", "scan1.png", "scan2.png"]
+    code, _, err = denoise([str(tmp_path / "nothing*.png"), str(tmp_path / "scan0.png"),
+                            "--out-dir", str(out)], capsys)
+    assert code == 2 and "no file matches" in err and err.count("\n") == 1
