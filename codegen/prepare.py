@@ -9,9 +9,12 @@ symbolically, plus the values at which the generated code must not produce NaN:
   dropped before differentiating and the derivative is filled again by its limit at 0;
 - DiracDelta from differentiating a jump is 0 (the derivative almost everywhere, as autograd
   gives for a step);
-- ``repairs``: for each output, its limits at 0 and at +-oo (SymPy, in the parameters). The
-  template replaces a NaN of floating point (0*inf, inf/inf in an underflowed or overflowed
-  intermediate, e.g. Weickert's Phi' next to 0) by the limit of the region it lies in.
+- ``repairs``: for each output, its limits at 0 (from the left and from the right) and at
+  +-oo (SymPy, in the parameters). The template replaces a NaN of floating point (0*inf,
+  inf/inf in an underflowed or overflowed intermediate, e.g. Weickert's Phi' next to 0) by the
+  limit of the region it lies in; at 0 itself by the limit from the right when the two
+  differ (the one-sided derivative: a diffusivity module's variable s2 is never negative,
+  and g = 1 - exp(-C/s2) has g'(0+) = 0 but no limit from the left).
 
 Where Phi(r; p) = A(p) F(r/c(p)) with F free of the parameters (translator/scaling.py, a proof
 by SymPy, not a sample), the outputs are written in the reduced variable x = r/c, which the
@@ -63,8 +66,9 @@ class ActivationSpec:
 
     ``outputs`` pairs a name with an expression in ``variable`` and the parameter symbols:
     "phi" (Phi), "dphi" (Phi') and "dphi_<p>" for each trainable p. ``repairs`` pairs the same
-    names with the (limit at 0, limit at +oo, limit at -oo) used where floating point gives NaN;
-    None where a limit is not finite or SymPy found none in its budget. ``reduced``: None, or
+    names with the (limit at 0 from the left, from the right, limit at +oo, at -oo) used where
+    floating point gives NaN; None where a limit is not finite or SymPy found none in its
+    budget. ``reduced``: None, or
     (x, r/c) when the outputs are written in the reduced variable x of Phi = A F(r/c); the
     limits are then those in x.
     """
@@ -80,7 +84,7 @@ class ActivationSpec:
     defaults: tuple[float | None, ...]
     trainable: tuple[str, ...]
     outputs: tuple[tuple[str, sp.Expr], ...]
-    repairs: tuple[tuple[str, tuple[sp.Expr | None, sp.Expr | None, sp.Expr | None]], ...]
+    repairs: tuple[tuple[str, tuple[sp.Expr | None, ...]], ...]
     digest: str
     stability: StabilityFacts | None = None
     reduced: tuple[sp.Symbol, sp.Expr] | None = None
@@ -340,12 +344,11 @@ def _drop_point_branches(expr: sp.Expr, r: sp.Symbol) -> sp.Expr:
 
 
 @lru_cache(maxsize=1024)
-def _repair(expr: sp.Expr, r: sp.Symbol) -> tuple[sp.Expr | None, sp.Expr | None, sp.Expr | None]:
-    """(limit at 0, at +oo, at -oo) of expr, each None unless finite."""
-    at0_right = _finite_limit(expr, r, 0, "+")
-    at0_left = _finite_limit(expr, r, 0, "-")
-    at0 = at0_right if at0_right is not None and at0_right == at0_left else None
-    return at0, _finite_limit(expr, r, sp.oo, "-"), _finite_limit(expr, r, -sp.oo, "+")
+def _repair(expr: sp.Expr, r: sp.Symbol) -> tuple[sp.Expr | None, ...]:
+    """(limit at 0 from the left, from the right, at +oo, at -oo) of expr, each None unless
+    finite."""
+    return (_finite_limit(expr, r, 0, "-"), _finite_limit(expr, r, 0, "+"),
+            _finite_limit(expr, r, sp.oo, "-"), _finite_limit(expr, r, -sp.oo, "+"))
 
 
 def _finite_limit(expr: sp.Expr, r: sp.Symbol, point: object, direction: str

@@ -83,14 +83,20 @@ def _lowered(spec: ActivationSpec, keys: list[str], target: str,
     for key in keys:
         out = code[key]
         outputs[out] = spec.output(key)
-        at0, at_pos, at_neg = repairs[key]
-        if not repair or (at0 is None and at_pos is None and at_neg is None):
+        left0, right0, at_pos, at_neg = repairs[key]
+        if not repair or all(v is None for v in repairs[key]):
             continue
         raw = sp.Symbol(f"_{out}_raw")  # the unrepaired value, where a limit is unknown
         extended[raw] = out
+        near = sp.Abs(r) <= REPAIR_NEAR
+        # near 0: one limit where both sides agree; else each side its own, 0 itself the
+        # right one (prepare.py: the one-sided derivative)
+        at0 = ([(right0, near)] if left0 == right0 and right0 is not None else
+               [(raw if right0 is None else right0, near & (r >= 0)),
+                (raw if left0 is None else left0, near)])
         # '_' first: no parameter's name starts with '_', so no dphi_<p> is ever this name
         outputs[f"_{out}_nan"] = sp.Piecewise(
-            (raw if at0 is None else at0, sp.Abs(r) <= REPAIR_NEAR),
+            *at0,
             (raw if at_pos is None else at_pos, r >= REPAIR_FAR),
             (raw if at_neg is None else at_neg, r <= -REPAIR_FAR),
             (raw, True),

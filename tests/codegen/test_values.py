@@ -502,3 +502,25 @@ def test_parameter_gradients_far_out(formula: str, backend: str) -> None:
             with mpmath.workdps(40):
                 want = float(truth(mpmath.mpf(x), mpmath.mpf(value)))
             assert _close(float(act.lam.grad), want, rtol), (x, value, float(act.lam.grad), want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_sided_limit_at_zero_of_a_diffusivity(backend: str, dtype: torch.dtype) -> None:
+    """g(s2) = 1 - exp(-C/s2): g'(s2) = -C/s2^2 exp(-C/s2) prints 0 * inf at and next to
+    s2 = 0 and has a limit from the right only (0); s2 >= 0, so that is the value there (it
+    was NaN: EED with this g stepped to NaN on flat regions). Left of 0 nothing is put in."""
+    from fluxact.activation import diffusivity_to_torch
+
+    g = diffusivity_to_torch("1 - exp(-C/s2)", params={"C": 1e-3}, backend=backend)
+    x = torch.tensor([0.0, 1e-300 if dtype == torch.float64 else 1e-38, 1e-5, 1.0],
+                     dtype=dtype, device=DEVICE, requires_grad=True)
+    y = g(x)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    assert y.detach().tolist()[:3] == [1.0, 1.0, 1.0]
+    want = -1e-3 * math.exp(-1e-3)
+    assert grad.tolist()[:2] == [0.0, 0.0] and abs(grad.tolist()[3] - want) <= 1e-6 * -want
+    left = torch.tensor([-1e-300 if dtype == torch.float64 else -1e-38], dtype=dtype,
+                        device=DEVICE, requires_grad=True)
+    (grad_left,) = torch.autograd.grad(g(left).sum(), left)
+    assert not math.isfinite(grad_left.item()) or grad_left.item() != 0.0
