@@ -359,8 +359,8 @@ def _finite_limit(expr: sp.Expr, r: sp.Symbol, point: object, direction: str
     conditions before it are shown to fail on one."""
     value = attempt(lambda: sp.limit(expr, r, point, direction), LIMIT_SECONDS)
     if value is not None and not value.has(sp.oo, -sp.oo, sp.zoo, sp.nan, sp.Limit,
-                                            sp.AccumBounds):
-        return value
+                                            sp.AccumBounds, sp.I):
+        return value  # finite and real (a complex limit, sqrt(r) at 0-, has no printed form)
     folded = attempt(lambda: sp.piecewise_fold(expr), LIMIT_SECONDS)
     if not isinstance(folded, sp.Piecewise):
         return None

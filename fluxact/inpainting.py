@@ -216,7 +216,7 @@ def as_mask(mask: Any, shape: tuple[int, ...]) -> np.ndarray:
     if m.shape != tuple(shape):
         raise SignalError(f"the mask has shape {m.shape}, the image {tuple(shape)}: give one "
                           f"mask value per pixel")
-    if m.dtype in (np.uint8, np.uint16) and m.size and m.max() > 1:
+    if m.dtype.kind == "u" and m.dtype.itemsize <= 2 and m.size and m.max() > 1:
         m = m / np.iinfo(m.dtype).max
     m = m.astype(np.float64)
     if not np.isfinite(m).all():
@@ -289,8 +289,11 @@ def inpaint_run(image: Any, mask: Any, nonlinearity: Any = "charbonnier",
     with torch.no_grad():
         if isinstance(solver, torch.nn.Module):
             weights = next(iter(solver.parameters()), None)
-            dtype = weights.dtype if weights is not None else f.dtype
-            u, info, name = solver((f * cm).to(dtype), cm.to(dtype)), None, type(solver).__name__
+            like = {} if weights is None else {"dtype": weights.dtype, "device": weights.device}
+            u = solver((f * cm).to(**like), cm.to(**like))
+            info, name = None, type(solver).__name__
+            if isinstance(u, torch.Tensor):
+                u = u.detach().cpu()
         elif solver == "cg":
             u, info = solve_cg(problem, tol=tol, outer_tol=tol, progress=report)
             name = "cg"

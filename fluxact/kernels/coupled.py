@@ -168,6 +168,8 @@ def aniso_fwd(_s_ptr, _out_ptr, p_ptr, _V, _N, BLOCK_SIZE: tl.constexpr, FP64: t
     _a, _b, _d, _, _, _ = _structure(_s_ptr, _s_ptr, _base, _n, _mask, _V, _a, FP64, False)
     _mean, _nu1, _nu2, _x1, _y1, _close, _g1, _g2, _gm = _eigen_g(_a, _b, _d, p_ptr, FP64, _phi)
     _slope, _ = _dphi(_mean, p_ptr)
+    # J = mean I makes the slope's term 0: a g' that is not finite there must not make NaN
+    _slope = tl.where((_slope - _slope) == 0.0, _slope, 0.0)
     _k = 0
     while _k < _V:
         _x = load(_s_ptr + _base + 2 * _k * _n, _mask, FP64)
@@ -202,6 +204,7 @@ def aniso_bwd(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _V, _N, BLOCK_SIZE: tl.c
     _d1, _grads1 = _dphi(_nu1, p_ptr)
     _d2, _grads2 = _dphi(_nu2, p_ptr)
     _slope, _grads_mean = _dphi(_mean, p_ptr)
+    _slope = tl.where((_slope - _slope) == 0.0, _slope, 0.0)  # as in aniso_fwd
     _dd = (_g1 - _g2) / tl.where(_close, 1.0, _nu1 - _nu2)
     # t_ij = v_i . Gamma v_j with v1 = (x1, y1), v2 = (-y1, x1)
     _t11 = _x1 * (_c11 * _x1 + _c12 * _y1) + _y1 * (_c12 * _x1 + _c22 * _y1)

@@ -208,3 +208,15 @@ def test_fused_step_refuses_what_the_unfused_step_refuses() -> None:
     tri, _ = pair()
     with pytest.raises(StabilityError, match="smaller than the stencil"):
         CoupledDiffusionBlock2D(tri, fused=True)(torch.zeros(1, 2, 1, 6, dtype=F64))
+
+
+def test_anisotropic_activation_where_g_has_no_finite_slope_at_zero() -> None:
+    """g = 1/(1 + sqrt(s2)/lam) has g'(0) = -inf; where J = 0 the first-order term
+    g'(mean) (J - mean I) s is 0, not -inf * 0 = NaN, on both paths."""
+    tri, ref = pair("1/(1 + sqrt(s2)/lam)", 0.5)
+    s = torch.zeros(1, 1, 4, 3, 3, dtype=F64, device=DEVICE)
+    s[..., 0, 0] = 1.0
+    for g in (tri, ref):
+        out = CoupledActivation(g, "anisotropic")(s)
+        assert bool(torch.isfinite(out).all())
+        assert not bool(out[..., 1:, 1:].any())  # J = 0 and s = 0 there

@@ -154,6 +154,8 @@ def test_inpaint_api_and_its_errors():
     ones = mask.astype(np.int64)
     np.testing.assert_array_equal(as_mask(ones, f.shape), ones)
     np.testing.assert_array_equal(as_mask(ones.astype(np.uint8) * 255, f.shape), ones)
+    big_endian = (ones * 65535).astype(">u2")  # a 16-bit mask in either byte order
+    np.testing.assert_array_equal(as_mask(big_endian, f.shape), ones)
     with pytest.raises(SignalError, match=r"in \[0, 1\]"):
         as_mask(ones * 255, f.shape)
     # a float32 network gets float32 inputs; its output comes back as float64

@@ -524,3 +524,12 @@ def test_one_sided_limit_at_zero_of_a_diffusivity(backend: str, dtype: torch.dty
                         device=DEVICE, requires_grad=True)
     (grad_left,) = torch.autograd.grad(g(left).sum(), left)
     assert not math.isfinite(grad_left.item()) or grad_left.item() != 0.0
+
+
+def test_a_complex_one_sided_limit_is_not_a_repair() -> None:
+    """sqrt(r)/sqrt(|r|) is 1 from the right and I from the left: only the real limits are
+    kept (a complex one has no printed form and made code generation fail)."""
+    from fluxact.codegen.prepare import _repair
+
+    r = sp.Symbol("r", real=True)
+    assert _repair(sp.sqrt(r) / sp.sqrt(sp.Abs(r)), r) == (None, 1, 1, None)
