@@ -130,6 +130,16 @@ def eigen2(a: torch.Tensor, b: torch.Tensor, d: torch.Tensor) -> tuple[torch.Ten
     return nu1, nu2, vx / length, vy / length, mean, close
 
 
+def _positive_part(v: torch.Tensor) -> torch.Tensor:
+    """v, through which no gradient flows where v = 0. An eigenvalue of J = sum s s^T is 0
+    only where J is rank one (nu2) or 0, where every s is orthogonal to its eigenvector v2:
+    d nu2 = v2^T dJ v2 = 2 sum (v2 . ds)(v2 . s) = 0, so for a finite g'(0) the term is 0;
+    for an infinite one (g = 1/(1 + sqrt(s2)/lam)) g(nu2) has a kink there (nu2 grows as
+    |ds|^2) and 0 is the symmetric choice, as autograd's for |x| at 0. A selection, not
+    inf * 0 = NaN; the parameters' gradients through g(0) are kept."""
+    return torch.where(v > 0, v, v.detach())
+
+
 def matrix_function(g: Activation, a: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
                     sx: torch.Tensor, sy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """g(J) s for J = [[a, b], [b, d]] >= 0 and the vectors s = (sx, sy) (broadcast): every
@@ -138,9 +148,9 @@ def matrix_function(g: Activation, a: torch.Tensor, b: torch.Tensor, d: torch.Te
     expansion g(mean) s + g'(mean) (J - mean I) s: no division by zero, no NaN, also for
     J = 0."""
     nu1, nu2, x1, y1, mean, close = eigen2(a, b, d)
-    p1 = g(nu1) * (x1 * sx + y1 * sy)
-    p2 = g(nu2) * (x1 * sy - y1 * sx)
-    gm, slope = g(mean), _derivative(g, mean)
+    p1 = g(_positive_part(nu1)) * (x1 * sx + y1 * sy)
+    p2 = g(_positive_part(nu2)) * (x1 * sy - y1 * sx)
+    gm, slope = g(_positive_part(mean)), _derivative(g, mean)
     # J = mean I exactly makes the slope's term 0; a g whose derivative is not finite there
     # (1 - exp(-C/s2) at 0, printed as 0 * inf) must not turn it into NaN
     slope = torch.where(torch.isfinite(slope), slope, torch.zeros_like(slope))

@@ -210,8 +210,11 @@ def aniso_bwd(_s_ptr, _gy_ptr, _gs_ptr, p_ptr, _gp_ptr, _V, _N, BLOCK_SIZE: tl.c
     _t11 = _x1 * (_c11 * _x1 + _c12 * _y1) + _y1 * (_c12 * _x1 + _c22 * _y1)
     _t22 = _y1 * (_c11 * _y1 - _c12 * _x1) - _x1 * (_c12 * _y1 - _c22 * _x1)
     _t12 = -_y1 * (_c11 * _x1 + _c12 * _y1) + _x1 * (_c12 * _x1 + _c22 * _y1)
-    _e1 = _d1 * _t11
-    _e2 = _d2 * _t22
+    # nu_i = 0 only where J is rank one (nu2) or 0: the term is 0 (coupling._positive_part
+    # says why), a selection rather than g'(0) t_ii, which is inf * (0 or a rounding error)
+    # for a g with an infinite slope at 0 (1/(1 + sqrt(s2)/lam))
+    _e1 = tl.where(_nu1 > 0.0, _d1 * _t11, 0.0)
+    _e2 = tl.where(_nu2 > 0.0, _d2 * _t22, 0.0)
     _e3 = _dd * _t12
     _j11 = tl.where(_close, _slope * _c11, _e1 * _x1 * _x1 + _e2 * _y1 * _y1
                     - 2.0 * _e3 * _x1 * _y1)

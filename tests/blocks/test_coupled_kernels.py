@@ -220,3 +220,24 @@ def test_anisotropic_activation_where_g_has_no_finite_slope_at_zero() -> None:
         out = CoupledActivation(g, "anisotropic")(s)
         assert bool(torch.isfinite(out).all())
         assert not bool(out[..., 1:, 1:].any())  # J = 0 and s = 0 there
+
+
+def test_gradients_where_g_has_no_finite_slope_at_zero() -> None:
+    """Rank-one J (one gradient vector: nu2 = 0) and J = 0 with g'(0) = -inf: the gradients
+    of the anisotropic activation are finite and the same on both paths (the true derivative
+    through nu2 is 0 there: J stays rank one), and EED's step has finite gradients too."""
+    from fluxact.tensor import TensorDiffusion
+
+    tri, ref = pair("1/(1 + sqrt(s2)/lam)", 0.5)
+    torch.manual_seed(3)
+    s = torch.zeros(1, 1, 2, 4, 4, dtype=F64, device=DEVICE)
+    s[..., :2, :2] = torch.rand(1, 1, 2, 2, 2, dtype=F64, device=DEVICE)
+    compare(CoupledActivation(tri, "anisotropic"), CoupledActivation(ref, "anisotropic"), s,
+            (tri.lam, ref.lam), 1e-10)
+    u = torch.zeros(1, 1, 10, 10, dtype=F64)
+    u[..., 5:] = 1.0
+    u = (u + 0.01 * torch.rand_like(u)).requires_grad_()
+    cpu = diffusivity_to_torch("1/(1 + sqrt(s2)/lam)", params={"lam": 0.5},
+                               backend="torch").double()
+    (grad,) = torch.autograd.grad(TensorDiffusion(cpu, "eed")(u).square().sum(), u)
+    assert bool(torch.isfinite(grad).all())
