@@ -44,6 +44,7 @@ from fluxact.multigrid import (  # noqa: E402
     unstack,
 )
 from fluxact.tensor import TensorDiffusion  # noqa: E402
+from tests.blocks.test_multigrid import Counting, rate  # noqa: E402
 
 TOL = 1e-8
 
@@ -67,20 +68,7 @@ def problem(n: int, density: float, model: str, seed: int = 0) -> Inpainting:
     return Inpainting(EED_RANGE[0] * image(n), c, TensorDiffusion(charbonnier, "eed", sigma=0.97))
 
 
-class Counted:
-    """Counts the evaluations of the fine problem's operator."""
-
-    def __init__(self, p: Inpainting) -> None:
-        self.count, original = 0, p.operator
-
-        def counted(*args, **kwargs):
-            self.count += 1
-            return original(*args, **kwargs)
-
-        p.operator = counted
-
-
-def jacobi(p: Inpainting, budget: int, counter: Counted) -> tuple[torch.Tensor, bool]:
+def jacobi(p: Inpainting, budget: int, counter: Counting) -> tuple[torch.Tensor, bool]:
     smoother = Smoother(p, 1)
     b = p.rhs
     zero = torch.zeros_like(b)
@@ -94,17 +82,9 @@ def jacobi(p: Inpainting, budget: int, counter: Counted) -> tuple[torch.Tensor, 
     return unstack(state)[0], False
 
 
-def rate(p: Inpainting, cycles: int = 12) -> float:
-    module = cycle(hierarchy(p, levels_for(p.image.shape[-2:])), "V", prolongation="bilinear")
-    b = p.rhs
-    zero = torch.zeros_like(b)
-    state = stack(p.clamp_known(zero), zero, b, zero)
-    norms = []
-    for _ in range(cycles):
-        state = module(state)
-        norms.append(float(p.residual(unstack(state)[0]).norm()))
-    half = cycles // 2
-    return (norms[-1] / norms[half - 1]) ** (1 / (cycles - half))
+def v_cycle_rate(p: Inpainting, cycles: int = 12) -> float:
+    return rate(p, cycle(hierarchy(p, levels_for(p.image.shape[-2:])), "V",
+                         prolongation="bilinear"), cycles)
 
 
 def run(sizes: list[int], density: float, threads: int) -> None:
@@ -125,7 +105,7 @@ def run(sizes: list[int], density: float, threads: int) -> None:
             ops = 0
             for fmg in (False, True):
                 p = problem(n, density, model)
-                counter = Counted(p)
+                counter = Counting(p)
                 t = time.perf_counter()
                 u, info = solve_multigrid(p, levels=levels_for((n, n)), tol=TOL, fmg=fmg)
                 elapsed = time.perf_counter() - t
@@ -135,7 +115,7 @@ def run(sizes: list[int], density: float, threads: int) -> None:
                       f"({info.outer} cycles) | {elapsed:.3f} | {counter.count} | {error:.1e} | "
                       f"{info.converged} |")
             p = problem(n, density, model)
-            counter = Counted(p)
+            counter = Counting(p)
             t = time.perf_counter()
             u, converged = jacobi(p, 20 * ops, counter)
             elapsed = time.perf_counter() - t
@@ -147,8 +127,8 @@ def run(sizes: list[int], density: float, threads: int) -> None:
     print("| n | V-cycle residual reduction per cycle (homogeneous) | (EED) |")
     print("| --- | --- | --- |")
     for n in sizes:
-        print(f"| {n} | {rate(problem(n, density, 'homogeneous')):.3f} | "
-              f"{rate(problem(n, density, 'eed')):.3f} |")
+        print(f"| {n} | {v_cycle_rate(problem(n, density, 'homogeneous')):.3f} | "
+              f"{v_cycle_rate(problem(n, density, 'eed')):.3f} |")
 
 
 def main() -> None:

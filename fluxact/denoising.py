@@ -505,7 +505,7 @@ def _evolve(block: Any, u: torch.Tensor, n: int, *, explicit: bool, per_call: in
     """n calls of ``block`` (each ``per_call`` flux evaluations) with the progress bar; explicit
     steps in chunks of CHUNK (one launch each with the fused kernels; with ``compiled``, one
     check of the result each, GridDiffusion.run)."""
-    bar = _progress(progress, n * per_call)
+    bar = progress_bar(progress, n * per_call)
     done = 0
     while done < n:
         chunk = min(n - done, CHUNK) if explicit else 1
@@ -600,11 +600,14 @@ def _fsi_plan(time: float, tau: float, max_cycle: int = MAX_CYCLE) -> tuple[int,
     return m, length
 
 
-def _progress(progress: bool | None, total: int) -> Any:
+def progress_bar(progress: bool | None, total: int | None = None, *, unit: str = "step",
+                 desc: str = "fluxact denoise") -> Any:
+    """A tqdm bar, or None: ``progress`` True or False, or None for a bar on a terminal for
+    runs of PROGRESS_FROM steps or more (of any length when ``total`` is unknown)."""
     if progress is None:
-        progress = total >= PROGRESS_FROM and sys.stderr.isatty()
+        progress = (total is None or total >= PROGRESS_FROM) and sys.stderr.isatty()
     if not progress:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="step", desc="fluxact denoise", leave=False)
+    return tqdm(total=total, unit=unit, desc=desc, leave=False)

@@ -34,7 +34,7 @@ import torch
 
 from .multigrid import SolveInfo, levels_for, restrict, solve_multigrid
 from .runtime import StabilityError
-from .tensor import TensorDiffusion
+from .tensor import TensorDiffusion, value_at_zero
 from .timestep import positive
 
 MODELS = ("eed", "homogeneous")
@@ -237,7 +237,7 @@ def inpaint_run(image: Any, mask: Any, nonlinearity: Any = "charbonnier",
                 channel_axis: int | None = None, levels: int | None = None,
                 progress: bool | None = None, convention: str | None = None) -> InpaintRun:
     """``inpaint`` with a record of what it did (InpaintRun)."""
-    from .denoising import SignalError, _channel_axis, as_signal
+    from .denoising import SignalError, _channel_axis, as_signal, progress_bar
 
     if model not in MODELS:
         raise StabilityError(f"unknown model {model!r}; use one of {', '.join(MODELS)}")
@@ -278,13 +278,14 @@ def inpaint_run(image: Any, mask: Any, nonlinearity: Any = "charbonnier",
             params = {"lam": LAMBDA}  # P2 7.2.1
         g = as_activation(nonlinearity, kind, role="diffusivity", params=params,
                           convention=convention).clone().to(torch.float64)
-        g0 = float(g(torch.zeros(1, dtype=torch.float64)).detach())
+        g0 = value_at_zero(g)
         if not g0 > 0:
             raise StabilityError(f"EED inpainting needs g(0) > 0 (diffusion along edges fills "
                                  f"the image in); this diffusivity has g(0) = {g0:.6g}")
         diffusion = TensorDiffusion(g, "eed", sigma=sigma)
     problem = Inpainting(f, cm, diffusion)
-    bar = _bar(progress, solver)
+    bar = None if isinstance(solver, torch.nn.Module) else progress_bar(
+        progress, unit="iteration" if solver == "cg" else "cycle", desc="fluxact inpaint")
     report = None if bar is None else (lambda k, value: bar.update())
     with torch.no_grad():
         if isinstance(solver, torch.nn.Module):
@@ -313,19 +314,6 @@ def inpaint_run(image: Any, mask: Any, nonlinearity: Any = "charbonnier",
     if channel_axis is not None:
         out = np.moveaxis(out, 0, channel_axis)
     return InpaintRun(output=out, model=model, solver=name, info=info, known=float(c.mean()))
-
-
-def _bar(progress: bool | None, solver: Any) -> Any:
-    """A tqdm bar over the solver's outer iterations (on a terminal by default)."""
-    import sys
-
-    if isinstance(solver, torch.nn.Module) or progress is False or (
-            progress is None and not sys.stderr.isatty()):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(unit="iteration" if solver == "cg" else "cycle", desc="fluxact inpaint",
-                leave=False)
 
 
 def inpaint(image: Any, mask: Any, nonlinearity: Any = "charbonnier", kind: str | None = None,

@@ -102,6 +102,11 @@ def unstack(state: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return state.unbind(1)
 
 
+def fas_rhs(problem: Any, y: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The right-hand side A(y) + b of a solver's system (A(0) = 0 is not computed)."""
+    return b if not bool(y.any()) else problem.operator(y) + b
+
+
 class Smoother(torch.nn.Module):
     """A classical solver on one level: ``steps`` sweeps for A(x) = A(y) + b (module
     docstring), D computed once from the x it starts from; returns the state with x~ and
@@ -118,14 +123,10 @@ class Smoother(torch.nn.Module):
             raise StabilityError(f"the Jacobi damping omega must be in (0, 1], got {omega!r}")
         self.problem, self.steps, self.method, self.omega = problem, steps, method, omega
 
-    def rhs(self, y: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """A(y) + b (A(0) = 0 is not computed)."""
-        return b if not bool(y.any()) else self.problem.operator(y) + b
-
     def forward(self, state: torch.Tensor) -> torch.Tensor:
         x, y, b, _ = unstack(state)
-        rhs = self.rhs(y, b)
         p = self.problem
+        rhs = fas_rhs(p, y, b)
         known = p.mask > 0
         if self.method == "explicit":
             d = p.diffusion
@@ -411,8 +412,7 @@ class _Bound(torch.nn.Module):
     def forward(self, state: torch.Tensor) -> torch.Tensor:
         x, y, b, _ = unstack(state)
         x = x + self.solver.update(state, self.problem.mask)
-        rhs = b if not bool(y.any()) else self.problem.operator(y) + b
-        return stack(x, y, b, rhs - self.problem.operator(x))
+        return stack(x, y, b, fas_rhs(self.problem, y, b) - self.problem.operator(x))
 
 
 class FMGNetwork(torch.nn.Module):

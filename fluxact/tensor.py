@@ -60,6 +60,11 @@ COHERENCE_ALPHA = 0.001
 RHO = 4.0
 
 
+def value_at_zero(g: Activation) -> float:
+    """g(0), evaluated in float64 on the CPU."""
+    return float(g(torch.zeros(1, dtype=torch.float64)).detach())
+
+
 class TensorDiffusion(torch.nn.Module):
     """u <- u - tau K^T D K u for EED or CED on u (batch, channels, H, W) (module docstring).
 
@@ -130,7 +135,7 @@ class TensorDiffusion(torch.nn.Module):
 
     def _check_ced_g(self) -> None:
         """CED needs g(0) = g_max (module docstring)."""
-        g0 = float(self.g(torch.zeros(1, dtype=torch.float64)).detach())
+        g0 = value_at_zero(self.g)
         g_max = float(self.g.g_max().detach())
         if not g0 >= g_max * (1 - 1e-12):
             raise StabilityError(

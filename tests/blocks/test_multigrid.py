@@ -114,7 +114,7 @@ def test_fas_with_a_linear_operator_is_linear_multigrid():
     torch.testing.assert_close(out, linear, rtol=1e-12, atol=1e-12)
 
 
-def _rate(problem: Inpainting, module, cycles: int) -> float:
+def rate(problem: Inpainting, module, cycles: int) -> float:
     """The mean residual reduction per application of ``module`` over the last half of
     ``cycles`` applications (the asymptotic rate)."""
     b = problem.rhs
@@ -132,17 +132,16 @@ def test_v_cycle_rate_does_not_grow_with_the_grid():
     rates = {}
     for n in (32, 64, 128):
         problem = _problem(n, 0.05, seed=n)
-        rates[n] = _rate(problem, cycle(hierarchy(problem, levels_for((n, n), 4)), "V",
-                                        prolongation="bilinear"), 12)
+        rates[n] = rate(problem, cycle(hierarchy(problem, levels_for((n, n), 4)), "V",
+                                       prolongation="bilinear"), 12)
     assert max(rates.values()) < 0.6, rates
     assert rates[128] <= rates[32] * 1.25, rates
 
 
-class _Counting(torch.nn.Module):
+class Counting:
     """Counts the fine grid's operator evaluations (one per sweep and one per residual)."""
 
     def __init__(self, problem: Inpainting) -> None:
-        super().__init__()
         self.count = 0
         original = problem.operator
 
@@ -156,7 +155,7 @@ class _Counting(torch.nn.Module):
 def test_multigrid_needs_fewer_fine_grid_operations_than_the_smoother():
     problem = _problem(64, 0.03, seed=7)
     reference, _ = solve_cg(problem, tol=1e-13)
-    counter = _Counting(problem)
+    counter = Counting(problem)
     u, info = solve_multigrid(problem, levels=5, tol=1e-9, fmg=False)
     multigrid_ops = counter.count
     assert info.converged and float((u - reference).abs().max()) <= 1e-7
