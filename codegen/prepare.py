@@ -289,7 +289,7 @@ def derivative(expr: sp.Expr, wrt: sp.Symbol, r: sp.Symbol) -> sp.Expr:
     smooth = _with_signs(_drop_point_branches(expr, r))
     d = sp.diff(smooth, wrt)
     d = d.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
-    d = sp.piecewise_fold(d)
+    d = _abs_products(sp.piecewise_fold(d))
     tidy = attempt(lambda: sp.simplify(d), LIMIT_SECONDS)
     d = real_form(d)
     if tidy is not None:
@@ -328,6 +328,27 @@ def _with_signs(expr: sp.Expr) -> sp.Expr:
         return e
 
     return expr.replace(is_ratio, signed)
+
+
+def _abs_products(expr: sp.Expr) -> sp.Expr:
+    """u sign(u) written |u| (the same number for real u): the derivative of x/(1 + |x|) is
+    1/(1 + |x|) - x sign(x)/(1 + |x|)^2, which simplify cannot join while x sign(x) hides
+    |x|; printed so, its second term underflows past x ~ 1e154 and the difference of two
+    terms ~ 1/x is left (x F' was 1 there, truth 1/x); joined it is 1/(1 + |x|)^2."""
+    def is_product(e: sp.Basic) -> bool:
+        return isinstance(e, sp.Mul) and any(
+            isinstance(f, sp.sign) and f.args[0] in e.args for f in e.args)
+
+    def joined(e: sp.Mul) -> sp.Expr:
+        rest = list(e.args)
+        for f in e.args:
+            if isinstance(f, sp.sign) and f.args[0] in rest:
+                rest.remove(f)
+                rest.remove(f.args[0])
+                rest.append(sp.Abs(f.args[0]))
+        return sp.Mul(*rest)
+
+    return expr.replace(is_product, joined)
 
 
 def _drop_point_branches(expr: sp.Expr, r: sp.Symbol) -> sp.Expr:

@@ -481,18 +481,15 @@ def test_parameter_gradients_keep_their_digits_near_zero(backend: str) -> None:
 @pytest.mark.parametrize("formula", ["sign(r)*lam*log(1 + Abs(r)/lam)", "r/(1 + Abs(r)/lam)"])
 def test_parameter_gradients_far_out(formula: str, backend: str) -> None:
     """The near-0 form -x^2 (F/x)' of dPhi/dlam is used for |x| <= 1 only: x^2 overflows far
-    out (float64 past 1.3e154, float32 past 1.8e19: it gave inf and NaN). 1e155, not further:
-    F' of the rational one squares 1/(1 + |x|), a float64 subnormal from there on, and at
-    1e160 the far form is 1.1e-5 off (as the plain derivative in r was)."""
+    out (float64 past 1.3e154, float32 past 1.8e19: it gave inf and NaN). The rational one's
+    F' was printed 1/(1 + |x|) - x sign(x)/(1 + |x|)^2, whose second term underflows past
+    x ~ 1e154: x F' was then 1 (truth 1/x) and dPhi/dlam 0 at x = 1e200 (truth 1)."""
     t = fluxact.translate(formula, "activation")
     lam, r = sp.Symbol("lam", positive=True), t.variable
     truth = sp.lambdify([r, lam], sp.diff(t.activation, lam), modules="mpmath")
-    cases = [(1.0, [1e155, -1e155, 3.0], torch.float64, 1e-12),
-             (1e-3, [1e17, -2.5], torch.float32, 1e-5)]
-    if "log" in formula:  # the rational one at x = 1e200: F' = 1/(1+|x|) - x/(1+|x|)^2 is
-        # printed so that its second term underflows, and x F' is 1 where it is 1e-200 (a
-        # known gap: dPhi/dlam is 0 there, truth 1)
-        cases.append((1e-200, [1.0], torch.float64, 1e-12))
+    cases = [(1.0, [1e155, -1e155, 1e160, -1e300, 3.0], torch.float64, 1e-12),
+             (1e-3, [1e17, -2.5], torch.float32, 1e-5),
+             (1e-200, [1.0, -3.0, 1e100], torch.float64, 1e-12)]
     for value, xs, dtype, rtol in cases:
         act = fluxact.to_torch(formula, "activation", params={"lam": value},
                                trainable=("lam",), backend=backend)
