@@ -367,6 +367,19 @@ def _constant(e: sp.Expr):
                    _pad_up(v) + mpmath.mpf(2) ** -120 * abs(v)])
 
 
+def _root(e: sp.CRootOf):
+    """An enclosure of a real root of a polynomial (a critical point SymPy found: Phi'' of a
+    sum of rational terms has degree 8): SymPy's isolating-interval bisection gives a
+    rational within dx of it, exactly, so [q - dx, q + dx] holds it."""
+    if e.is_real is not True:
+        raise NotReal(f"{e} is not a real number")
+    dx = sp.Rational(1, 2**100) * max(1, sp.ceiling(abs(e.evalf(20))))
+    q = e.eval_rational(dx=dx, dy=dx)
+    if not q.is_Rational:
+        raise NotReal(f"{e} has no rational approximation")
+    return hull(_constant(q - dx), _constant(q + dx))
+
+
 def _compile(e: sp.Expr, r: sp.Symbol) -> Box:
     def sub(x: sp.Expr) -> Box:
         return _compile(x, r)
@@ -375,7 +388,8 @@ def _compile(e: sp.Expr, r: sp.Symbol) -> Box:
         return lambda x: x
     if not e.has(r):
         try:  # atoms through SymPy's evalf; composite constants (exp(-1e299)) by the rules below
-            c = _constant(e) if e.is_Atom else _compile_rules(e, r, sub)(iv.mpf(0))
+            c = (_constant(e) if e.is_Atom else _root(e) if isinstance(e, sp.CRootOf)
+                 else _compile_rules(e, r, sub)(iv.mpf(0)))
         except (NotReal, ArithmeticError, ValueError, TypeError, OverflowError):
             def undefined(x):
                 raise NotReal(f"{e} has no real value")

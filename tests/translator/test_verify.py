@@ -272,3 +272,24 @@ def test_quotient_without_its_fill_at_zero_is_still_bounded() -> None:
     top = extreme(phi / r, r, "sup", flux=phi)
     assert top.value == pytest.approx(7 * 3 / 16 + 25 / 16, rel=1e-6)  # Phi'(0) = 2.875
     assert top.value >= 2.875
+
+
+def test_critical_points_that_are_roots_of_a_polynomial_are_bounded() -> None:
+    """Phi'' of a sum of two rational diffusivities has critical points that SymPy gives as
+    CRootOf (degree 8); interval arithmetic had no enclosure for them, and L came out inf.
+    They are enclosed by SymPy's exact isolating intervals: L = g(0) = 1."""
+    rep = verify("0.5/(1 + s2/0.01) + 0.5/(1 + s2)", "diffusivity", convention="s2")
+    assert rep.lipschitz == pytest.approx(1.0, rel=1e-9)
+    assert rep.g_max == pytest.approx(1.0, rel=1e-9)
+
+
+def test_a_sum_on_different_scales_gets_the_sum_of_its_terms_bounds() -> None:
+    """Three diffusivities at scales 0.02, 0.04 and 0.08: branch and bound on the whole Phi'
+    ran out of time with an upper bound of 1.4e268 for inf |Phi'|; each term's bound is exact
+    and their sum is L = w1 + w2 + w3 (attained at r = 0)."""
+    params = dict(w1=0.3358, w2=0.3360, w3=0.3308, l1=5.04 / 255, l2=10.079 / 255,
+                  l3=19.844 / 255)
+    rep = verify("w1/(1 + s2/l1**2) + w2*exp(-s2/l2**2) + w3/sqrt(1 + s2/l3**2)",
+                 "diffusivity", convention="s2", params=params)
+    assert 1.0026 <= rep.lipschitz <= 1.0026 * (1 + 1e-9)
+    assert rep.tau_euclid == pytest.approx(2 / (4 * 1.0026), rel=1e-9)
