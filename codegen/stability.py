@@ -17,7 +17,7 @@ from dataclasses import replace
 import sympy as sp
 
 from ..translator.errors import FluxactError
-from ..translator.facts import Monomial, StabilityFacts
+from ..translator.facts import Bound, Monomial, StabilityFacts
 from ..translator.parse import parameter_symbol
 from ..translator.translation import Translation, translate_nonlinearity
 from ..translator.verify import StabilityReport, verify_translation
@@ -91,15 +91,26 @@ def _facts(rep: StabilityReport, names: tuple[str, ...],
     )
 
 
-def _monomial(value: float | sp.Expr | None, names: tuple[str, ...]) -> Monomial | None:
-    """(coefficient, exponents) of a verifier bound, None when it is infinite or not a
-    monomial in the parameters. The verifier's coefficients are floats (exact binary values,
-    already rounded outward), so the conversion loses nothing."""
+def _monomial(value: float | sp.Expr | None, names: tuple[str, ...]) -> Bound | None:
+    """(coefficient, exponents) of a verifier bound, or a tuple of them for a sum of
+    monomials with positive coefficients; None when it is infinite or of another form. The
+    verifier's coefficients are floats (exact binary values, already rounded outward), so
+    the conversion loses nothing."""
     if value is None:
         return None
     if isinstance(value, float | int):
         return (float(value), ()) if math.isfinite(value) else None
-    coeff, rest = sp.sympify(value).as_coeff_Mul()
+    value = sp.sympify(value)
+    if isinstance(value, sp.Add):
+        terms = [_term(t, names) for t in value.args]
+        if any(t is None or not t[0] > 0 for t in terms):
+            return None
+        return tuple(terms)  # type: ignore[arg-type]
+    return _term(value, names)
+
+
+def _term(value: sp.Expr, names: tuple[str, ...]) -> Monomial | None:
+    coeff, rest = value.as_coeff_Mul()
     exponents: list[tuple[str, float]] = []
     for base, e in sorted(rest.as_powers_dict().items(), key=lambda be: sp.sstr(be[0])):
         if base == 1:

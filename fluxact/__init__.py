@@ -69,6 +69,7 @@ _EXPORTS = {
     "Operator": ".operators",
     "StabilityError": ".runtime",
     "coupled": ".translator.coupled",
+    "LearnedDiffusivity": ".learned",
     "CoupledDiffusionBlock2D": ".coupling",
     "MultiscaleDiffusionBlock2D": ".coupling",
     "CoupledReport": ".translator.coupled",
@@ -92,6 +93,7 @@ if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ load
     from .coupling import MultiscaleDiffusionBlock2D as MultiscaleDiffusionBlock2D
     from .denoising import denoise as denoise
     from .inpainting import inpaint as inpaint
+    from .learned import LearnedDiffusivity as LearnedDiffusivity
     from .operators import Operator as Operator
     from .plotting import plot as plot
     from .runtime import Activation as Activation

@@ -21,6 +21,7 @@ from .codegen.prepare import ActivationSpec, prepare, require_defaults
 from .codegen.render import render
 from .runtime import ROLES, Activation
 from .translator.errors import FluxactWarning
+from .translator.facts import StabilityFacts
 from .translator.translation import Translation, translate
 
 _LOADED: dict[str, ModuleType] = {}  # spec digest -> loaded generated module
@@ -176,14 +177,17 @@ def as_activation(obj: object, kind: str | None = None, *, role: str = "activati
 
 def diffusivity_to_torch(expr: object, *, params: Mapping[str, object] | None = None,
                          convention: str = "s2", trainable: Sequence[str] = (),
-                         name: str | None = None, backend: str = "auto") -> Activation:
+                         name: str | None = None, backend: str = "auto",
+                         facts: StabilityFacts | None = None) -> Activation:
     """The diffusivity g as a function of s2 = |s|^2, as an elementwise module G(x) = g(x)
     (generated kernels with G' = dg/ds2 and dG/dp for the backward), for coupled blocks
     (P3 19, 30) and isotropic filters. Its stability facts are those of g: g_max = sup g,
     g >= 0 (as g_min).
 
     ``expr``: a diffusivity formula in s2 (convention "s2") or in r (convention "r", even in
-    r), or a Translation or a catalogue entry of any kind: its g (P1 Table 1)."""
+    r), or a Translation or a catalogue entry of any kind: its g (P1 Table 1). ``facts``:
+    g's stability facts when they are known by construction (fluxact.learned), instead of
+    the verifier's."""
     import sympy as sp
 
     from .codegen.stability import stability_facts
@@ -232,7 +236,7 @@ def diffusivity_to_torch(expr: object, *, params: Mapping[str, object] | None = 
         warnings.simplefilter("ignore", FluxactWarning)
         fake = translate(g_x, "activation", params=values, variable=name_x)
     spec = prepare(fake, name=name or f"{nl.name or 'g'}_s2", trainable=trainable,
-                   facts=stability_facts(t, tuple(trainable)))
+                   facts=stability_facts(t, tuple(trainable)) if facts is None else facts)
     module = load_spec(spec)
     return Activation(module.OPS, dict(zip(spec.params, require_defaults(spec))),
                       trainable=spec.trainable, backend=backend, formula=nl.text,

@@ -29,7 +29,7 @@ import torch
 
 from .kernels.launch import interpreting, scatter
 from .translator.errors import FluxactError
-from .translator.facts import StabilityFacts
+from .translator.facts import StabilityFacts, monomials
 
 BACKENDS = ("auto", "triton", "torch")
 #: The torch backend runs eagerly, so that a value never depends on the input's size:
@@ -88,20 +88,25 @@ class Stability(StabilityFacts):
     def bound(self, which: str, values: Mapping[str, Any]) -> torch.Tensor:
         """g_max or L at the parameter values (0-dim tensors or numbers), a float64 tensor
         that carries gradients to trainable parameters."""
-        mono = self.g_max if which == "g_max" else self.lipschitz
-        if mono is None or (which == "g_max" and self.reason is not None):
+        bound = self.g_max if which == "g_max" else self.lipschitz
+        if bound is None or (which == "g_max" and self.reason is not None):
             raise StabilityError(self.reason if which == "g_max" else (
                 f"no Lipschitz bound: {self.lipschitz_reason}"))
         self.check_positive(values)
-        coefficient, exponents = mono
-        # a bare coefficient is exact; a product of powers is rounded up
-        out = torch.tensor(coefficient * (_ROUND_UP if exponents else 1.0), dtype=torch.float64)
-        for name, e in exponents:
-            v = values[name]
-            v = v.to(torch.float64) if isinstance(v, torch.Tensor) else torch.tensor(
-                float(v), dtype=torch.float64)
-            out = out.to(v.device) * v**e
-        return out
+        terms = monomials(bound)
+        out = None
+        for coefficient, exponents in terms:
+            # a bare coefficient is exact; a product of powers is rounded up
+            term = torch.tensor(coefficient * (_ROUND_UP if exponents else 1.0),
+                                dtype=torch.float64)
+            for name, e in exponents:
+                v = values[name]
+                v = v.to(torch.float64) if isinstance(v, torch.Tensor) else torch.tensor(
+                    float(v), dtype=torch.float64)
+                term = term.to(v.device) * v**e
+            out = term if out is None else out.to(term.device) + term
+        # a float64 sum of k positive terms is at most (k - 1) 2^-53 below the exact one
+        return out * _ROUND_UP if len(terms) > 1 else out
 
     @staticmethod
     def check_positive(values: Mapping[str, Any]) -> None:
@@ -539,7 +544,12 @@ class Activation(torch.nn.Module):
         # Phi(r) (g_max = sup Phi(r)/r), "diffusivity" g(s2) (g_max = sup g). A block that
         # reads one as the other would take its time step from the wrong bound.
         self.role = role
-        for name in ops.params:
+        self._register_values(values, trainable)
+
+    def _register_values(self, values: Mapping[str, object], trainable: Sequence[str]) -> None:
+        """Each parameter of the formula as an nn.Parameter (trainable) or a buffer, under
+        its own name (a subclass may parametrise them: fluxact.learned)."""
+        for name in self.ops.params:
             # float64, so that a value is kept as given; .to(dtype) converts as usual
             value = torch.tensor(float(values[name]), dtype=torch.float64)
             if name in trainable:

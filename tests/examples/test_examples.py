@@ -92,3 +92,21 @@ def test_train_ddp_example_with_two_processes_and_resume(tmp_path: Path) -> None
     second = torchrun("--resume", "--epochs", "3")
     assert f"resumed from epoch 2 of {tmp_path / 'train_ddp.pt'}" in second
     assert torch.load(tmp_path / "train_ddp.pt", weights_only=False)["epoch"] == 3
+
+
+def test_learned_diffusivity_example_smoke(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "learned_diffusivity.py"), "--smoke",
+         "--depth", "3", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "check passed" in out.stdout
+    for basis in ("rational", "exponential", "charbonnier"):
+        assert f"  {basis}" in out.stdout
+    ratio = float(out.stdout.split("2/(g_max ||K||^2): ")[1].split()[0])
+    assert 0 < ratio <= 1
+    rows = (tmp_path / "learned_diffusivity.csv").read_text().splitlines()
+    assert rows[0].startswith("activation,val_psnr,test_psnr") and len(rows) == 4
+    assert (tmp_path / "learned_g.png").stat().st_size > 0
