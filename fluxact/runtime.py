@@ -575,8 +575,13 @@ class Activation(torch.nn.Module):
             "fluxact.to_torch(...)")
 
     def parameter_vector(self) -> torch.Tensor:
-        return torch.stack([getattr(self, n) for n in self.ops.params]) if self.ops.params \
-            else torch.zeros(0)
+        # each 0-dim parameter times ones(1), concatenated: the same numbers as torch.stack,
+        # but no view of a 0-dim tensor, which AOTInductor lowers as a Constant and then
+        # cannot unsqueeze ("'Constant' object has no attribute 'data'", torch 2.13)
+        values = [getattr(self, n) for n in self.ops.params]
+        if not values:
+            return torch.zeros(0)
+        return torch.cat([v * torch.ones(1, dtype=v.dtype, device=v.device) for v in values])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = self.parameter_vector().to(x.device)

@@ -103,3 +103,34 @@ def test_torch_export_round_trip(which):
     program = torch.export.export(model, (x,))
     y = torch.rand_like(x)
     torch.testing.assert_close(program.module()(y), model(y), rtol=0, atol=0)
+
+
+# torch's own deprecation, raised inside aoti_compile_and_package (torch 2.13)
+@pytest.mark.filterwarnings("ignore:.*treespec, LeafSpec.*:FutureWarning")
+def test_aotinductor_package_runs_without_fluxact(tmp_path):
+    """torch.export, then AOTInductor compiles the SymmetricResNet into a .pt2 package (a
+    C++ compiler is needed: g++ here), which a new process that cannot import fluxact loads
+    and runs, giving the model's output to the last bit."""
+    import shutil
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("AOTInductor needs a C++ compiler")
+    torch.manual_seed(1)
+    act = fluxact.to_torch(fluxact.lookup("charbonnier"), params={"lam": 0.7},
+                           trainable=("lam",), backend="torch")
+    model = SymmetricResNet(act, 3, channels=2)
+    x = torch.rand(3, 2, 24)
+    program = torch.export.export(model, (x,))
+    package = torch._inductor.aoti_compile_and_package(
+        program, package_path=str(tmp_path / "model.pt2"))
+    y = torch.rand_like(x)
+    torch.save({"y": y, "want": model(y).detach()}, tmp_path / "io.pt")
+    out = _python(f'''
+import sys
+sys.modules["fluxact"] = None  # the package needs torch only
+import torch
+io = torch.load({str(tmp_path / "io.pt")!r})
+run = torch._inductor.aoti_load_package({package!r})
+print(float((run(io["y"]) - io["want"]).abs().max()))
+''')
+    assert float(out.split()[-1]) == 0.0
