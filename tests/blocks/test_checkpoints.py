@@ -134,3 +134,26 @@ run = torch._inductor.aoti_load_package({package!r})
 print(float((run(io["y"]) - io["want"]).abs().max()))
 ''')
     assert float(out.split()[-1]) == 0.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="the Triton path is traced into the graph on a GPU only (under "
+                    "TRITON_INTERPRET=1 export reaches the interpreter with fake tensors)")
+@pytest.mark.filterwarnings("ignore:.*treespec, LeafSpec.*:FutureWarning")
+def test_export_of_the_triton_path_on_cuda(tmp_path):
+    """torch.export of a DiffusionBlock whose step is the fused Triton kernel (a
+    torch.library.triton_op): the op stays in the graph, the exported program gives the
+    block's output, and so does its AOTInductor package."""
+    act = fluxact.to_torch(fluxact.lookup("charbonnier"), params={"lam": 0.7},
+                           trainable=("lam",))
+    model = DiffusionBlock(act).cuda()
+    x = torch.rand(3, 1, 64, device="cuda")
+    program = torch.export.export(model, (x,))
+    assert "fluxact" in str(program.graph), program.graph
+    y = torch.rand_like(x)
+    want = model(y).detach()
+    torch.testing.assert_close(program.module()(y), want, rtol=0, atol=0)
+    package = torch._inductor.aoti_compile_and_package(
+        program, package_path=str(tmp_path / "block.pt2"))
+    run = torch._inductor.aoti_load_package(package)
+    torch.testing.assert_close(run(y), want, rtol=1e-6, atol=1e-6)
