@@ -158,11 +158,25 @@ def integral_from_zero(f: sp.Expr, r: sp.Symbol) -> Form:
     f_neg = f.subs(r, -y)
 
     def integrate(g: sp.Expr) -> sp.Expr | None:
-        def run() -> sp.Expr | None:
-            result = sp.integrate(g, (y, 0, t))
+        def run(h: sp.Expr) -> sp.Expr | None:
+            result = sp.integrate(h, (y, 0, t))
             return None if result.has(sp.Integral) else tidy(result)
 
-        return attempt(run, INTEGRATE_SECONDS)
+        whole = attempt(lambda: run(g), INTEGRATE_SECONDS)
+        if whole is not None:
+            return whole
+        # term by term (the integral is linear): SymPy may find each term of a sum of
+        # diffusivities (fluxact.LearnedDiffusivity) in its budget but not the whole
+        terms = sp.Add.make_args(sp.expand(g, deep=False))
+        if len(terms) < 2:
+            return None
+        parts = []
+        for term in terms:
+            part = attempt(lambda h=term: run(h), INTEGRATE_SECONDS)
+            if part is None:
+                return None
+            parts.append(part)
+        return tidy(sp.Add(*parts))
 
     odd = attempt(lambda: sp.simplify(f_pos + f_neg) == 0, SIMPLIFY_SECONDS) or False
     upper = integrate(f_pos)

@@ -172,3 +172,20 @@ def test_lookup_accepts_aliases_and_suggests() -> None:
     assert fluxact.lookup("lorentzian").name == "cauchy"
     with pytest.raises(fluxact.FormulaError, match="did you mean 'perona-malik'"):
         fluxact.lookup("perona-malk")
+
+
+def test_a_sum_of_diffusivities_is_integrated_term_by_term() -> None:
+    """SymPy did not integrate the three-term sum whole within its budget (Psi was left an
+    Integral); term by term it does: Psi is the sum of the three Psis, in closed form."""
+    t = translate("w1/(1 + s2/l1**2) + w2*exp(-s2/l2**2) + w3/sqrt(1 + s2/l3**2)",
+                  "diffusivity", convention="s2")
+    assert t.regulariser_closed_form
+    r = t.variable
+    w1, w2, w3, l1, l2, l3 = (sp.Symbol(n, positive=True)
+                              for n in ("w1", "w2", "w3", "l1", "l2", "l3"))
+    want = (w1 * l1**2 * sp.log(1 + r**2 / l1**2) + w2 * l2**2 * (1 - sp.exp(-r**2 / l2**2))
+            + 2 * w3 * l3 * (sp.sqrt(l3**2 + r**2) - l3))
+    values = {w1: 0.3, w2: 1.2, w3: 0.5, l1: 0.2, l2: 1.5, l3: 3.0}
+    for x in (0.0, 0.1, 1.0, 7.0):
+        got = float(t.regulariser.subs(values).subs(r, x))
+        assert got == pytest.approx(float(want.subs(values).subs(r, x)), rel=1e-12, abs=1e-15)
