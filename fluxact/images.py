@@ -9,10 +9,15 @@ layer over the same Pillow code for these formats. What Pillow keeps exactly, fl
 - colour, 8-bit RGB (PNG and TIFF): an (H, W, 3) array filtered with channel axis -1;
 - float32 TIFF ("F"), greyscale.
 
-Refused with one line: 16-bit colour (Pillow reads it only by dropping bits), alpha and
-palette images (convert them to RGB first: what a filter should do with alpha is the user's
-choice), multi-frame files (one image per file), and images beyond Pillow's decompression
-bomb limit (MAX_IMAGE_PIXELS).
+16-bit colour TIFF, which Pillow reads only by dropping the low byte of every sample, goes
+through tifffile (also in the ``images`` extra): the TIFF library of the scientific Python
+stack (scikit-image and imageio read TIFF through it), pure Python over numpy, released
+every few weeks. It is used for that case only.
+
+Refused with one line: 16-bit colour PNG (neither library keeps its 16 bits: save it as
+TIFF), alpha and palette images (convert them to RGB first: what a filter should do with
+alpha is the user's choice), multi-frame files (one image per file), and images beyond
+Pillow's decompression bomb limit (MAX_IMAGE_PIXELS).
 
 Written files keep the input's format where they can: an integer image (8- or 16-bit) is
 written as the same integer type, its filtered values rounded to the nearest integer and
@@ -23,6 +28,7 @@ file is written through fluxact.files (a temporary file beside the target, renam
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from dataclasses import dataclass
@@ -93,19 +99,24 @@ def read_image(path: str | os.PathLike[str], channel_axis: int | None = None) ->
                     raise SignalError(f"{name} holds {im.n_frames} frames; save one image per "
                                       "file (a volume: as one .npy array)")
                 mode, bits = im.mode, im.info.get("bits") or _tiff_bits(im) or _raw_bits(im)
-                if mode not in _MODES or (mode == "RGB" and bits not in (None, 8)):
+                rgb16 = mode == "RGB" and bits == 16 and im.format == "TIFF"
+                if mode not in _MODES or (mode == "RGB" and bits not in (None, 8)
+                                          and not rgb16):
+                    png16 = mode == "RGB" and bits == 16
                     raise SignalError(
                         f"{name} is a {mode} image{f' of {bits}-bit samples' if bits else ''}; "
-                        "fluxact reads greyscale (8/16-bit, float32 TIFF) and 8-bit RGB: "
-                        "convert it (e.g. to RGB without alpha) or save it as .npy")
-                pixels = np.asarray(im)
+                        "fluxact reads greyscale (8/16-bit, float32 TIFF), 8-bit RGB and "
+                        "16-bit RGB TIFF: " + ("save it as a 16-bit TIFF" if png16 else
+                                               "convert it (e.g. to RGB without alpha)")
+                        + " or as .npy")
+                pixels = _tiff_rgb16(path, name) if rgb16 else np.asarray(im)
     except SignalError:
         raise
     except Exception as exc:  # noqa: BLE001 - a damaged file fails in Pillow's parsers
         # with OSError, ValueError, SyntaxError, TypeError, KeyError, struct.error, ...
         why = " ".join(str(exc).split())[:120] or type(exc).__name__
         raise SignalError(f"cannot read {name}: {why}") from None
-    dtype, colour = _MODES[mode]
+    dtype, colour = (np.uint16, True) if rgb16 else _MODES[mode]
     values = pixels.astype(np.float64)
     if min(values.shape[:2]) < 2:
         raise SignalError(f"{name} needs at least 2 pixels per axis, got {values.shape[:2]}")
@@ -115,6 +126,24 @@ def read_image(path: str | os.PathLike[str], channel_axis: int | None = None) ->
         raise SignalError(f"{name} is an H x W x 3 colour image: its channel axis is -1 (or 2), "
                           f"not {channel_axis}")
     return Image(values, np.dtype(dtype), colour)
+
+
+def _tifffile() -> Any:
+    try:
+        import tifffile
+    except ImportError:
+        raise SignalError("16-bit colour TIFF needs tifffile: pip install 'fluxact[images]' "
+                          "(or tifffile)") from None
+    return tifffile
+
+
+def _tiff_rgb16(path: str | os.PathLike[str], name: str) -> np.ndarray:
+    """The (H, W, 3) uint16 samples of a 16-bit RGB TIFF, through tifffile."""
+    pixels = _tifffile().imread(path)
+    if pixels.dtype != np.uint16 or pixels.ndim != 3 or pixels.shape[-1] != 3:
+        raise SignalError(f"{name}: expected 16-bit RGB samples (H, W, 3), tifffile read "
+                          f"{pixels.dtype} of shape {pixels.shape}")
+    return pixels
 
 
 def _raw_bits(im: Any) -> int | None:
@@ -153,10 +182,16 @@ def write_image(path: str | os.PathLike[str], values: np.ndarray, like: Image) -
         dtype = like.dtype
         if suffix == ".png" and dtype == np.uint16 and values.ndim == 3:
             raise SignalError(f"cannot write {os.fspath(path)}: 16-bit colour PNG is not "
-                              "supported; write .npy")
+                              "supported; write a TIFF (.tif) or .npy")
         info = np.iinfo(dtype)
         out = np.clip(np.rint(values), info.min, info.max).astype(dtype)
         note = f"rounded to {dtype} ({info.min} to {info.max})"
+        if dtype == np.uint16 and values.ndim == 3:  # 16-bit RGB TIFF: Pillow cannot
+            encoded = io.BytesIO()  # tifffile wants a named file; ours is an O_EXCL descriptor
+            _tifffile().imwrite(encoded, out, photometric="rgb")
+            with open_atomic(path) as f:
+                f.write(encoded.getvalue())
+            return note
     else:
         if suffix == ".png" or values.ndim == 3:
             kind = "colour " if values.ndim == 3 else ""

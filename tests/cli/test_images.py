@@ -218,3 +218,33 @@ def test_glob_patterns_with_out_dir(tmp_path, capsys) -> None:
     code, _, err = denoise([str(tmp_path / "nothing*.png"), str(tmp_path / "scan0.png"),
                             "--out-dir", str(out)], capsys)
     assert code == 2 and "no file matches" in err and err.count("\n") == 1
+
+
+def test_rgb16_tiff_keeps_all_sixteen_bits(tmp_path, capsys) -> None:
+    """A 16-bit RGB TIFF (Pillow reads it by dropping the low byte of every sample) is read
+    and written through tifffile: the output is 16-bit RGB, each channel in its own input
+    range, and it holds the filter's values rounded. Writing it as PNG is refused."""
+    tifffile = pytest.importorskip("tifffile")
+    pixels = np.rint(_noisy((14, 17, 3), 65535)).astype(np.uint16)
+    pixels[0, 0] = (257, 258, 259)  # differ in the low byte only
+    src, dst = tmp_path / "in.tif", tmp_path / "out.tif"
+    tifffile.imwrite(src, pixels, photometric="rgb")
+    image = read_image(src, channel_axis=-1)
+    assert image.dtype == np.uint16 and image.colour
+    np.testing.assert_array_equal(image.values, pixels)  # every bit, low bytes too
+    code, out, err = denoise([str(src), str(dst)], capsys, "--channel-axis", "-1")
+    assert code == 0, err
+    assert "rounded to uint16" in out
+    got = tifffile.imread(dst)
+    assert got.dtype == np.uint16 and got.shape == pixels.shape
+    import fluxact
+
+    truth = fluxact.denoise(pixels.astype(np.float64), "perona-malik", params={"lam": 30},
+                            time=2.0, channel_axis=-1)
+    assert np.abs(got.astype(np.float64) - truth).max() <= 0.5
+    for c in range(3):
+        assert pixels[..., c].min() <= got[..., c].min() <= got[..., c].max() \
+            <= pixels[..., c].max()
+    code, _, err = denoise([str(src), str(tmp_path / "out.png"), "--channel-axis", "-1"],
+                           capsys)
+    assert code == 2 and "16-bit colour PNG is not supported; write a TIFF" in err
