@@ -5,7 +5,7 @@
 # fluxact runs from the source tree. Results go to $OUT (the device tool brings them back):
 # the GPU test suite (kernels compiled, not interpreted) and the benchmark tables to paste
 # into docs/benchmarks.md with the device name. Each step has its own time limit, so the whole
-# run stays within 9.5 minutes (a step cut short says so in its file: "timed out").
+# run stays within 9 minutes (a step cut short says so in its file: "timed out").
 set -u
 export PYTHONPATH="$PWD" HYPOTHESIS_PROFILE=ci
 out="${OUT:-/tmp/fluxact-gpu}"
@@ -19,7 +19,7 @@ step() {  # step SECONDS FILE COMMAND...: run COMMAND into $out/FILE, cut at SEC
   python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
 } > "$out/device.txt" 2>&1
 # the kernels, fused and coupled steps, values and run-time checks, compiled on the GPU
-step 270 gpu_tests.txt python3 -m pytest -q -p no:cacheprovider --maxfail=5 tests/kernels \
+step 240 gpu_tests.txt python3 -m pytest -q -p no:cacheprovider --maxfail=5 tests/kernels \
     tests/blocks/test_fused.py tests/blocks/test_coupled_kernels.py \
     tests/blocks/test_runtime_safety.py tests/codegen/test_values.py
 step 90 gpu_blocks_tests.txt python3 -m pytest -q -p no:cacheprovider tests/blocks/test_blocks.py \

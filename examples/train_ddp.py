@@ -128,7 +128,8 @@ def main() -> None:
             # sum over this rank's part / the whole batch, times world: DDP averages over
             # the ranks, so the gradient is that of the whole batch's mean
             err = (ddp(noisy[mine]) - clean[mine]) ** 2
-            loss = PEAK**2 * err.sum() * world / (len(batch) * err[0].numel())
+            # (a rank's share may be empty: a last batch smaller than the number of ranks)
+            loss = PEAK**2 * err.sum() * world / (len(batch) * clean[0].numel())
             loss = loss + smoothness_penalty(model.body, BETA[False])
             loss.backward()
             optimiser.step()

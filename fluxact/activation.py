@@ -177,17 +177,26 @@ def as_activation(obj: object, kind: str | None = None, *, role: str = "activati
 
 def diffusivity_to_torch(expr: object, *, params: Mapping[str, object] | None = None,
                          convention: str = "s2", trainable: Sequence[str] = (),
-                         name: str | None = None, backend: str = "auto",
-                         facts: StabilityFacts | None = None) -> Activation:
+                         name: str | None = None, backend: str = "auto") -> Activation:
     """The diffusivity g as a function of s2 = |s|^2, as an elementwise module G(x) = g(x)
     (generated kernels with G' = dg/ds2 and dG/dp for the backward), for coupled blocks
     (P3 19, 30) and isotropic filters. Its stability facts are those of g: g_max = sup g,
     g >= 0 (as g_min).
 
     ``expr``: a diffusivity formula in s2 (convention "s2") or in r (convention "r", even in
-    r), or a Translation or a catalogue entry of any kind: its g (P1 Table 1). ``facts``:
-    g's stability facts when they are known by construction (fluxact.learned), instead of
-    the verifier's."""
+    r), or a Translation or a catalogue entry of any kind: its g (P1 Table 1)."""
+    return _diffusivity_module(expr, params=params, convention=convention,
+                               trainable=trainable, name=name, backend=backend)
+
+
+def _diffusivity_module(expr: object, *, params: Mapping[str, object] | None = None,
+                        convention: str = "s2", trainable: Sequence[str] = (),
+                        name: str | None = None, backend: str = "auto",
+                        facts: StabilityFacts | None = None) -> Activation:
+    """diffusivity_to_torch, with ``facts``: g's stability facts where they hold by
+    construction (fluxact.learned, whose proof is in its docstring and tests) instead of
+    the verifier's. Internal: facts from a caller are not checked, and blocks take their
+    time step from them."""
     import sympy as sp
 
     from .codegen.stability import stability_facts

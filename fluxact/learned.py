@@ -173,7 +173,7 @@ def _generate(basis: tuple[str, ...], weights: Sequence[float], scales: Sequence
               role: str):  # type: ignore[no-untyped-def]
     """The generated module's Ops for g (role "diffusivity") or Phi (role "activation"), with
     every w_k and l_k trainable and the facts of the construction."""
-    from .activation import diffusivity_to_torch, load_spec
+    from .activation import _diffusivity_module, load_spec
     from .codegen.prepare import prepare
     from .translator.translation import translate
 
@@ -183,8 +183,8 @@ def _generate(basis: tuple[str, ...], weights: Sequence[float], scales: Sequence
     names = tuple(values)
     known = facts(len(basis))
     if role == "diffusivity":
-        return diffusivity_to_torch(text, params=values, trainable=names, facts=known,
-                                    name="learned_g").ops, text
+        return _diffusivity_module(text, params=values, trainable=names, facts=known,
+                                   name="learned_g").ops, text
     if role != "activation":
         raise ActivationError(f"unknown role {role!r}; use 'activation' or 'diffusivity'")
     t = translate(text, "diffusivity", convention="s2", params=values)

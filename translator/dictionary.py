@@ -173,10 +173,13 @@ def integral_from_zero(f: sp.Expr, r: sp.Symbol) -> Form:
         parts = []
         for term in terms:
             part = attempt(lambda h=term: run(h), INTEGRATE_SECONDS)
-            if part is None:
+            # a term may diverge where only the sum converges ((1 - e^-s2)/s2 split in two:
+            # oo - oo): then there is no closed form this way
+            if part is None or part.has(sp.nan, sp.oo, -sp.oo, sp.zoo):
                 return None
             parts.append(part)
-        return tidy(sp.Add(*parts))
+        total = tidy(sp.Add(*parts))
+        return None if total.has(sp.nan, sp.oo, -sp.oo, sp.zoo) else total
 
     odd = attempt(lambda: sp.simplify(f_pos + f_neg) == 0, SIMPLIFY_SECONDS) or False
     upper = integrate(f_pos)

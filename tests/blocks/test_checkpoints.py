@@ -153,6 +153,10 @@ def test_export_of_the_triton_path_on_cuda(tmp_path):
     y = torch.rand_like(x)
     want = model(y).detach()
     torch.testing.assert_close(program.module()(y), want, rtol=0, atol=0)
+    import shutil
+
+    if shutil.which("g++") is None and shutil.which("c++") is None:
+        pytest.skip("exported; AOTInductor needs a C++ compiler, which this machine lacks")
     package = torch._inductor.aoti_compile_and_package(
         program, package_path=str(tmp_path / "block.pt2"))
     run = torch._inductor.aoti_load_package(package)

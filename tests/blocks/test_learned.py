@@ -49,7 +49,8 @@ def _random_values(seed: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_the_bound_holds_and_is_attained_for_every_drawn_value(phi) -> None:
     """At 200 random parameter values (weights e^-14..e^14, scales e^-7..e^7), g on s2 from
     0 to 1e30 stays in [0, g_max] and g(0) = g_max = L (to rounding): the bound is exact,
-    and it is what the blocks use. (Sampled: the proof is in fluxact/learned.py.)"""
+    and it is what the blocks use; so does Phi(r)/r from the generated code. (Sampled: the
+    proof is in fluxact/learned.py.)"""
     act = phi.clone()
     s2 = torch.cat([torch.zeros(1, dtype=F64), torch.logspace(-30, 30, 601, dtype=F64)])
     torch.set_grad_enabled(False)
@@ -71,6 +72,12 @@ def _check_drawn_values(act: LearnedDiffusivity, s2: torch.Tensor) -> None:
         assert g_max >= float(values[0]) >= g_max * (1 - 2**-38)
         assert float(act.lipschitz()) == g_max
         assert g_max >= float(act.weights().sum()) >= g_max * (1 - 2**-38)
+        # the generated code the blocks run: 0 <= Phi(r)/r <= g_max (where Phi is a normal
+        # float64: a subnormal result has lost its relative precision)
+        r = s2[1:].sqrt()
+        flux = act(r)
+        normal = flux.abs() >= 2.2250738585072014e-308
+        assert bool((flux >= 0).all()) and bool((flux[normal] / r[normal] <= g_max).all())
 
 
 def test_generated_code_equals_the_formula_with_gradients(phi, g) -> None:

@@ -189,3 +189,14 @@ def test_a_sum_of_diffusivities_is_integrated_term_by_term() -> None:
     for x in (0.0, 0.1, 1.0, 7.0):
         got = float(t.regulariser.subs(values).subs(r, x))
         assert got == pytest.approx(float(want.subs(values).subs(r, x)), rel=1e-12, abs=1e-15)
+
+
+def test_terms_that_diverge_alone_are_not_a_closed_form() -> None:
+    """(1 - e^-s2)/s2 split into 1/s2 and -e^-s2/s2: each integral from 0 diverges (oo and
+    -oo) while the whole converges; their sum is nan, not a regulariser. Psi then stays an
+    Integral, evaluated numerically (a reviewer's case)."""
+    t = translate("1/s2 - exp(-s2)/s2 + w1/(1 + s2/l1**2)", "diffusivity", convention="s2",
+                  params={"w1": 0.5, "l1": 2.0})
+    assert not t.regulariser.has(sp.nan, sp.oo, -sp.oo, sp.zoo)
+    value = t.numeric("regulariser")(1.0)
+    assert math.isfinite(value) and value > 0
