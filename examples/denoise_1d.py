@@ -244,13 +244,25 @@ def evaluate(model: torch.nn.Module, noisy: torch.Tensor, clean: torch.Tensor) -
     return float((10 * torch.log10(1.0 / mse)).mean())
 
 
+def lam_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The trainable lam of every activation (on the f / 255 scale)."""
+    return [p for n, p in model.named_parameters() if n.endswith("act.lam")]
+
+
+@torch.no_grad()
+def keep_lam_floor(lams: list[torch.nn.Parameter]) -> None:
+    """lam is kept above LAM_MIN grey values after every optimiser step."""
+    for lam in lams:
+        lam.clamp_(min=LAM_MIN / PEAK)
+
+
 def train(model: Denoiser, data: dict, setting: Setting, beta: float, desc: str
           ) -> tuple[float, float, int]:
     """Adam (lr 1e-3) on MSE in grey values + beta * penalty; returns (best validation PSNR,
     its test PSNR, its epoch)."""
     noisy, clean = data["train"]
     optimiser = torch.optim.Adam(model.parameters(), lr=LR)
-    lams = [p for n, p in model.named_parameters() if n.endswith("act.lam")]
+    lams = lam_parameters(model)
     best, best_epoch, state = -math.inf, 0, None
     bar = tqdm(range(1, setting.epochs + 1), desc=desc, unit="epoch", leave=False)
     for epoch in bar:
@@ -261,9 +273,7 @@ def train(model: Denoiser, data: dict, setting: Setting, beta: float, desc: str
                 loss = loss + smoothness_penalty(model.body, beta)
             loss.backward()
             optimiser.step()
-            with torch.no_grad():
-                for lam in lams:
-                    lam.clamp_(min=LAM_MIN / PEAK)
+            keep_lam_floor(lams)
         val = evaluate(model, *data["val"])
         if val > best:
             best, best_epoch = val, epoch
@@ -426,8 +436,8 @@ def main() -> None:
                     t0 = time.perf_counter()
                     val, test, epoch = train(model, data, setting, beta,
                                              f"{study} {arch} {name} m={depth}")
-                    lam = [PEAK * float(p.detach()) for n, p in model.named_parameters()
-                           if n.endswith("act.lam")] or [math.nan]
+                    lam = [PEAK * float(p.detach()) for p in lam_parameters(model)] \
+                        or [math.nan]
                     paper = PAPER.get((study, depth, name), math.nan)
                     rows.append(dict(study=study, arch=arch, activation=name, depth=depth,
                                      channels=channels, params=count(model)[0], val_psnr=val,

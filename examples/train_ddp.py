@@ -36,13 +36,14 @@ sys.path.insert(0, str(HERE))
 from denoise_1d import (  # noqa: E402  (the study's model, data and loss, one home)
     BETA,
     FULL,
-    LAM_MIN,
     LR,
     PEAK,
     QUICK,
     SMOKE,
     build,
     evaluate,
+    keep_lam_floor,
+    lam_parameters,
     make_activation,
     make_data,
     smoothness_penalty,
@@ -111,7 +112,7 @@ def main() -> None:
         if rank == 0:
             print(f"resumed from epoch {state['epoch']} of {checkpoint}")
     ddp = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
-    lams = [p for n, p in model.named_parameters() if n.endswith("act.lam")]
+    lams = lam_parameters(model)
     noisy, clean = data["train"]
     if rank == 0:
         print(f"{world} processes ({dist.get_backend()}), {args.activation}, depth "
@@ -133,9 +134,7 @@ def main() -> None:
             loss = loss + smoothness_penalty(model.body, BETA[False])
             loss.backward()
             optimiser.step()
-            with torch.no_grad():
-                for lam in lams:
-                    lam.clamp_(min=LAM_MIN / PEAK)
+            keep_lam_floor(lams)
         val = evaluate(model, *data["val"])
         if val > best:
             best = val
