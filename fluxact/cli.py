@@ -189,10 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--channel-axis", dest="channel_axis", type=int, default=None, metavar="AXIS",
                    help="the axis of colour or other channels (e.g. -1 for an H x W x 3 "
                    "image): the isotropic flux takes one diffusivity from all channels")
-    d.add_argument("--coupling", choices=("isotropic", "uncoupled"), default=None,
+    d.add_argument("--coupling", choices=("isotropic", "uncoupled", "anisotropic"),
+                   default=None,
                    help="images and volumes: isotropic flux g(|grad u|^2) grad u (default for "
-                   "explicit steps; rotation invariant) or uncoupled, per axis (medpy's "
-                   "scheme; the one FSI and implicit steps run)")
+                   "explicit steps; rotation invariant), uncoupled, per axis (medpy's "
+                   "scheme; the one FSI and implicit steps run), or anisotropic, g(J) grad u "
+                   "with J the structure tensor over the channels (P3 30; Euclidean bound)")
     i = sub.add_parser("inpaint", help="fill in an image from the pixels a mask marks as known "
                        "(EED or homogeneous diffusion inpainting, P2 29)")
     i.add_argument("image", metavar="IMAGE", help=".npy, PNG or TIFF (2D, greyscale or RGB)")

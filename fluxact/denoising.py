@@ -4,7 +4,10 @@ The signal (1D, 2D or 3D) is evolved with forward differences, grid spacing h (o
 axis), reflecting (zero-flux) or periodic boundaries. Images and volumes take the isotropic
 flux g(|grad u|^2) grad u by default (``coupling="isotropic"``, the Perona-Malik model, on
 fluxact.grid.GridDiffusion) or the per-axis flux Phi(d_i u) (``coupling="uncoupled"``, medpy's
-scheme), with tau <= 1/(2 g_max sum_i 1/h_i^2). Schemes:
+scheme), with tau <= 1/(2 g_max sum_i 1/h_i^2), or the anisotropic flux g(J) grad u_c of
+P3 30 (``coupling="anisotropic"``: J the structure tensor summed over the channels, so it
+differs from the isotropic flux on multi-channel data) with the same tau, under the
+Euclidean notion only. Schemes:
 
 - "explicit": n = ceil(T / tau) steps of length T / n <= tau, tau the stability bound of the
   chosen notion (MATH.md 2) unless given; a given tau above the bound is refused with it;
@@ -108,7 +111,8 @@ class DenoiseRun:
                 f"{dims}D, {model[self.model]}, sigma {self.sigma:g}")
         if self.channels > 1:
             shared = (" sharing one diffusion tensor" if self.model in ("eed", "ced") else
-                      " sharing one diffusivity" if self.coupling == "isotropic" else "")
+                      " sharing one diffusivity" if self.coupling == "isotropic" else
+                      " sharing one structure tensor" if self.coupling == "anisotropic" else "")
             grid += f", {self.channels} channels{shared}"
         if len(set(self.spacing)) > 1 or self.spacing[0] != 1:
             grid += f", spacing {', '.join(f'{h:g}' for h in self.spacing)}"
@@ -117,7 +121,8 @@ class DenoiseRun:
         if bound and self.model in ("eed", "ced"):
             bound += " = 2/(lambda_max ||K||^2)"
         elif bound and self.scheme == "explicit" and (dims > 1 or self.channels > 1):
-            bound += " = 1/(2 g_max sum_i 1/h_i^2)"
+            bound += (" = 2/(g_max ||K||^2), ||K||^2 <= 4 sum_i 1/h_i^2"
+                      if self.coupling == "anisotropic" else " = 1/(2 g_max sum_i 1/h_i^2)")
         return f"{how} ({grid}){bound}"
 
 
@@ -332,8 +337,10 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
     if on_grid and scheme == "explicit" and not (
             coupling == "uncoupled" and len(grid) == 2 and len(set(spacing)) == 1
             and u.is_cuda and channel_axis is None):  # (the fused 2D kernel of DiffusionBlock)
+        # the anisotropic flux keeps the Euclidean bound only (fluxact/grid.py)
+        default = "euclidean" if coupling == "anisotropic" else "linf"
         run = _grid_run(u, a, nonlinearity, kind, params, convention, table_tau, table_alpha,
-                        time=time, tau=tau, stability=stability or "linf", coupling=coupling,
+                        time=time, tau=tau, stability=stability or default, coupling=coupling,
                         boundary=boundary, spacing=spacing, unsafe=unsafe, progress=progress,
                         compiled=compile, precision=precision, sigma=sigma)
         if channel_axis is not None:
@@ -418,7 +425,7 @@ def _grid_run(u: torch.Tensor, a: np.ndarray, nonlinearity: Any, kind: str | Non
               sigma: float | None = None) -> DenoiseRun:
     """Explicit steps on a grid (fluxact.grid.GridDiffusion), in ``precision``."""
     u = _in_precision(u, a, precision)
-    role = "diffusivity" if coupling == "isotropic" else "activation"
+    role = "activation" if coupling == "uncoupled" else "diffusivity"
     act = _activation(nonlinearity, kind, params, convention, table_tau, table_alpha, role
                       ).clone().to(u.device, torch.float64)
     options = {"coupling": coupling, "spacing": spacing, "boundary": boundary,

@@ -15,7 +15,18 @@ one wraps round. K = (d_1, ..., d_d) and the step is u <- u - tau K^T F with the
   since every edge's diffusivity is still in [0, g_max];
 - ``coupling="uncoupled"``: F_i = Phi(d_i u) on each edge, one axis at a time (medpy's and
   SimpleITK's classic scheme; with Phi(r) = g(r^2) r, medpy's ``anisotropic_diffusion`` at unit
-  spacing).
+  spacing);
+- ``coupling="anisotropic"`` (P3 30, on d axes): at each pixel the gradient vector s_c,p =
+  ((d_1 u_c)_p, ..., (d_d u_c)_p) of each channel c from the edges leaving p forward (0 where
+  none), the structure tensor J_p = sum_c s_c,p s_c,p^T, and the flux vector
+  F_c,p = g(J_p) s_c,p, whose component i lies on the edge leaving p along axis i. g(J) has
+  the eigenvalues g(nu) of J's eigenvalues nu >= 0, so it is symmetric with spectrum in
+  [0, g_max]: across an edge in any channel (a large nu) diffusion stops in that direction
+  only. With one channel (or ``couple_channels=False``) J = s s^T and g(J) s = g(|s|^2) s,
+  the isotropic flux. Its operator u -> K^T P^T G P K u (P places edge values at pixels,
+  G = diag of the g(J_p)) is symmetric positive semidefinite with norm <= g_max ||K||^2: the
+  Euclidean bound below holds; the max-min principle does not (g(J) has off-diagonal
+  entries of either sign), so only stability="euclidean" is offered.
 
 (K^T F)_p = -sum_i (F_i,p - F_i,p-e_i) / h_i. Time step (MATH.md 2), with g_max = sup g
 (isotropic) or sup Phi(r)/r (uncoupled) and g >= 0: the new u_p is
@@ -44,11 +55,12 @@ from typing import Any
 
 import torch
 
+from .coupling import matrix_function
 from .operators import BOUNDARIES, clamp_finite, padded, smooth, stencil_range
 from .runtime import Activation, StabilityError
 from .timestep import TimeStep, positive
 
-COUPLINGS = ("isotropic", "uncoupled")
+COUPLINGS = ("isotropic", "uncoupled", "anisotropic")
 NOTIONS = ("linf", "euclidean")
 
 
@@ -116,12 +128,17 @@ class GridDiffusion(torch.nn.Module):
         if stability not in NOTIONS:
             raise StabilityError(f"unknown stability {stability!r}; use one of "
                                  f"{', '.join(NOTIONS)}")
+        if coupling == "anisotropic" and stability != "euclidean":
+            raise StabilityError(
+                "the anisotropic flux g(J) grad u has no max-min principle (g(J) has "
+                "off-diagonal entries of either sign); use stability='euclidean', whose bound "
+                "2/(g_max ||K||^2) it keeps")
         if not isinstance(couple_channels, bool):
             raise StabilityError(f"couple_channels must be True or False, got "
                                  f"{couple_channels!r}")
         # what the flux needs: g(s2) for the isotropic flux, Phi for the per-axis one (their
         # g_max bound different functions: Activation.role)
-        self._role = "diffusivity" if coupling == "isotropic" else "activation"
+        self._role = "activation" if coupling == "uncoupled" else "diffusivity"
         act.check_role(self._role)
         self.act, self._coupling, self.boundary, self.stability = act, coupling, boundary, stability
         self.couple_channels = couple_channels
@@ -216,6 +233,9 @@ class GridDiffusion(torch.nn.Module):
 
     def _run_compiled(self, u: torch.Tensor, steps: int) -> torch.Tensor:
         self.check(u)
+        if self.coupling == "anisotropic":
+            raise StabilityError("compiled=True runs the isotropic and per-axis fluxes; the "
+                                 "anisotropic one runs eagerly (compiled=False)")
         if torch.is_grad_enabled() and (u.requires_grad or any(
                 p.requires_grad for p in self.parameters())):
             raise StabilityError("compiled=True runs without gradients: call it under "
@@ -255,6 +275,8 @@ def _fluxes(u: torch.Tensor, phi: Any, layout: tuple[Any, ...]) -> list[torch.Te
     diffs = [_scaled(_forward(u, axis, periodic), 1 / h) for axis, h in zip(axes, spacing)]
     if coupling == "uncoupled":
         return [phi(d) for d in diffs]
+    if coupling == "anisotropic" and len(diffs) > 1:
+        return _anisotropic(diffs, phi, list(axes), periodic, couple_channels)
     if sigma is not None:  # g from u_sigma (Catte et al.), the flux from u
         smoothed = smooth(u, sigma, spacing, periodic=periodic)
         s2 = _placed_sum([_scaled(_forward(smoothed, axis, periodic), 1 / h) ** 2
@@ -265,6 +287,36 @@ def _fluxes(u: torch.Tensor, phi: Any, layout: tuple[Any, ...]) -> list[torch.Te
         s2 = s2.sum(dim=1, keepdim=True)  # one g for all channels (P3 29)
     g = phi(s2)
     return [d * (g if periodic else _edges(g, axis)) for axis, d in zip(axes, diffs)]
+
+
+def _anisotropic(diffs: list[torch.Tensor], g: Any, axes: list[int], periodic: bool,
+                 couple_channels: bool) -> list[torch.Tensor]:
+    """F_c = g(J) s_c on the edges (module docstring): in 2D by the closed-form
+    eigen-decomposition of fluxact.coupling.matrix_function (gradients included), in 3D by
+    torch.linalg.eigh (without gradients: its backward divides by differences of
+    eigenvalues, which coincide on flat regions)."""
+    s = [d if periodic else padded(d, axis, 0, 1) for axis, d in zip(axes, diffs)]
+    summed = (1,) if couple_channels else ()
+
+    def total(x: torch.Tensor) -> torch.Tensor:
+        return x.sum(dim=summed, keepdim=True) if summed else x
+
+    if len(s) == 2:
+        a, b, d = total(s[0] * s[0]), total(s[0] * s[1]), total(s[1] * s[1])
+        out = list(matrix_function(g, a, b, d, s[0], s[1]))
+    else:
+        if torch.is_grad_enabled() and any(x.requires_grad for x in s):
+            raise StabilityError("the anisotropic flux on 3 axes runs without gradients (its "
+                                 "eigen-decomposition has none where eigenvalues coincide); "
+                                 "call it under torch.no_grad()")
+        vec = torch.stack(s, dim=-1)  # (B, C, *n, d)
+        J = total(vec.unsqueeze(-1) * vec.unsqueeze(-2))  # (B, 1 or C, *n, d, d)
+        nu, V = torch.linalg.eigh(J)
+        gnu = g(nu.clamp_min(0))  # J >= 0: a negative eigenvalue is rounding
+        coords = (V.transpose(-1, -2) @ vec.unsqueeze(-1)).squeeze(-1)  # V^T s
+        flux = (V @ (gnu * coords).unsqueeze(-1)).squeeze(-1)
+        out = list(flux.unbind(-1))
+    return [o if periodic else _edges(o, axis) for axis, o in zip(axes, out)]
 
 
 def _raw_step(u: torch.Tensor, tau: torch.Tensor, params: torch.Tensor, forward: Any,

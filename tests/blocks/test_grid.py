@@ -166,7 +166,7 @@ def test_denoise_volumes_and_spacing() -> None:
             (dict(spacing=(1.0, 0.0, 1.0)), "spacing of axis 1 must be a positive"),
             (dict(spacing=1.0, h=2.0), "not both"),
             (dict(scheme="fsi"), "1D and 2D grids of one spacing"),
-            (dict(coupling="anisotropic"), "unknown coupling"),
+            (dict(coupling="rotated"), "unknown coupling"),
             (dict(stability="sign"), "sign stability .* is a 1D notion"),
             (dict(stability="l2"), "unknown stability 'l2'")]:
         with pytest.raises(StabilityError, match=message):
