@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time step (default: the stability bound; a larger one is refused)")
     d.add_argument("--stability", choices=REQUIREMENTS, default=None,
                    help="the guarantee the time step keeps (default linf, the max-min "
-                   "principle; euclidean for --scheme fsi)")
+                   "principle; euclidean for --scheme fsi, --coupling anisotropic and the "
+                   "eed and ced models)")
     d.add_argument("--scheme", choices=("explicit", "fsi", "implicit"), default="explicit",
                    help="explicit steps (P2 11, default), fast semi-iterative cycles (P2 21), "
                    "or implicit steps by fixed-point iteration (P2 23)")

@@ -29,8 +29,10 @@ FSI and implicit runs take the per-axis flux on 1D and 2D grids of one spacing.
 
 Everything runs in float64 without gradients, on the CPU (generated torch code) or, with
 ``device="cuda"``, on a GPU: the fused Triton step kernels for 1D signals (temporally
-blocked, 100 steps per launch) and the per-axis flux on 2D images; the isotropic flux,
-volumes and channels run the torch code of fluxact.grid there.
+blocked, 100 steps per launch), the per-axis flux on 2D images and on volumes (with voxel
+spacing and channels: fluxact/kernels/step3d.py); the isotropic and anisotropic fluxes and
+the per-axis flux on 2D images with channels or unequal spacing run the torch code of
+fluxact.grid there.
 
 A signal is a 1D, 2D or 3D array (numpy, torch or nested lists) of bools, integers or floats, at
 least 2 samples per axis, all finite; bools count as 0 and 1 (a binary image diffuses like
@@ -408,8 +410,9 @@ def _coupling(coupling: str | None, dims: int, scheme: str) -> str:
         return "isotropic" if dims > 1 and scheme == "explicit" else "uncoupled"
     if coupling not in COUPLINGS:
         raise StabilityError(f"unknown coupling {coupling!r}; use one of {', '.join(COUPLINGS)}")
-    if dims == 1:
-        return "uncoupled"  # one axis: g(u_x^2) u_x either way
+    if dims == 1:  # one axis: g(u_x^2) u_x either way for one channel; with channels the
+        # isotropic and anisotropic fluxes (equal in 1D: J = sum_c u_c,x^2) share one g
+        return "uncoupled" if coupling == "uncoupled" else "isotropic"
     if scheme != "explicit" and coupling != "uncoupled":
         raise StabilityError(f"scheme {scheme!r} runs the per-axis (uncoupled) flux on 1D and 2D "
                              "grids; use scheme='explicit' for the isotropic flux, or "

@@ -57,7 +57,7 @@ import torch
 
 from .coupling import matrix_function
 from .operators import BOUNDARIES, clamp_finite, padded, smooth, stencil_range
-from .runtime import Activation, StabilityError
+from .runtime import Activation, StabilityError, step
 from .timestep import TimeStep, positive
 
 COUPLINGS = ("isotropic", "uncoupled", "anisotropic")
@@ -102,14 +102,16 @@ class GridDiffusion(torch.nn.Module):
     each channel's step is still a convex combination of its own neighbours, so the bound and
     the max-min principle per channel are unchanged), or one per channel. ``sigma``
     (isotropic only): the diffusivity from the Gaussian-smoothed u (Catte et al.), in units of
-    length.
+    length. ``fused`` (the per-axis flux on 3 axes): each step one generated Triton kernel
+    (fluxact/kernels/step3d.py) with gradients; None: on CUDA tensors, True: always (also
+    under TRITON_INTERPRET=1), False: never.
     """
 
     def __init__(self, act: Activation, *, coupling: str = "isotropic",
                  spacing: Sequence[float] = (1.0, 1.0), boundary: str = "reflect",
                  stability: str = "linf", tau: float | None = None, unsafe: bool = False,
                  safety: float = 1.0, couple_channels: bool = True,
-                 sigma: float | None = None) -> None:
+                 sigma: float | None = None, fused: bool | None = None) -> None:
         super().__init__()
         if not isinstance(act, Activation):
             raise StabilityError(f"expected an Activation, got {type(act).__name__}")
@@ -145,8 +147,17 @@ class GridDiffusion(torch.nn.Module):
         self.spacing = spacing_of(spacing)
         self.sigma = None if sigma is None else positive(sigma, "sigma")
         self.policy = TimeStep(tau, unsafe=unsafe, safety=safety)
+        fusable = coupling == "uncoupled" and self.dims == 3 and act.backend != "torch"
+        if fused and not fusable:
+            raise StabilityError("fused=True runs the per-axis flux (coupling='uncoupled') on 3 "
+                                 "axes with an activation whose backend is not 'torch'; use "
+                                 "fused=False")
+        self.fused, self._fusable = fused, fusable
         if not unsafe:
             self.time_step()  # refuses now, with the verifier's reason
+
+    def _use_fused(self, u: torch.Tensor) -> bool:
+        return self._fusable and (bool(self.fused) if self.fused is not None else u.is_cuda)
 
     @property
     def dims(self) -> int:
@@ -209,6 +220,11 @@ class GridDiffusion(torch.nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         self.check(u)
         tau = self.time_step()
+        if self._use_fused(u):  # the same step, one kernel (docstring)
+            clamp = self.stability == "linf" and not self.policy.unsafe
+            return step(self.act.ops, u, self.act.parameter_vector(), tau,
+                        tuple(1 / h for h in self.spacing), self.boundary == "periodic", 3,
+                        clamp)
         if tau.requires_grad:  # tau depends on trainable parameters (g_max): keep its gradient
             out = u - tau.to(device=u.device, dtype=u.dtype) * self.flux(u)
         else:  # tau as a float (one synchronisation on CUDA): the update added in place
@@ -225,7 +241,7 @@ class GridDiffusion(torch.nn.Module):
         the run is computed again step by step as without ``compiled`` (the same result where
         nothing overflows, up to the compiler's rounding). The first run of a formula, dtype
         and shape compiles (seconds; cached under a private folder, docs/files.md)."""
-        if not compiled:
+        if not compiled or self._use_fused(u):  # a fused step is one kernel already
             for _ in range(steps):
                 u = self(u)
             return u
@@ -310,11 +326,23 @@ def _anisotropic(diffs: list[torch.Tensor], g: Any, axes: list[int], periodic: b
                                  "eigen-decomposition has none where eigenvalues coincide); "
                                  "call it under torch.no_grad()")
         vec = torch.stack(s, dim=-1)  # (B, C, *n, d)
-        J = total(vec.unsqueeze(-1) * vec.unsqueeze(-2))  # (B, 1 or C, *n, d, d)
+        # J / m^2 with m the largest |entry| of the pixel's vectors: eigh sees entries in
+        # [0, C d], never an overflowed square (J itself was inf at |u| ~ 1e160 in float64);
+        # float32 at least (eigh has no half-precision kernels)
+        work = vec if vec.dtype in (torch.float32, torch.float64) else vec.float()
+        m = work.abs().amax(dim=-1, keepdim=True)
+        m = m.amax(dim=1, keepdim=True) if summed else m
+        m = torch.where(m > 0, m, torch.ones_like(m))
+        unit = work / m
+        J = total(unit.unsqueeze(-1) * unit.unsqueeze(-2))  # (B, 1 or C, *n, d, d)
+        if not bool(torch.isfinite(J).all()):
+            raise StabilityError("the anisotropic flux met a non-finite gradient (NaN or inf "
+                                 "in the data)")
         nu, V = torch.linalg.eigh(J)
-        gnu = g(nu.clamp_min(0))  # J >= 0: a negative eigenvalue is rounding
-        coords = (V.transpose(-1, -2) @ vec.unsqueeze(-1)).squeeze(-1)  # V^T s
-        flux = (V @ (gnu * coords).unsqueeze(-1)).squeeze(-1)
+        # J >= 0: a negative eigenvalue is rounding; nu m^2 the eigenvalues of J itself
+        gnu = g((nu.clamp_min(0) * m * m).to(vec.dtype)).to(work.dtype)  # 0 * m * m = 0
+        coords = (V.transpose(-1, -2) @ work.unsqueeze(-1)).squeeze(-1)  # V^T s
+        flux = (V @ (gnu * coords).unsqueeze(-1)).squeeze(-1).to(vec.dtype)
         out = list(flux.unbind(-1))
     return [o if periodic else _edges(o, axis) for axis, o in zip(axes, out)]
 

@@ -362,28 +362,34 @@ def coupled_step2d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor
 
 
 def _step_arguments(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
-                    inv_h: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                    inv_h: float | torch.Tensor | Sequence[float]
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the parameters, st = (tau, 1/h, ...)) in the compute dtype; ``inv_h`` one number, or
+    one per axis (the 3D step)."""
     _compute_dtype(u.dtype)
     if not (u.is_cuda or interpreting()):
         raise ActivationError("the fused step runs Triton kernels: it needs a CUDA tensor (or "
                               "TRITON_INTERPRET=1 on the CPU); use fused=False")
     compute = torch.float64 if u.dtype == torch.float64 else torch.float32
     # float64: a Python float is not rounded through float32 on its way to an fp64 kernel
-    h1 = inv_h if isinstance(inv_h, torch.Tensor) else torch.tensor(inv_h, dtype=torch.float64)
+    sizes = list(inv_h) if isinstance(inv_h, list | tuple) else [inv_h]
+    hs = [h if isinstance(h, torch.Tensor) else torch.tensor(float(h), dtype=torch.float64)
+          for h in sizes]
     s = torch.stack([tau.reshape(()).to(torch.float64),
-                     h1.detach().reshape(()).to(device=tau.device, dtype=torch.float64)])
+                     *(h.detach().reshape(()).to(device=tau.device, dtype=torch.float64)
+                       for h in hs)])
     return (in_compute_dtype(p, compute, u.device, ops.params),
-            in_compute_dtype(s, compute, u.device, ("the time step tau", "1/h")))
+            in_compute_dtype(s, compute, u.device, ("the time step tau", *(["1/h"] * len(hs)))))
 
 
 def step(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
-         inv_h: float | torch.Tensor, periodic: bool, dims: int, clamp: bool = False
-         ) -> torch.Tensor:
+         inv_h: float | torch.Tensor | Sequence[float], periodic: bool, dims: int,
+         clamp: bool = False) -> torch.Tensor:
     """One fused explicit step with the forward difference (1D: the last axis) or the
-    forward-difference gradient (2D: the last two axes) over every leading index, with
-    gradients for u, the parameters and tau. ``clamp``: keep each finite value in its
-    stencil's range (the max-min principle, exact in floating point; the gradient is the
-    step's)."""
+    forward-difference gradient (2D: the last two axes; 3D: the last three, the per-axis
+    flux, ``inv_h`` one 1/h per axis) over every leading index, with gradients for u, the
+    parameters and tau. ``clamp``: keep each finite value in its stencil's range (the
+    max-min principle, exact in floating point; the gradient is the step's)."""
     pc, s = _step_arguments(ops, u, p, tau, inv_h)
     flat = u.contiguous().reshape(-1, *u.shape[u.dim() - dims:])
     out = ops.custom(f"{dims}d")(flat, pc, s, bool(periodic), bool(clamp))

@@ -8,7 +8,8 @@ outputs and launch a bound kernel (``kernel(name)``). They follow one convention
 ``register`` derive the autograd formula from their signatures:
 
 - the forward's tensor arguments are the op's inputs; ``p`` is the parameter vector and
-  ``st`` the step sizes (tau, 1/h); its bool arguments are flags (no gradient);
+  ``st`` the step sizes (tau, then 1/h, one per axis for the 3D step); its bool arguments
+  are flags (no gradient);
 - the backward takes the forward's tensor arguments with the incoming gradient ``gy`` second,
   then those of the forward's flags it needs, by name; it returns the gradients of the inputs
   other than ``p`` and ``st``, in order, then one vector of sums: dL/dtau first where there
@@ -105,8 +106,9 @@ def register(name: str, forward: Callable[..., torch.Tensor],
         for n, value in zip(tensors, saved):
             if n == "p":
                 out[n] = scatter(sums[first:], value, where)
-            elif n == "st":
-                out[n] = torch.stack([sums[0], torch.zeros_like(sums[0])]).to(value.dtype)
+            elif n == "st":  # (tau, 1/h, ...): only tau has a gradient
+                out[n] = torch.cat([sums[:1], sums.new_zeros(value.numel() - 1)]
+                                   ).to(value.dtype)
             else:
                 out[n] = next(inputs).to(value.dtype)
         return tuple(out.get(n) for n in names)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import convolution, coupled, elementwise, step1d, step2d
+from . import convolution, coupled, elementwise, step1d, step2d, step3d
 from .formula import bind
 from .launch import register
 
@@ -19,6 +19,8 @@ KERNELS = {
     "steps1d": step1d.steps1d,
     "step2d_fwd": step2d.step2d_fwd,
     "step2d_bwd": step2d.step2d_bwd,
+    "step3d_fwd": step3d.step3d_fwd,
+    "step3d_bwd": step3d.step3d_bwd,
     "stepk_fwd": convolution.learned1d_fwd,
     "stepk_bwd": convolution.learned1d_bwd,
     "stepc_fwd": convolution.mixing_fwd,
@@ -30,7 +32,7 @@ KERNELS = {
     "c2d_fwd": coupled.c2d_fwd,
     "c2d_bwd": coupled.c2d_bwd,
 }
-FAMILIES = (elementwise, step1d, step2d, convolution, coupled)
+FAMILIES = (elementwise, step1d, step2d, step3d, convolution, coupled)
 
 
 class Bound:
@@ -48,7 +50,7 @@ class Bound:
 
 
 def custom_ops(tag: str, kernels: Bound, trainable_at: Sequence[int]) -> dict[str, Any]:
-    """Op name ("act", "1d", "2d", "k1d", "c", "iso", "aniso", "c2d") -> the forward torch
+    """Op name ("act", "1d", "2d", "3d", "k1d", "c", "iso", "aniso", "c2d") -> the forward torch
     custom op (with autograd) of every family, registered as ``tag``_<name>_fwd/_bwd."""
     ops = {}
     for family in FAMILIES:

@@ -68,26 +68,99 @@ def test_3d_eigendecomposition_equals_the_2d_closed_form() -> None:
         torch.testing.assert_close(deep[:, :, k], flat, rtol=0, atol=1e-13)
 
 
+def _reference(u: np.ndarray, g, spacing, periodic: bool, couple: bool, tau: float
+               ) -> np.ndarray:
+    """The step written independently: per pixel, numpy's eigh of J = sum_c s_c s_c^T (or of
+    each channel's own s s^T), F_c = V diag(g(nu)) V^T s_c, the component along axis i on the
+    edge after the pixel, u - tau K^T F."""
+    b, c, *shape = u.shape
+    d = len(shape)
+    grads = np.zeros((b, c, *shape, d))
+    for i, h in enumerate(spacing):
+        after = np.roll(u, -1, axis=2 + i) if periodic else np.concatenate(
+            [np.take(u, range(1, shape[i]), axis=2 + i),
+             np.take(u, [shape[i] - 1], axis=2 + i)], axis=2 + i)
+        grads[..., i] = (after - u) / h  # 0 after the last pixel (reflecting)
+    outer = grads[..., :, None] * grads[..., None, :]
+    J = outer.sum(axis=1, keepdims=True) if couple else outer
+    nu, V = np.linalg.eigh(J)
+    gnu = g(torch.from_numpy(np.clip(nu, 0, None))).detach().numpy()
+    flux = np.einsum("...ij,...j,...kj,...k->...i", V, gnu, V, grads)
+    out = u.copy()
+    for i, h in enumerate(spacing):
+        f = flux[..., i]
+        if not periodic:
+            f = np.take(f, range(shape[i] - 1), axis=2 + i)
+            pad = [(0, 0)] * u.ndim
+            pad[2 + i] = (0, 1)
+            after, before = np.pad(f, pad), np.pad(f, [(0, 0) if k != 2 + i else (1, 0)
+                                                       for k in range(u.ndim)])
+        else:
+            after, before = f, np.roll(f, 1, axis=2 + i)
+        out += tau * (after - before) / h
+    return out
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0), (0.7, 1.3), (2.0, 1.0, 0.5)])
+@pytest.mark.parametrize("boundary", ["reflect", "periodic"])
+@pytest.mark.parametrize("couple", [True, False])
+def test_equals_an_independent_per_pixel_reference(spacing, boundary, couple) -> None:
+    """numpy's eigh per pixel (not fluxact.coupling's closed form) gives the same step, with
+    unequal spacing, both boundaries, and channels coupled through J or each on its own."""
+    g = _g()
+    u = np.random.default_rng(5).uniform(0, 1, (2, 3, *(6,) * len(spacing)))
+    block = GridDiffusion(g, coupling="anisotropic", spacing=spacing, boundary=boundary,
+                          stability="euclidean", couple_channels=couple)
+    tau = float(block.time_step())
+    with torch.no_grad():
+        got = block(torch.from_numpy(u)).numpy()
+    want = _reference(u, g, spacing, boundary == "periodic", couple, tau)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
+
+
 @pytest.mark.parametrize("spacing", [(1.0, 1.0), (0.7, 1.3), (2.0, 1.0, 0.5)])
 def test_euclidean_stability_at_the_bound(spacing) -> None:
     """At tau = 2/(g_max ||K||^2), ||K||^2 = 4 sum_i 1/h_i^2, the Euclidean norm of every
-    image never grows over 40 steps (the lagged operator is symmetric with spectrum in
-    [0, g_max ||K||^2]), for noisy colour data with edges."""
+    image never grows over 200 periodic steps (the lagged operator is symmetric with spectrum
+    in [0, g_max ||K||^2]); at 1.05 tau it does (unsafe=True). The data are small against
+    lam (g near g_max, where the bound is sharp), with an edge in one channel."""
     gen = torch.Generator().manual_seed(3)
     shape = (2, 3, *(8,) * len(spacing))
-    u = torch.rand(shape, dtype=F64, generator=gen) * 100
-    u = u + 200 * (torch.arange(8, dtype=F64) > 3)  # an edge along the last axis
-    block = _aniso(spacing)
-    want = 2 / (4 * sum(1 / h**2 for h in spacing))
-    assert float(block.time_step()) == pytest.approx(want, rel=1e-12)
+    u0 = torch.rand(shape, dtype=F64, generator=gen) * 0.003
+    u0[:, 0] += 0.3 * (torch.arange(8, dtype=F64) > 3)  # an edge along the last axis
+    block = _aniso(spacing, boundary="periodic")
+    tau = float(block.time_step())
+    assert tau == pytest.approx(2 / (4 * sum(1 / h**2 for h in spacing)), rel=1e-12)
+
+    def growths(step: GridDiffusion) -> int:
+        u, grown = u0, 0
+        with torch.no_grad():
+            for _ in range(200):
+                new = step(u)
+                grown += int((new.flatten(1).norm(dim=1)
+                              > u.flatten(1).norm(dim=1) * (1 + 1e-13)).sum())
+                u = new
+        return grown
+
+    assert growths(block) == 0
+    over = _aniso(spacing, boundary="periodic", tau=1.05 * tau, unsafe=True)
+    assert growths(over) > 0
+
+
+def test_3d_extreme_values_and_half_precision() -> None:
+    """J is formed from the pixel's vectors scaled by their largest entry: at |u| ~ 1e160 in
+    float64 (J itself overflows) the step stays finite; bf16 and fp16 volumes compute their
+    eigen-decomposition in float32 and come back in their dtype."""
+    block = _aniso((1.0, 1.0, 1.0))
+    gen = torch.Generator().manual_seed(6)
     with torch.no_grad():
-        norms = [u.flatten(1).norm(dim=1)]
-        for _ in range(40):
-            u = block(u)
-            norms.append(u.flatten(1).norm(dim=1))
-    for before, after in zip(norms, norms[1:]):
-        assert bool((after <= before * (1 + 1e-13)).all())
-    assert bool((norms[-1] < norms[0]).all())  # it did diffuse
+        big = torch.rand(1, 2, 4, 5, 6, dtype=F64, generator=gen) * 1e160
+        assert bool(torch.isfinite(block(big)).all())
+        for dtype in (torch.bfloat16, torch.float16):
+            small = torch.rand(1, 2, 4, 5, 6, dtype=F64, generator=gen).to(dtype)
+            out = block(small)
+            assert out.dtype == dtype and bool(torch.isfinite(out).all())
+            assert float(out.double().norm()) <= float(small.double().norm()) * (1 + 1e-2)
 
 
 def test_refusals() -> None:
@@ -111,6 +184,24 @@ def test_2d_gradients_are_finite_on_flat_regions() -> None:
     u.requires_grad_(True)
     block(u).pow(2).sum().backward()
     assert bool(torch.isfinite(u.grad).all()) and bool(torch.isfinite(g.lam.grad).all())
+
+
+def test_one_axis_with_channels_couples_them() -> None:
+    """On a 1D signal with channels the isotropic and the anisotropic flux (equal in 1D:
+    J = sum_c u_c,x^2) share one g over the channels: an edge in one channel stops diffusion
+    in the other (it ran the per-channel flux before)."""
+    signal = np.zeros((40, 2))
+    signal[:, 1] = np.random.default_rng(8).uniform(0, 1, 40)
+    signal[20:, 0] = 100.0  # a large edge in channel 0 only
+    runs = {c: denoise_run(signal, "perona-malik", params={"lam": 1.0}, time=2.0,
+                           coupling=c, channel_axis=-1) for c in ("isotropic", "anisotropic",
+                                                                  "uncoupled")}
+    assert runs["anisotropic"].coupling == runs["isotropic"].coupling == "isotropic"
+    np.testing.assert_array_equal(runs["anisotropic"].output, runs["isotropic"].output)
+    # across the edge, channel 1 exchanges (almost) nothing when coupled, freely when not
+    left = lambda run: run.output[:20, 1].sum()  # noqa: E731
+    assert abs(left(runs["isotropic"]) - signal[:20, 1].sum()) < 1e-6
+    assert abs(left(runs["uncoupled"]) - signal[:20, 1].sum()) > 1e-3
 
 
 def test_denoise_and_the_cli(tmp_path, capsys) -> None:
