@@ -21,7 +21,7 @@ step() {  # step SECONDS FILE COMMAND...: run COMMAND into $out/FILE, cut at SEC
 # the kernels, fused and coupled steps, values and run-time checks, compiled on the GPU
 step 240 gpu_tests.txt python3 -m pytest -q -p no:cacheprovider --maxfail=5 tests/kernels \
     tests/blocks/test_fused.py tests/blocks/test_coupled_kernels.py \
-    tests/blocks/test_runtime_safety.py tests/codegen/test_values.py
+    tests/blocks/test_runtime_safety.py tests/codegen/test_values.py tests/blocks/test_grid_fused.py
 step 90 gpu_blocks_tests.txt python3 -m pytest -q -p no:cacheprovider tests/blocks/test_blocks.py \
     tests/blocks/test_mixed_precision.py tests/blocks/test_learned.py \
     tests/blocks/test_checkpoints.py -k "not new_process and not without_fluxact"
