@@ -335,7 +335,8 @@ def denoise_run(signal: Any, nonlinearity: Any, kind: str | None = None, *, time
     u = torch.from_numpy(a).reshape(1, -1, *grid).to(device)
     if model == "catte" and len(grid) == 1:
         coupling = "isotropic"  # g(u_sigma,x^2) u_x: the grid step, in one dimension too
-    on_grid = model == "catte" or len(grid) > 1 or channel_axis is not None
+    on_grid = (model == "catte" or len(grid) > 1 or channel_axis is not None
+               or coupling == "isotropic")
     if on_grid and scheme == "explicit" and not (
             coupling == "uncoupled" and len(grid) == 2 and len(set(spacing)) == 1
             and u.is_cuda and channel_axis is None):  # (the fused 2D kernel of DiffusionBlock)
@@ -411,8 +412,9 @@ def _coupling(coupling: str | None, dims: int, scheme: str) -> str:
     if coupling not in COUPLINGS:
         raise StabilityError(f"unknown coupling {coupling!r}; use one of {', '.join(COUPLINGS)}")
     if dims == 1:  # one axis: g(u_x^2) u_x either way for one channel; with channels the
-        # isotropic and anisotropic fluxes (equal in 1D: J = sum_c u_c,x^2) share one g
-        return "uncoupled" if coupling == "uncoupled" else "isotropic"
+        # isotropic and anisotropic fluxes (equal in 1D: J = sum_c u_c,x^2) share one g,
+        # on the grid path (so g is read as a diffusivity with or without channels)
+        return "uncoupled" if coupling == "uncoupled" or scheme != "explicit" else "isotropic"
     if scheme != "explicit" and coupling != "uncoupled":
         raise StabilityError(f"scheme {scheme!r} runs the per-axis (uncoupled) flux on 1D and 2D "
                              "grids; use scheme='explicit' for the isotropic flux, or "

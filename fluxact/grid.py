@@ -147,17 +147,23 @@ class GridDiffusion(torch.nn.Module):
         self.spacing = spacing_of(spacing)
         self.sigma = None if sigma is None else positive(sigma, "sigma")
         self.policy = TimeStep(tau, unsafe=unsafe, safety=safety)
-        fusable = coupling == "uncoupled" and self.dims == 3 and act.backend != "torch"
-        if fused and not fusable:
+        self.fused = fused
+        if fused and not self._fusable():
             raise StabilityError("fused=True runs the per-axis flux (coupling='uncoupled') on 3 "
                                  "axes with an activation whose backend is not 'torch'; use "
                                  "fused=False")
-        self.fused, self._fusable = fused, fusable
         if not unsafe:
             self.time_step()  # refuses now, with the verifier's reason
 
+    def _fusable(self) -> bool:
+        """Whether the fused 3D step applies (decided at each call: ``act`` may be replaced)."""
+        return (self.coupling == "uncoupled" and self.dims == 3
+                and self.act.backend != "torch")
+
     def _use_fused(self, u: torch.Tensor) -> bool:
-        return self._fusable and (bool(self.fused) if self.fused is not None else u.is_cuda)
+        if self.fused is False or not self._fusable():
+            return False
+        return bool(self.fused) or u.is_cuda
 
     @property
     def dims(self) -> int:
@@ -340,7 +346,10 @@ def _anisotropic(diffs: list[torch.Tensor], g: Any, axes: list[int], periodic: b
                                  "in the data)")
         nu, V = torch.linalg.eigh(J)
         # J >= 0: a negative eigenvalue is rounding; nu m^2 the eigenvalues of J itself
-        gnu = g((nu.clamp_min(0) * m * m).to(vec.dtype)).to(work.dtype)  # 0 * m * m = 0
+        # (0 * m * m = 0), kept finite and in float32 at least: g is promised finite values
+        # for finite inputs only (|grad u|^2 of 0..255 data overflows fp16)
+        s2 = (nu.clamp_min(0) * m * m).clamp(max=torch.finfo(work.dtype).max)
+        gnu = g(s2)
         coords = (V.transpose(-1, -2) @ work.unsqueeze(-1)).squeeze(-1)  # V^T s
         flux = (V @ (gnu * coords).unsqueeze(-1)).squeeze(-1).to(vec.dtype)
         out = list(flux.unbind(-1))

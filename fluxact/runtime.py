@@ -390,6 +390,10 @@ def step(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
     flux, ``inv_h`` one 1/h per axis) over every leading index, with gradients for u, the
     parameters and tau. ``clamp``: keep each finite value in its stencil's range (the
     max-min principle, exact in floating point; the gradient is the step's)."""
+    given = len(inv_h) if isinstance(inv_h, list | tuple) else 1
+    if given != (3 if dims == 3 else 1):
+        raise ActivationError(f"the fused {dims}D step takes {3 if dims == 3 else 1} value(s) "
+                              f"of 1/h, got {given}")
     pc, s = _step_arguments(ops, u, p, tau, inv_h)
     flat = u.contiguous().reshape(-1, *u.shape[u.dim() - dims:])
     out = ops.custom(f"{dims}d")(flat, pc, s, bool(periodic), bool(clamp))

@@ -29,10 +29,10 @@ def _voxels(pid, D, H, W, BLOCK_SIZE: tl.constexpr, PERIODIC: tl.constexpr):
     axis): (volume, z, y, x, mask) and the neighbours along each axis (after, before)."""
     blocks = (W + BLOCK_SIZE - 1) // BLOCK_SIZE
     x = (pid % blocks) * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
-    row = pid // blocks
+    row = pid // blocks  # int64 (pid is): no product below is formed in int32
     y = row % H
     z = (row // H) % D
-    volume = row // (H * D)
+    volume = (row // H) // D
     xa, xb = neighbours(x, W, PERIODIC)
     ya, yb = neighbours(y, H, PERIODIC)
     za, zb = neighbours(z, D, PERIODIC)
@@ -41,15 +41,15 @@ def _voxels(pid, D, H, W, BLOCK_SIZE: tl.constexpr, PERIODIC: tl.constexpr):
 
 @triton.jit
 def _stencil(base, z, y, x, xa, xb, ya, yb, za, zb, H, W, mask, FP64: tl.constexpr):
-    """The values at the voxel and at its neighbours after and before it along x, y and z."""
-    plane = H * W
-    return (load(base + z * plane + y * W + x, mask, FP64),
-            load(base + z * plane + y * W + xa, mask, FP64),
-            load(base + z * plane + y * W + xb, mask, FP64),
-            load(base + z * plane + ya * W + x, mask, FP64),
-            load(base + z * plane + yb * W + x, mask, FP64),
-            load(base + za * plane + y * W + x, mask, FP64),
-            load(base + zb * plane + y * W + x, mask, FP64))
+    """The values at the voxel and at its neighbours after and before it along x, y and z
+    (offsets z * H * W formed from the int64 z: H * W alone could wrap in int32)."""
+    return (load(base + z * H * W + y * W + x, mask, FP64),
+            load(base + z * H * W + y * W + xa, mask, FP64),
+            load(base + z * H * W + y * W + xb, mask, FP64),
+            load(base + z * H * W + ya * W + x, mask, FP64),
+            load(base + z * H * W + yb * W + x, mask, FP64),
+            load(base + za * H * W + y * W + x, mask, FP64),
+            load(base + zb * H * W + y * W + x, mask, FP64))
 
 
 @triton.jit

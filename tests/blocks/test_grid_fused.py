@@ -63,10 +63,41 @@ def test_fused_runs_keep_the_max_min_principle() -> None:
     assert float(out.min()) >= float(u.min()) and float(out.max()) <= float(u.max())
 
 
+@pytest.mark.parametrize("boundary", ["reflect", "periodic"])
+def test_the_kernels_clamp_is_the_stencil_range(boundary) -> None:
+    """At 3 times the bound the unclamped step leaves its stencil's range; the kernel's clamp
+    (CLAMP) then gives exactly the torch step clamped to stencil_range."""
+    from fluxact.operators import clamp_finite, stencil_range
+    from fluxact.runtime import step
+
+    act = fluxact.to_torch("r*exp(-r**2/(2*lam**2))", "activation", params={"lam": 2.0},
+                           backend="triton").to(DEVICE)
+    u = torch.rand(2, 1, 5, 6, 7, dtype=torch.float64,
+                   generator=torch.Generator().manual_seed(2)).to(DEVICE)
+    periodic = boundary == "periodic"
+    tau = torch.tensor(3 * 1 / 6, dtype=torch.float64)  # the bound is 1/6 (g_max = 1, h = 1)
+    with torch.no_grad():
+        free = step(act.ops, u, act.parameter_vector(), tau, (1.0, 1.0, 1.0), periodic, 3)
+        clamped = step(act.ops, u, act.parameter_vector(), tau, (1.0, 1.0, 1.0), periodic, 3,
+                       clamp=True)
+        lo, hi = stencil_range(u, 3, periodic)
+    assert bool(((free < lo) | (free > hi)).any())  # the clamp has something to do
+    torch.testing.assert_close(clamped, clamp_finite(free, lo, hi), rtol=0, atol=1e-15)
+    with pytest.raises(fluxact.ActivationError, match="takes 3 value"):
+        step(act.ops, u, act.parameter_vector(), tau, 1.0, periodic, 3)
+
+
 def test_fused_is_refused_where_there_is_no_kernel() -> None:
-    act = fluxact.to_torch("r*exp(-r**2/(2*lam**2))", "activation", params={"lam": 0.2},
-                           backend="torch")
+    triton_act = fluxact.to_torch("r*exp(-r**2/(2*lam**2))", "activation", params={"lam": 0.2},
+                                  backend="triton")
+    torch_act = triton_act.clone()
+    torch_act.backend = "torch"
+    for act, spacing in ((torch_act, (1.0, 1.0, 1.0)), (triton_act, (1.0, 1.0))):
+        with pytest.raises(StabilityError, match="fused=True runs the per-axis flux"):
+            GridDiffusion(act, coupling="uncoupled", spacing=spacing, fused=True)
+    g = fluxact.activation.diffusivity_to_torch("exp(-s2/(2*lam**2))", params={"lam": 0.2})
     with pytest.raises(StabilityError, match="fused=True runs the per-axis flux"):
-        GridDiffusion(act, coupling="uncoupled", spacing=(1.0, 1.0, 1.0), fused=True)
-    with pytest.raises(StabilityError, match="fused=True runs the per-axis flux"):
-        GridDiffusion(act, coupling="uncoupled", spacing=(1.0, 1.0), fused=True)
+        GridDiffusion(g, coupling="isotropic", spacing=(1.0, 1.0, 1.0), fused=True)
+    # fused=None: the kernel only on CUDA tensors
+    block = GridDiffusion(triton_act, coupling="uncoupled", spacing=(1.0, 1.0, 1.0))
+    assert block._use_fused(torch.zeros(1, 1, 2, 2, 2)) is False
