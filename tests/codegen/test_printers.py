@@ -473,7 +473,7 @@ BOUNDS = [
     ("sinh", sp.sinh(r), np.sinh, np.inf, 6e-7),
     ("cosh", sp.cosh(r), np.cosh, np.inf, 5e-7),
     ("asinh", sp.asinh(r), np.arcsinh, np.inf, 5e-7),
-    ("atan", sp.atan(r), np.arctan, 2e-7, np.inf),
+    ("atan", sp.atan(r), np.arctan, 3e-7, 3e-7),
     ("erf", sp.erf(r), erf, 2e-7, np.inf),
 ]
 
