@@ -158,6 +158,7 @@ def main() -> None:
               f"best validation {best:.3f} dB; checkpoint {checkpoint}")
         status = 0 if test > noisy_psnr else 1
         print("check passed" if status == 0 else "check FAILED: no better than the input")
+    dist.barrier()  # the ranks leave together (one tearing down gloo early could abort)
     dist.destroy_process_group()
     sys.exit(status)
 

@@ -112,6 +112,9 @@ def main() -> None:
     if rank == 0:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "result.json").write_text(json.dumps(result))
+    # every rank leaves together: a rank that tore its process group down while rank 0 was
+    # still training its one-process comparison aborted in gloo on a busy 2-core machine
+    dist.barrier()
     dist.destroy_process_group()
 
 
