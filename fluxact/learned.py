@@ -55,6 +55,12 @@ def formula(basis: Sequence[str]) -> str:
     return " + ".join(terms)
 
 
+def named(weights: Sequence[object], scales: Sequence[object]) -> dict[str, object]:
+    """The formula's parameter names w1, w2, ..., l1, l2, ... with their values."""
+    return {**{f"w{j}": w for j, w in enumerate(weights, 1)},
+            **{f"l{j}": s for j, s in enumerate(scales, 1)}}
+
+
 def facts(k: int) -> StabilityFacts:
     """g >= 0, Phi odd, g_max = L = w1 + ... + wk for every positive parameter value (the
     module docstring's proof)."""
@@ -104,10 +110,8 @@ class LearnedDiffusivity(Activation):
         self.basis = basis
         self._start = (weights, scales)
         ops, text = _generate(basis, weights, scales, role)
-        values = {**{f"w{j}": w for j, w in enumerate(weights, 1)},
-                  **{f"l{j}": s for j, s in enumerate(scales, 1)}}
-        super().__init__(ops, values, trainable=ops.params, backend=backend, formula=text,
-                         role=role)
+        super().__init__(ops, named(weights, scales), trainable=ops.params, backend=backend,
+                         formula=text, role=role)
 
     def _register_values(self, values: Mapping[str, object], trainable: Sequence[str]) -> None:
         weights, scales = self._start
@@ -121,9 +125,7 @@ class LearnedDiffusivity(Activation):
         return self.log_scales.clamp(-LOG_LIMIT, LOG_LIMIT).exp()
 
     def parameter_values(self) -> dict[str, torch.Tensor]:
-        w, s = self.weights(), self.scales()
-        return {**{f"w{j}": w[j - 1] for j in range(1, len(self.basis) + 1)},
-                **{f"l{j}": s[j - 1] for j in range(1, len(self.basis) + 1)}}
+        return named(self.weights().unbind(), self.scales().unbind())  # type: ignore[return-value]
 
     def parameter_vector(self) -> torch.Tensor:
         values = self.parameter_values()
@@ -151,7 +153,7 @@ class LearnedDiffusivity(Activation):
         """The fluxact Translation (g, Psi, S, Phi) at the current values."""
         from .translator.translation import translate
 
-        return translate(formula(self.basis), "diffusivity", convention="s2",
+        return translate(self.formula, "diffusivity", convention="s2",
                          params=self._current())
 
     def report(self):  # type: ignore[no-untyped-def]
@@ -178,8 +180,7 @@ def _generate(basis: tuple[str, ...], weights: Sequence[float], scales: Sequence
     from .translator.translation import translate
 
     text = formula(basis)
-    values = {**{f"w{j}": w for j, w in enumerate(weights, 1)},
-              **{f"l{j}": s for j, s in enumerate(scales, 1)}}
+    values = named(weights, scales)
     names = tuple(values)
     known = facts(len(basis))
     if role == "diffusivity":

@@ -362,10 +362,10 @@ def coupled_step2d(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor
 
 
 def _step_arguments(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
-                    inv_h: float | torch.Tensor | Sequence[float]
+                    inv_h: float | torch.Tensor | Sequence[float], axes: int = 1
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """(the parameters, st = (tau, 1/h, ...)) in the compute dtype; ``inv_h`` one number, or
-    one per axis (the 3D step)."""
+    ``axes`` of them, one per axis (the 3D step)."""
     _compute_dtype(u.dtype)
     if not (u.is_cuda or interpreting()):
         raise ActivationError("the fused step runs Triton kernels: it needs a CUDA tensor (or "
@@ -373,6 +373,8 @@ def _step_arguments(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tenso
     compute = torch.float64 if u.dtype == torch.float64 else torch.float32
     # float64: a Python float is not rounded through float32 on its way to an fp64 kernel
     sizes = list(inv_h) if isinstance(inv_h, list | tuple) else [inv_h]
+    if len(sizes) != axes:
+        raise ActivationError(f"the fused step takes {axes} value(s) of 1/h, got {len(sizes)}")
     hs = [h if isinstance(h, torch.Tensor) else torch.tensor(float(h), dtype=torch.float64)
           for h in sizes]
     s = torch.stack([tau.reshape(()).to(torch.float64),
@@ -390,11 +392,7 @@ def step(ops: Ops, u: torch.Tensor, p: torch.Tensor, tau: torch.Tensor,
     flux, ``inv_h`` one 1/h per axis) over every leading index, with gradients for u, the
     parameters and tau. ``clamp``: keep each finite value in its stencil's range (the
     max-min principle, exact in floating point; the gradient is the step's)."""
-    given = len(inv_h) if isinstance(inv_h, list | tuple) else 1
-    if given != (3 if dims == 3 else 1):
-        raise ActivationError(f"the fused {dims}D step takes {3 if dims == 3 else 1} value(s) "
-                              f"of 1/h, got {given}")
-    pc, s = _step_arguments(ops, u, p, tau, inv_h)
+    pc, s = _step_arguments(ops, u, p, tau, inv_h, 3 if dims == 3 else 1)
     flat = u.contiguous().reshape(-1, *u.shape[u.dim() - dims:])
     out = ops.custom(f"{dims}d")(flat, pc, s, bool(periodic), bool(clamp))
     return out.reshape(u.shape)
