@@ -474,7 +474,7 @@ BOUNDS = [
     ("cosh", sp.cosh(r), np.cosh, np.inf, 5e-7),
     ("asinh", sp.asinh(r), np.arcsinh, np.inf, 5e-7),
     ("atan", sp.atan(r), np.arctan, 3e-7, 3e-7),
-    ("erf", sp.erf(r), erf, 2e-7, np.inf),
+    ("erf", sp.erf(r), erf, 1.5e-7, 2e-7),
 ]
 
 

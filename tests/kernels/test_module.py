@@ -192,12 +192,13 @@ def test_the_generated_module_holds_the_formula_only() -> None:
     assert "@triton.jit" in text and text.count("@triton.jit") <= 4  # _phi, _dphi and wide
 
 
-@pytest.mark.parametrize("name", ["tanh", "sinh", "asinh", "atan"])
+@pytest.mark.parametrize("name", ["tanh", "sinh", "asinh", "atan", "erf"])
 def test_triton_hand_lowerings_are_accurate_in_float64(name: str) -> None:
-    """Triton's tanh, sinh, asinh and atan are lowered by hand (codegen/functions.py), with a
-    Maclaurin series near 0. Stopped at x^9, tanh, asinh and sinh were 1e-8, 2e-8 and 3e-10
-    off in float64 kernels, and atan (Abramowitz-Stegun 4.4.49) 1.4e-8; now they are within
-    a few ulps of the truth (mpmath) on [-6, 6] and down to 1e-300 (atan out to 1e300)."""
+    """Triton's tanh, sinh, asinh, atan and erf are lowered by hand (codegen/functions.py),
+    with a Maclaurin series near 0. Stopped at x^9, tanh, asinh and sinh were 1e-8, 2e-8 and
+    3e-10 off in float64 kernels, atan (Abramowitz-Stegun 4.4.49) 1.4e-8 and erf (A-S 7.1.26)
+    1.4e-7; now they are within a few ulps of the truth (mpmath) on [-6, 6] and down to
+    1e-300 (atan and erf out to 1e300, past erf's switch to 1 at 6)."""
     if not (torch.cuda.is_available() or runtime.interpreting()):
         pytest.skip("Triton needs a GPU or TRITON_INTERPRET=1")
     mpmath = pytest.importorskip("mpmath")
@@ -205,7 +206,7 @@ def test_triton_hand_lowerings_are_accurate_in_float64(name: str) -> None:
     act = fluxact.to_torch(f"{name}(r)", "activation", backend="triton")
     x = torch.cat([torch.linspace(-6, 6, 4001, dtype=torch.float64),
                    torch.logspace(-300, -1, 300, dtype=torch.float64)])
-    if name == "atan":  # no overflow to fear: out to 1e300 on both sides
+    if name in ("atan", "erf"):  # no overflow to fear: out to 1e300 on both sides
         far = torch.logspace(0, 300, 301, dtype=torch.float64)
         x = torch.cat([x, far, -far])
     got = act(x.to(device)).cpu()
