@@ -12,9 +12,10 @@ symbolically, plus the values at which the generated code must not produce NaN:
 - ``repairs``: for each output, its limits at 0 (from the left and from the right) and at
   +-oo (SymPy, in the parameters). The template replaces a NaN of floating point (0*inf,
   inf/inf in an underflowed or overflowed intermediate, e.g. Weickert's Phi' next to 0) by the
-  limit of the region it lies in; at 0 itself by the limit from the right when the two
-  differ (the one-sided derivative: a diffusivity module's variable s2 is never negative,
-  and g = 1 - exp(-C/s2) has g'(0+) = 0 but no limit from the left).
+  limit of the region it lies in, only where interval arithmetic proves every value there
+  within float64 rounding of the limit (REPAIR_EXPONENTS); at 0 itself by the limit from the
+  right when the two differ (the one-sided derivative: a diffusivity module's variable s2 is
+  never negative, and g = 1 - exp(-C/s2) has g'(0+) = 0 but no limit from the left).
 
 Where Phi(r; p) = A(p) F(r/c(p)) with F free of the parameters (translator/scaling.py, a proof
 by SymPy, not a sample), the outputs are written in the reduced variable x = r/c, which the
@@ -30,16 +31,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+import mpmath
 import sympy as sp
 
 from ..translator.budget import attempt
 from ..translator.dictionary import LIMIT_SECONDS, fill_removable
 from ..translator.errors import ParameterError, missing_value
 from ..translator.facts import StabilityFacts
+from ..translator.interval import enclosure, hi, interval, lo, refined, to_float
 from ..translator.nonlinearity import KINDS, exact_number, parameter_values
 from ..translator.parse import normal_name, parameter_symbol
 from ..translator.scaling import find_scaling
@@ -48,13 +52,19 @@ from .errors import CodegenError
 from .names import check_parameter_names, class_name, python_name
 from .stability import stability_facts
 
-#: Where float64 still makes NaN from a finite input, |r| <= REPAIR_NEAR takes the limit at 0
-#: and |r| >= REPAIR_FAR the one at +oo or -oo; in between the NaN stays. An intermediate
-#: under- or overflows in float64 from such a finite input only at extreme scales, while a NaN
-#: at a moderate r is the formula's own (0 * inf at a cusp of a root: the truth is then often
-#: infinite), which no limit at 0 or oo describes.
-REPAIR_NEAR = 2.0**-40
-REPAIR_FAR = 2.0**40
+#: Where float64 still makes NaN from a finite input (0 * inf or inf/inf in an intermediate
+#: that under- or overflowed), the NaN is replaced by the limit at 0 or at +-oo, but only on a
+#: region proven (interval arithmetic, translator/interval.py) to hold values within float64's
+#: rounding of that limit: 0 < |x| <= 2^-k near 0, |x| >= 2^k far out, for the first k here
+#: that is proven. Elsewhere the NaN stays: a NaN at a moderate x is the formula's own (0 * inf
+#: at a cusp of a root: the truth is then often infinite), which no limit describes. A float64
+#: intermediate such as x^2 under- or overflows past 2^+-511, x^8 past 2^+-127; the regions
+#: run to 2^+-1000: a limit 0 of a power x^-n (n >= 2) is proven past 2^540.
+REPAIR_EXPONENTS = (40, 120, 300, 540, 1000)
+#: float64's unit roundoff 2^-53, doubled: the proof's tolerance relative to each limit
+REPAIR_TOLERANCE = 2.0**-52
+#: a limit 0 is proven where the values round to 0 in float64 (below half of 2^-1074)
+REPAIR_ZERO = mpmath.mpf(2) ** -1075
 
 #: the reduced variable x = r/c of a scaled activation; no parameter's name starts with '_'
 REDUCED = sp.Symbol("_xr", real=True)
@@ -67,8 +77,13 @@ class ActivationSpec:
     ``outputs`` pairs a name with an expression in ``variable`` and the parameter symbols:
     "phi" (Phi), "dphi" (Phi') and "dphi_<p>" for each trainable p. ``repairs`` pairs the same
     names with the (limit at 0 from the left, from the right, limit at +oo, at -oo) used where
-    floating point gives NaN; None where a limit is not finite or SymPy found none in its
-    budget. ``reduced``: None, or
+    floating point gives NaN, each a ``Repair``: (limit, regions), the limit replacing a NaN
+    at 0 < |x| <= radius (near 0) or |x| >= radius (far out) of a region proven
+    (_proven_regions) where its conditions on the parameters hold; None where a limit is not
+    finite, SymPy found none in its budget, or no region is proven. The limit from the right
+    is also the value at r = 0 itself (a removable singularity filled, or the one-sided
+    derivative), with or without a region.
+    ``reduced``: None, or
     (x, r/c) when the outputs are written in the reduced variable x of Phi = A F(r/c); the
     limits are then those in x.
     """
@@ -84,7 +99,7 @@ class ActivationSpec:
     defaults: tuple[float | None, ...]
     trainable: tuple[str, ...]
     outputs: tuple[tuple[str, sp.Expr], ...]
-    repairs: tuple[tuple[str, tuple[sp.Expr | None, ...]], ...]
+    repairs: tuple[tuple[str, tuple[Repair, ...]], ...]
     digest: str
     stability: StabilityFacts | None = None
     reduced: tuple[sp.Symbol, sp.Expr] | None = None
@@ -364,12 +379,120 @@ def _drop_point_branches(expr: sp.Expr, r: sp.Symbol) -> sp.Expr:
     return sp.Piecewise(*kept)
 
 
+#: A region where a NaN is replaced by the limit: its radius, and conditions |P| <= bound on
+#: parameter factors P that must also hold there (empty: none).
+Region = tuple[float, tuple[tuple[sp.Expr, float], ...]]
+#: (limit, regions): regions () for the limit from the right that is only the value at 0
+#: itself. None: no finite limit, or none known.
+Repair = tuple[sp.Expr, tuple[Region, ...]] | None
+#: (point, direction) of the four limits a repair takes, in the order of ``repairs``
+_ENDS = ((sp.S.Zero, "-"), (sp.S.Zero, "+"), (sp.oo, "-"), (-sp.oo, "+"))
+#: x = r/c can be as small as 2^-1074/2^1024 or as large as 2^1024/2^-1074 (it may under- or
+#: overflow itself): the proofs cover |x| from 2^-2100 to 2^2100
+_FURTHEST = mpmath.mpf(2) ** -2100
+
+
 @lru_cache(maxsize=1024)
-def _repair(expr: sp.Expr, r: sp.Symbol) -> tuple[sp.Expr | None, ...]:
-    """(limit at 0 from the left, from the right, at +oo, at -oo) of expr, each None unless
-    finite."""
-    return (_finite_limit(expr, r, 0, "-"), _finite_limit(expr, r, 0, "+"),
-            _finite_limit(expr, r, sp.oo, "-"), _finite_limit(expr, r, -sp.oo, "+"))
+def _repair(expr: sp.Expr, r: sp.Symbol) -> tuple[Repair, ...]:
+    """For each end of _ENDS, (the limit of expr, the regions where replacing a NaN by it is
+    proven right), or None. The limit from the right is also the value at r = 0 itself (the
+    translator fills removable singularities so), with or without a proven region."""
+    out: list[Repair] = []
+    for point, direction in _ENDS:
+        limit = _finite_limit(expr, r, point, direction)
+        regions = () if limit is None else _proven_regions(expr, r, point, direction)
+        keep = limit is not None and (regions or (point == 0 and direction == "+"))
+        out.append((limit, regions) if keep else None)
+    return tuple(out)
+
+
+def _proven_regions(expr: sp.Expr, r: sp.Symbol, point: object, direction: str
+                    ) -> tuple[Region, ...]:
+    """The regions 0 < |x| <= 2^-k (point 0) or |x| >= 2^k (point +-oo), k in
+    REPAIR_EXPONENTS, on which expr is proven within float64 rounding of its limit there.
+
+    expr is written sum_P P F_P(x), each P a product of parameters (one kernel serves every
+    value) and each F_P free of them, with its finite limit L_P. Over the region an
+    enclosure of F_P must lie within REPAIR_TOLERANCE |L_P| of L_P; where L_P = 0, |P F_P|
+    must round to 0 (below REPAIR_ZERO): when the enclosure's bound D is not that small
+    itself, the region holds only where |P| <= REPAIR_ZERO / D, a condition the code checks
+    at run time. Then |expr - sum_P P L_P| <= REPAIR_TOLERANCE sum_P |P L_P| plus what rounds
+    to 0: what rounding makes of the sum evaluated in float64 anyway. One region at most: the
+    largest without conditions, else the smallest with (its bounds are the loosest), so that
+    the generated code stays short. Nothing is proven where some F_P has a parameter or no
+    finite limit."""
+    groups: dict[sp.Expr, sp.Expr] = {}
+    for term in sp.Add.make_args(expr):
+        factor, part = term.as_independent(r, as_Add=False)
+        number, factor = factor.as_coeff_Mul()
+        groups[factor] = groups.get(factor, sp.S.Zero) + number * part
+    terms = []
+    for factor, part in groups.items():
+        if part.free_symbols - {r}:
+            return ()
+        limit = _finite_limit(part, r, point, direction) if part.has(r) else part
+        if limit is None:
+            return ()
+        terms.append((factor, part, limit))
+    near = point == 0
+    negative = point == -sp.oo or (near and direction == "-")
+    if near:
+        end = (point, direction)
+    else:
+        # far out, in y = 1/|x| on (0, 2^-k]: natural enclosures of x^2/(1 + x^2)^2 or
+        # x/|x| over an unbounded box are loose (inf/inf), their forms in y are not
+        y = sp.Dummy("y", positive=True)
+        terms = [(f, _in_reciprocal(part, r, y, negative), limit) for f, part, limit in terms]
+        r, end = y, (sp.S.Zero, "+")
+    conditional: tuple[Region, ...] = ()
+    for k in REPAIR_EXPONENTS:
+        high = mpmath.mpf(2) ** -k
+        box = interval(-high, -_FURTHEST) if near and negative else interval(_FURTHEST, high)
+        conditions = []
+        for factor, part, limit in terms:
+            bound = _deviation_bound(part, limit, r, box, end)
+            if bound is None or (bound < math.inf and factor.is_number):
+                break
+            if bound < math.inf:
+                conditions.append((factor, bound))
+        else:
+            region = (2.0**-k if near else 2.0**k, tuple(conditions))
+            if not conditions:
+                return (region,)
+            conditional = (region,)  # the smallest region: the weakest conditions
+    return conditional
+
+
+def _in_reciprocal(expr: sp.Expr, r: sp.Symbol, y: sp.Dummy, negative: bool) -> sp.Expr:
+    """expr at r = 1/y (-1/y when ``negative``), y > 0, as a cancelled fraction where SymPy
+    finds one within its budget."""
+    at = expr.xreplace({r: (-1 if negative else 1) / y})
+    return attempt(lambda: sp.cancel(at), LIMIT_SECONDS) or at
+
+
+def _deviation_bound(part: sp.Expr, limit: sp.Expr, r: sp.Symbol, box: object,
+                     end: tuple[object, str]) -> float | None:
+    """inf when an enclosure of ``part`` over ``box`` lies within REPAIR_TOLERANCE |limit| of
+    a nonzero ``limit`` or below REPAIR_ZERO around a zero one (proven for every parameter
+    value); for a zero limit with a wider enclosure, the largest |P| (a float rounded down)
+    for which |P part| < REPAIR_ZERO; None when nothing is proven."""
+    if not part.has(r):
+        return math.inf
+    got = refined(part, r, box, end)
+    want = enclosure(limit, r)(interval(0))
+    size = max(abs(lo(want)), abs(hi(want)))
+    if size > 0:
+        tolerance = REPAIR_TOLERANCE * size
+        ok = lo(got) >= hi(want) - tolerance and hi(got) <= lo(want) + tolerance
+        return math.inf if ok else None
+    spread = max(abs(lo(got)), abs(hi(got)))
+    if not mpmath.isfinite(spread):
+        return None
+    if spread <= REPAIR_ZERO:
+        return math.inf
+    with mpmath.workprec(64):
+        bound = to_float(mpmath.fdiv(REPAIR_ZERO, spread, rounding="d"), -1)
+    return bound if bound > 0 else None
 
 
 def _finite_limit(expr: sp.Expr, r: sp.Symbol, point: object, direction: str

@@ -251,8 +251,10 @@ class _Printer(CodePrinter):
         like: str | None = None,
         tensors: set[sp.Basic] | None = None,
         prefix: str = "t",
+        float64: bool = False,
     ) -> None:
         super().__init__()
+        self.float64 = float64  # the code computes in float64: any finite literal prints
         self.names: dict[sp.Basic, str] = dict(_checked_names(names))
         self.lines: list[str] = []
         self.like = like
@@ -420,7 +422,8 @@ class _Printer(CodePrinter):
         """A number as a float literal with the full double precision of its value."""
         if not math.isfinite(value):
             return self._print_not_supported(expr)
-        if self.target == "triton" and value != 0 and not FP32_TINY <= abs(value) <= FP32_MAX:
+        if (self.target == "triton" and not self.float64 and value != 0
+                and not FP32_TINY <= abs(value) <= FP32_MAX):
             raise CodegenError(
                 f"cannot print the number {_shown(expr)} for {self.language}: it is outside "
                 f"float32's normal range [{FP32_TINY:.3g}, {FP32_MAX:.3g}]; rescale the "
@@ -522,6 +525,18 @@ class _Printer(CodePrinter):
         others = [a for a in args if a.free_symbols]
         if not others:
             return self._print_not_supported(expr)
+        if self.target == "triton" and isinstance(expr, (sp.And, sp.Or)):
+            scalars = [a for a in others if not a.free_symbols & self.tensors]
+            tensors = [a for a in others if a.free_symbols & self.tensors]
+            if scalars and tensors:
+                # the interpreter cannot '&' a scalar boolean (a parameter's condition) with a
+                # tensor one (numpy refuses the casting): where(s, t, False) is s & t
+                text = self._print(expr.func(*tensors))
+                for scalar in scalars:
+                    s_text = self._print(scalar)
+                    text = (f"tl.where({s_text}, {text}, False)" if isinstance(expr, sp.And)
+                            else f"tl.where({s_text}, True, {text})")
+                return text
         texts = [self._print(a) for a in others]
         text = texts[-1]
         for left in reversed(texts[:-1]):
@@ -726,6 +741,7 @@ def lower(
     *,
     variable: sp.Symbol | None = None,
     given: Sequence[tuple[sp.Symbol, sp.Expr]] = (),
+    float64: bool = False,
 ) -> Lowered:
     """Print ``outputs`` (output name -> expression) for ``target`` ("triton" or "torch"),
     sharing common subexpressions (sympy.cse over all outputs together).
@@ -736,7 +752,9 @@ def lower(
     Psi = lam**2) is printed as a tensor of its shape (tl.full / torch.full_like, or
     ``c + zeros``), so that every result is a tensor like the input. ``given``: symbols the
     outputs use, each with its expression in the symbols of ``names`` (and of the ones before
-    it), computed first in that order (the reduced variable x = r/c). Raises CodegenError,
+    it), computed first in that order (the reduced variable x = r/c). ``float64``: the code
+    runs in float64 only (the limit repair), so numbers outside float32's range may be
+    printed (Triton types them float64, which is then no change). Raises CodegenError,
     naming the output and the sub-expression, for anything that has no lowering.
     """
     if target not in TARGETS:
@@ -763,7 +781,7 @@ def lower(
             )
         folded = fold_constants(stable_form(fold_constants(expr)))
         try:  # a first pass on the whole form, so an error names the form's own sub-expression
-            printer_class(placeholders, like=like, prefix=prefix).doprint(folded)
+            printer_class(placeholders, like=like, prefix=prefix, float64=float64).doprint(folded)
         except CodegenError as exc:
             raise CodegenError(f"output {out!r}: {exc}") from None
         forms[out] = folded
@@ -771,7 +789,8 @@ def lower(
     replacements, reduced = sp.cse(list(forms.values()), symbols=_cse_symbols())
     replacements, reduced = _inline_hypot_powers(replacements, reduced)
     tensors: set[sp.Basic] = {variable} if variable is not None else set()
-    printer = printer_class(checked, like=like, tensors=tensors, prefix=prefix)
+    printer = printer_class(checked, like=like, tensors=tensors, prefix=prefix,
+                            float64=float64)
     for symbol, expr in [*given, *replacements]:
         printer.names[symbol] = printer.bind(printer.doprint(expr))
         printer.definitions[symbol] = expr.xreplace(printer.definitions)

@@ -15,7 +15,7 @@ from .errors import CodegenError
 from .functions import FUNCTIONS
 from .names import identifiers as parameter_identifiers
 from .names import positional
-from .prepare import REPAIR_FAR, REPAIR_NEAR, ActivationSpec
+from .prepare import ActivationSpec
 from .printers import Lowered, lower
 
 #: what `fluxact emit --target` prints -> template
@@ -86,24 +86,32 @@ def _lowered(spec: ActivationSpec, keys: list[str], target: str,
         left0, right0, at_pos, at_neg = repairs[key]
         if not repair or all(v is None for v in repairs[key]):
             continue
-        raw = sp.Symbol(f"_{out}_raw")  # the unrepaired value, where a limit is unknown
+        raw = sp.Symbol(f"_{out}_raw")  # the unrepaired value, where no limit is proven
         extended[raw] = out
-        near = sp.Abs(r) <= REPAIR_NEAR
-        # near 0: one limit where both sides agree; else each side its own, 0 itself the
-        # right one (prepare.py: the one-sided derivative)
-        at0 = ([(right0, near)] if left0 == right0 and right0 is not None else
-               [(raw if right0 is None else right0, near & (r >= 0)),
-                (raw if left0 is None else left0, near)])
+        pieces = []
+        if right0 is not None:  # r = 0 itself: the limit from the right (prepare.py)
+            pieces.append((right0[0], sp.Eq(spec.variable, 0)))
+        # x = r/c with c > 0 (x = r unless reduced): x has r's sign, or underflowed to 0
+        v = spec.variable
+        for found, region in ((right0, lambda a: (v > 0) & (r <= a)),
+                              (left0, lambda a: (v < 0) & (r >= -a)),
+                              (at_pos, lambda a: r >= a), (at_neg, lambda a: r <= -a)):
+            for radius, conditions in (() if found is None else found[1]):
+                where = region(sp.Float(radius))
+                for factor, bound in conditions:
+                    where = where & (sp.Abs(factor) <= sp.Float(bound))
+                pieces.append((found[0], where))
+        # the regions are disjoint: one piece per limit, its regions or-ed (SymPy would merge
+        # pieces of one value itself, into conjunctive normal form: exponentially long)
+        merged: dict[sp.Expr, list[sp.Basic]] = {}
+        for value, where in pieces:
+            merged.setdefault(value, []).append(where)
         # '_' first: no parameter's name starts with '_', so no dphi_<p> is ever this name
         outputs[f"_{out}_nan"] = sp.Piecewise(
-            *at0,
-            (raw if at_pos is None else at_pos, r >= REPAIR_FAR),
-            (raw if at_neg is None else at_neg, r <= -REPAIR_FAR),
-            (raw, True),
-        )
+            *((value, sp.Or(*wheres)) for value, wheres in merged.items()), (raw, True))
         repaired.append(out)
     lowered = lower(outputs, extended, target, variable=spec.variable,
-                    given=() if spec.reduced is None else (spec.reduced,))
+                    given=() if spec.reduced is None else (spec.reduced,), float64=repair)
     if "phi" in keys and _swallows_nan(spec.output("phi")):
         # where/min/max/comparisons may map a NaN input to a number (hard shrinkage: NaN ->
         # 0); Phi of NaN is NaN

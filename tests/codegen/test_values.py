@@ -529,4 +529,38 @@ def test_a_complex_one_sided_limit_is_not_a_repair() -> None:
     from fluxact.codegen.prepare import _repair
 
     r = sp.Symbol("r", real=True)
-    assert _repair(sp.sqrt(r) / sp.sqrt(sp.Abs(r)), r) == (None, 1, 1, None)
+    left, right, at_pos, at_neg = _repair(sp.sqrt(r) / sp.sqrt(sp.Abs(r)), r)
+    assert left is None and at_neg is None
+    assert right[0] == 1 and at_pos == (1, ((2.0**40, ()),))
+
+
+def test_a_repair_holds_only_where_it_is_proven() -> None:
+    """A NaN of float64 is replaced by a limit only on a region where interval arithmetic
+    proves every value within float64 rounding of it (2^-52 relative; a limit 0 below
+    2^-1075). It was every |x| <= 2^-40 and >= 2^40, whatever the function: 1 + |x|^(1/20)
+    is 1.25 at 2^-40 and still 1 + 2^-50 at 2^-1000, not its limit 1."""
+    from fluxact.codegen.prepare import _repair
+
+    x = sp.Symbol("x", real=True)
+
+    def region(radius: float, *conditions: tuple) -> tuple:
+        return ((radius, conditions),)
+
+    # near 0: 1 + x^2 is 1 to rounding below 2^-40; 1 + |x|^(1/20) nowhere in float range
+    assert _repair(1 + x**2, x)[:2] == ((1, region(2.0**-40)), (1, region(2.0**-40)))
+    assert _repair(1 + sp.Abs(x) ** sp.Rational(1, 20), x)[:2] == (None, (1, ()))
+    # far out: 1/(1 + x^2) rounds to 0 past 2^538 (2^540 is proven, 2^300 is not); x e^-x
+    # at once; x/(1 + x^2) only past 2^1075, beyond every float64: never
+    assert _repair(1 / (1 + x**2), x)[2:] == ((0, region(2.0**540)),) * 2
+    assert _repair(x / (1 + x**2), x)[2:] == (None, None)
+    assert _repair(x * sp.exp(-x), x)[2] == (0, region(2.0**40))
+    # a sum of parameter multiples: each term proven by itself
+    lam = sp.Symbol("lam", positive=True)
+    assert _repair(lam * sp.tanh(x) + lam**2 * sp.atan(x), x)[2] == (
+        lam + sp.pi * lam**2 / 2, region(2.0**120))
+    # a limit 0 times a parameter: |lam x/(1 + x^2)| < 2^-1075 needs lam small enough, which
+    # the code checks at run time (2^-1075 / 2^-1000 rounded down)
+    limit, ((radius, ((factor, bound),)),) = _repair(lam * x / (1 + x**2), x)[2]
+    assert (limit, radius, factor) == (0, 2.0**1000, lam)
+    assert 2.0**-76 < bound <= 2.0**-75
+    assert _repair(sp.tanh(lam * x), x)[2] is None

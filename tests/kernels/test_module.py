@@ -216,3 +216,23 @@ def test_triton_hand_lowerings_are_accurate_in_float64(name: str) -> None:
     rel = (got - want).abs()[nonzero] / want.abs()[nonzero]
     assert float(rel.max()) <= 1e-15, float(rel.max())  # a few ulps
     assert bool((got[~nonzero] == 0).all())
+
+
+def test_a_parameter_condition_combines_with_the_input_in_triton() -> None:
+    """(r > 0) & (lam > 1) ands a scalar boolean (a parameter's) with a tensor one, which the
+    interpreter refused (numpy's casting rule); printed where(s, t, False) it runs, and the
+    limit repair's conditions on parameters (codegen/prepare.py) rely on it."""
+    if not (torch.cuda.is_available() or runtime.interpreting()):
+        pytest.skip("Triton needs a GPU or TRITON_INTERPRET=1")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    x = torch.tensor([2.0, 0.5, -1.0], device=device)
+    for formula, lam, want in [("Piecewise((r, (r > 0) & (lam > 1)), (0, True))", 2.0,
+                                [2.0, 0.5, 0.0]),
+                               ("Piecewise((r, (r > 0) & (lam > 1)), (0, True))", 0.5,
+                                [0.0, 0.0, 0.0]),
+                               ("Piecewise((r, (r > 1) | (lam > 1)), (0, True))", 2.0,
+                                [2.0, 0.5, -1.0]),
+                               ("Piecewise((r, (r > 1) | (lam > 1)), (0, True))", 0.5,
+                                [2.0, 0.0, 0.0])]:
+        act = fluxact.to_torch(formula, "activation", params={"lam": lam}, backend="triton")
+        assert act(x).tolist() == want, (formula, lam)
